@@ -1,0 +1,1 @@
+"""Process-wide configuration: settings from OUTREACH_* variables, names, logging, data converter."""

@@ -1,0 +1,27 @@
+"""Names shared by client, workers and workflows: task queues, workflow ids, Redis keys.
+
+Kept in one place so no string literal for them appears anywhere else.
+"""
+
+from __future__ import annotations
+
+
+def send_task_queue(prefix: str) -> str:
+    return f"{prefix}-sends"
+
+
+def campaign_workflow_id(prefix: str, campaign_id: str) -> str:
+    return f"{prefix}-campaign-{campaign_id}"
+
+
+def step_workflow_id(prefix: str, campaign_id: str, step: int) -> str:
+    return f"{prefix}-campaign-{campaign_id}-step-{step}"
+
+
+def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
+    return f"{prefix}-mailbox-{mailbox_id}"
+
+
+def redis_key(prefix: str, *parts: str) -> str:
+    """A Redis key of this installation: ``{prefix}:part:part``."""
+    return ":".join((prefix, *parts))

@@ -1,0 +1,55 @@
+"""Settings read from ``OUTREACH_*`` environment variables.
+
+Every default that shapes sending (timeouts, caps, windows) lives here, so an
+operator changes behaviour with configuration, not code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    # A prefix, not a full name: task queues and workflow ids start with it, so
+    # two installations can share one Temporal server without meeting.
+    task_queue: str = "outreach"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/outreach"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # SMTP timeouts (seconds): connect / greeting / each socket read or write.
+    smtp_connect_timeout: float = 60.0
+    smtp_greeting_timeout: float = 30.0
+    smtp_socket_timeout: float = 60.0
+    # A pooled SMTP connection idle this long is closed rather than reused.
+    smtp_idle_seconds: float = 30.0
+
+    # The send activity's own bounds (layer two of the three timeouts).
+    send_start_to_close_seconds: float = 120.0
+    # The first retry of a soft bounce; later ones follow x6 up to 2 h. Only
+    # tests have reason to shorten it.
+    send_first_retry_seconds: float = 300.0
+    # Room for 4 attempts at +5 min, +35 min, +2 h 35 min, plus queueing.
+    send_schedule_to_close_seconds: float = 4 * 3600.0
+
+    # Step workflows: sends in flight per step run, and sends per run before
+    # continue-as-new (keeps each history a few thousand events).
+    step_window: int = Field(default=50, ge=1)
+    step_sends_per_run: int = Field(default=300, ge=1)
+    # How long a paused mailbox's sends wait before the gate is asked again.
+    paused_recheck_seconds: float = 10.0
+    # A step with nothing due sleeps at least this long (guards delay 0).
+    step_min_sleep_seconds: float = 2.0
+
+    default_daily_limit: int = Field(default=40, ge=1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,77 @@
+"""Campaign state and progress, as the ledger tells it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from store import UnknownRecord
+from store.ledger import ALL_STATES
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    id: str
+    name: str
+    workspace_id: str
+    state: str
+    steps: int
+    prospects: int
+    mailbox_ids: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+async def campaign_info(pool: asyncpg.Pool, campaign_id: str) -> CampaignInfo:
+    row = await pool.fetchrow(
+        """
+        SELECT c.*, (SELECT count(*) FROM steps s WHERE s.campaign_id = c.id) AS steps,
+               (SELECT count(*) FROM prospects p WHERE p.campaign_id = c.id) AS prospects,
+               (SELECT array_agg(mailbox_id ORDER BY mailbox_id) FROM campaign_mailboxes cm
+                 WHERE cm.campaign_id = c.id) AS mailbox_ids
+        FROM campaigns c WHERE c.id = $1
+        """,
+        campaign_id,
+    )
+    if row is None:
+        raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
+    return CampaignInfo(
+        id=row["id"], name=row["name"], workspace_id=row["workspace_id"], state=row["state"],
+        steps=row["steps"], prospects=row["prospects"], mailbox_ids=list(row["mailbox_ids"] or []),
+        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+    )
+
+
+async def set_state(pool: asyncpg.Pool, campaign_id: str, state: str) -> None:
+    """Move a campaign to ``state``; a finished campaign (completed, cancelled) stays finished."""
+    status = await pool.execute(
+        """
+        UPDATE campaigns SET state = $2,
+            started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+            finished_at = CASE WHEN $2 IN ('completed', 'cancelled') THEN now() ELSE finished_at END
+        WHERE id = $1 AND state NOT IN ('completed', 'cancelled')
+        """,
+        campaign_id, state,
+    )
+    if status.endswith(" 0") and not await pool.fetchval(
+        "SELECT true FROM campaigns WHERE id = $1", campaign_id
+    ):
+        raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
+
+
+async def step_counts(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[dict[str, Any]]:
+    """Per step (1-based), the number of sends in each ledger state, every state named."""
+    rows = await pool.fetch(
+        "SELECT step, state, count(*) AS n FROM sends WHERE campaign_id = $1 GROUP BY step, state",
+        campaign_id,
+    )
+    counts: list[dict[str, Any]] = [
+        {"step": k, **{state: 0 for state in ALL_STATES}} for k in range(1, steps + 1)
+    ]
+    for r in rows:
+        counts[r["step"] - 1][r["state"]] = r["n"]
+    return counts

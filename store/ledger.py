@@ -1,0 +1,272 @@
+"""The send ledger: one row per (campaign, step, prospect), and every attempt at it.
+
+States: ``queued`` -> ``sending`` -> ``sent`` | ``soft_bounced`` (retrying) |
+``hard_bounced`` | ``failed`` | ``unknown``; ``skipped`` when the send will not
+happen. ``data_started_at`` is set just before SMTP DATA and cleared with the
+reply: found set by a later attempt, it means DATA's outcome is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from store import UnknownRecord
+
+OPEN_STATES = ("queued", "sending", "soft_bounced")
+FINAL_STATES = ("sent", "hard_bounced", "failed", "unknown", "skipped")
+ALL_STATES = OPEN_STATES + FINAL_STATES
+
+# Who may be sent step k, and from when: step 1 at once; step k once step k-1
+# was sent to that prospect at least the step's delay ago (per prospect).
+_ELIGIBLE_FIRST = """
+SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
+       '-infinity'::timestamptz AS due_at
+FROM prospects p
+JOIN mailboxes m ON m.id = p.mailbox_id
+LEFT JOIN sends cur ON cur.campaign_id = p.campaign_id AND cur.step = 1 AND cur.prospect_id = p.id
+WHERE p.campaign_id = $1 AND $2::int = 1 AND p.status = 'active'
+  AND (cur.state IS NULL OR cur.state IN ('queued', 'sending', 'soft_bounced'))
+"""
+_ELIGIBLE_FOLLOW_UP = """
+SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
+       prev.sent_at + make_interval(secs => st.delay_seconds) AS due_at
+FROM sends prev
+JOIN steps st ON st.campaign_id = prev.campaign_id AND st.step = $2
+JOIN prospects p ON p.id = prev.prospect_id
+JOIN mailboxes m ON m.id = p.mailbox_id
+LEFT JOIN sends cur ON cur.campaign_id = prev.campaign_id AND cur.step = $2
+                   AND cur.prospect_id = prev.prospect_id
+WHERE prev.campaign_id = $1 AND prev.step = $2 - 1 AND prev.state = 'sent'
+  AND p.status = 'active'
+  AND (cur.state IS NULL OR cur.state IN ('queued', 'sending', 'soft_bounced'))
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    prospect_id: int
+    mailbox_id: str
+
+
+@dataclass(frozen=True)
+class DueBatch:
+    sends: list[Claimed]
+    next_due_at: datetime | None
+    pending: int | None
+
+
+def _eligible(step: int) -> str:
+    return _ELIGIBLE_FIRST if step == 1 else _ELIGIBLE_FOLLOW_UP
+
+
+async def claim_due(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    step: int,
+    as_of: datetime,
+    limit: int,
+    exclude_prospects: list[int],
+    blocked_mailboxes: list[str],
+    message_id: Callable[[int, str], str],
+) -> DueBatch:
+    """Up to ``limit`` sends due at ``as_of``, their ledger rows created as ``queued``.
+
+    ``message_id(prospect_id, mailbox_domain)`` gives each new row its
+    Message-ID, fixed here once so every attempt sends the same one.
+    """
+    eligible = _eligible(step)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"WITH eligible AS ({eligible}) SELECT * FROM eligible WHERE due_at <= $3"
+            " AND NOT (prospect_id = ANY($4::bigint[])) AND NOT (mailbox_id = ANY($5::text[]))"
+            " ORDER BY due_at, prospect_id LIMIT $6",
+            campaign_id, step, as_of, exclude_prospects, blocked_mailboxes, limit,
+        )
+        await conn.executemany(
+            "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            [
+                (campaign_id, step, r["prospect_id"], r["mailbox_id"],
+                 message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]))
+                for r in rows
+            ],
+        )
+        next_due = await conn.fetchval(
+            f"WITH eligible AS ({eligible}) SELECT min(due_at) FROM eligible WHERE due_at > $3",
+            campaign_id, step, as_of,
+        )
+        pending = None
+        if len(rows) < limit:
+            pending = await conn.fetchval(
+                f"WITH eligible AS ({eligible}) SELECT count(*) FROM eligible", campaign_id, step
+            )
+    claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in rows]
+    return DueBatch(claimed, next_due, pending)
+
+
+@dataclass(frozen=True)
+class SendContext:
+    state: str
+    attempts: int
+    data_started: bool
+    message_id: str
+    mailbox_id: str
+    prospect_email: str
+    prospect_status: str
+    fields: dict[str, Any]
+    subject: str
+    body: str
+    earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
+
+
+async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
+    row = await pool.fetchrow(
+        """
+        SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
+               s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body,
+               coalesce((SELECT array_agg(e.message_id ORDER BY e.step) FROM sends e
+                         WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
+                           AND e.step < s.step AND e.state = 'sent'), '{}') AS earlier
+        FROM sends s
+        JOIN prospects p ON p.id = s.prospect_id
+        JOIN steps st ON st.campaign_id = s.campaign_id AND st.step = s.step
+        WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3
+        """,
+        campaign_id, step, prospect_id,
+    )
+    if row is None:
+        raise UnknownRecord(f"send {campaign_id}:{step}:{prospect_id} is not in the ledger")
+    return SendContext(
+        state=row["state"], attempts=row["attempts"], data_started=row["data_started"],
+        message_id=row["message_id"], mailbox_id=row["mailbox_id"], prospect_email=row["email"],
+        prospect_status=row["status"], fields=dict(row["fields"]), subject=row["subject"],
+        body=row["body"], earlier_message_ids=list(row["earlier"]),
+    )
+
+
+_KEY = "campaign_id = $1 AND step = $2 AND prospect_id = $3"
+
+
+async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> int:
+    """Record that an SMTP transaction is starting; return the attempt's id."""
+    async with pool.acquire() as conn, conn.transaction():
+        attempt = await conn.fetchval(
+            f"UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
+            f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY} RETURNING attempts",
+            campaign_id, step, prospect_id,
+        )
+        attempt_id: int = await conn.fetchval(
+            "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            campaign_id, step, prospect_id, attempt,
+        )
+    return attempt_id
+
+
+async def mark_data_started(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> bool:
+    """Mark DATA as about to start, unless the mailbox was paused meanwhile.
+
+    One statement: a pause committed before it is seen, so after a pause is
+    acknowledged no message of that mailbox reaches DATA.
+    """
+    done = await pool.fetchval(
+        f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
+        " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
+        " RETURNING true",
+        campaign_id, step, prospect_id,
+    )
+    return bool(done)
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int | None
+    enhanced: str | None
+    text: str
+
+
+async def finish_attempt(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    step: int,
+    prospect_id: int,
+    attempt_id: int,
+    state: str,
+    outcome: str,
+    reply: Reply,
+) -> None:
+    """Record an attempt's outcome and the send's new state, in one transaction."""
+    final = state in FINAL_STATES
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"UPDATE sends SET state = $4, last_code = $5, last_enhanced = $6, last_reply = $7,"
+            f" data_started_at = NULL, updated_at = now(),"
+            f" sent_at = CASE WHEN $4 = 'sent' THEN now() ELSE sent_at END,"
+            f" finished_at = CASE WHEN $8 THEN now() END WHERE {_KEY}",
+            campaign_id, step, prospect_id, state, reply.code, reply.enhanced, reply.text, final,
+        )
+        await conn.execute(
+            "UPDATE send_attempts SET finished_at = now(), outcome = $2, code = $3, enhanced = $4,"
+            " reply = $5 WHERE id = $1",
+            attempt_id, outcome, reply.code, reply.enhanced, reply.text,
+        )
+
+
+async def settle_open(
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, state: str, reason: str
+) -> str:
+    """Give a send that is still open a final state; return the state it ends in.
+
+    A send whose DATA started but whose reply was never recorded becomes
+    ``unknown`` whatever was asked: it may have been delivered.
+    """
+    new_state: str | None = await pool.fetchval(
+        f"UPDATE sends SET state = CASE WHEN data_started_at IS NOT NULL THEN 'unknown' ELSE $4 END,"
+        f" last_reply = coalesce($5, last_reply), data_started_at = NULL,"
+        f" updated_at = now(), finished_at = now()"
+        f" WHERE {_KEY} AND state IN ('queued', 'sending', 'soft_bounced') RETURNING state",
+        campaign_id, step, prospect_id, state, reason or None,
+    )
+    if new_state is None:
+        current: str | None = await pool.fetchval(
+            f"SELECT state FROM sends WHERE {_KEY}", campaign_id, step, prospect_id
+        )
+        if current is None:
+            raise UnknownRecord(f"send {campaign_id}:{step}:{prospect_id} is not in the ledger")
+        return current
+    return new_state
+
+
+async def suppress_prospect(pool: asyncpg.Pool, prospect_id: int, status: str) -> None:
+    await pool.execute(
+        "UPDATE prospects SET status = $2 WHERE id = $1 AND status = 'active'", prospect_id, status
+    )
+
+
+async def skip_open_sends(pool: asyncpg.Pool, campaign_id: str, reason: str) -> int:
+    """End every open send of a campaign (cancelled): skipped, or unknown if DATA started."""
+    status = await pool.execute(
+        "UPDATE sends SET state = CASE WHEN data_started_at IS NOT NULL THEN 'unknown'"
+        " ELSE 'skipped' END, last_reply = coalesce(last_reply, $2), data_started_at = NULL,"
+        " updated_at = now(), finished_at = now()"
+        " WHERE campaign_id = $1 AND state IN ('queued', 'sending', 'soft_bounced')",
+        campaign_id, reason,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def mailbox_sends_since(
+    pool: asyncpg.Pool, mailbox_id: str, since: datetime
+) -> list[tuple[str, datetime]]:
+    """(send key, first attempt) of a mailbox's sends since ``since``: its used budget."""
+    rows = await pool.fetch(
+        "SELECT campaign_id || ':' || step || ':' || prospect_id AS key, first_attempt_at"
+        " FROM sends WHERE mailbox_id = $1 AND first_attempt_at >= $2",
+        mailbox_id, since,
+    )
+    return [(r["key"], r["first_attempt_at"]) for r in rows]
