@@ -60,7 +60,8 @@ class MailboxBudget:
     async def reserve(
         self, mailbox_id: str, send_key: str, now: datetime, day: tuple[datetime, datetime], cap: int
     ) -> Reservation:
-        args = [send_key, _ms(now), _ms(day[0]), _ms(day[1]), cap, int(KEEP.total_seconds() * 1000)]
+        keep_ms = int(KEEP.total_seconds() * 1000)
+        args: list[str | int] = [send_key, _ms(now), _ms(day[0]), _ms(day[1]), cap, keep_ms]
         try:
             verdict, detail = await self._reserve(keys=self._keys(mailbox_id), args=args)
         except RedisError as exc:

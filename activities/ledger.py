@@ -1,0 +1,57 @@
+"""Ledger activities: claim due sends, settle the ones that end without an SMTP outcome,
+move campaigns between states."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from temporalio import activity
+
+from activities.models import (
+    CampaignStateInput,
+    DueSend,
+    DueSendsInput,
+    DueSendsResult,
+    SettleFailedInput,
+)
+from mail.message import message_id_for
+from store import campaigns, ledger
+
+log = structlog.get_logger(__name__)
+
+
+class LedgerActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn(name="due_sends")
+    async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
+        def message_id(prospect_id: int, domain: str) -> str:
+            return message_id_for(inp.campaign_id, inp.step, prospect_id, domain)
+
+        batch = await ledger.claim_due(
+            self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit,
+            inp.exclude_prospects, inp.blocked_mailboxes, message_id,
+        )
+        return DueSendsResult(
+            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id) for c in batch.sends],
+            next_due_at=batch.next_due_at,
+            pending=batch.pending,
+        )
+
+    @activity.defn(name="settle_send")
+    async def settle_send(self, inp: SettleFailedInput) -> str:
+        k = inp.key
+        state = await ledger.settle_open(
+            self._pool, k.campaign_id, k.step, k.prospect_id, "failed", inp.reason
+        )
+        log.warning("send_settled", campaign_id=k.campaign_id, step=k.step,
+                    prospect_id=k.prospect_id, state=state, reason=inp.reason)
+        return state
+
+    @activity.defn(name="set_campaign_state")
+    async def set_campaign_state(self, inp: CampaignStateInput) -> None:
+        await campaigns.set_state(self._pool, inp.campaign_id, inp.state)
+        if inp.state == "cancelled":
+            skipped = await ledger.skip_open_sends(self._pool, inp.campaign_id, "campaign cancelled")
+            log.info("campaign_cancelled", campaign_id=inp.campaign_id, open_sends_ended=skipped)

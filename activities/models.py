@@ -1,0 +1,114 @@
+"""Inputs and results of the activities: ids and small facts only.
+
+Prospect addresses, template fields and message content never travel here;
+activities read them from PostgreSQL by id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+# The send retry policy gives attempts at +0, +5 min, +35 min, +2 h 35 min:
+# initial 5 min, coefficient 6 (5 -> 30 min), capped at 2 h, 4 attempts.
+SEND_MAX_ATTEMPTS = 4
+SEND_FIRST_RETRY = timedelta(minutes=5)
+SEND_BACKOFF = 6.0
+SEND_MAX_RETRY = timedelta(hours=2)
+
+
+class SendKey(BaseModel):
+    campaign_id: str
+    step: int
+    prospect_id: int
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.step}:{self.prospect_id}"
+
+
+class DueSend(BaseModel):
+    prospect_id: int
+    mailbox_id: str
+
+
+class DueSendsInput(BaseModel):
+    campaign_id: str
+    step: int
+    as_of: datetime
+    limit: int
+    exclude_prospects: list[int] = []
+    blocked_mailboxes: list[str] = []
+
+
+class DueSendsResult(BaseModel):
+    sends: list[DueSend]
+    # The earliest instant a prospect not yet due becomes due, if any.
+    next_due_at: datetime | None
+    # Prospects of this step not yet in a final state (due or not); only
+    # counted when nothing is due, since it is what ends the step.
+    pending: int | None
+
+
+class GateInput(BaseModel):
+    key: SendKey
+    mailbox_id: str
+
+
+class GateVerdict(StrEnum):
+    GO = "go"
+    WAIT = "wait"
+
+
+class GateResult(BaseModel):
+    verdict: GateVerdict
+    until: datetime | None = None
+    reason: str = ""
+
+
+class SendOutcome(StrEnum):
+    SENT = "sent"
+    HARD_BOUNCED = "hard_bounced"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+    # Not final: the send goes back to the queue.
+    THROTTLED = "throttled"
+    MAILBOX_PAUSED = "mailbox_paused"
+    SENDER_PROBLEM = "sender_problem"
+
+
+FINAL_OUTCOMES = frozenset(
+    {SendOutcome.SENT, SendOutcome.HARD_BOUNCED, SendOutcome.FAILED, SendOutcome.UNKNOWN,
+     SendOutcome.SKIPPED}
+)
+
+
+class SendResult(BaseModel):
+    outcome: SendOutcome
+    code: int | None = None
+    # The server's reply, so a send's history shows what the server said.
+    reply: str = ""
+    # For SENDER_PROBLEM: the pause reason (e.g. "auth_failed: 535 5.7.8").
+    reason: str = ""
+
+
+class SendInput(BaseModel):
+    key: SendKey
+
+
+class SettleFailedInput(BaseModel):
+    key: SendKey
+    reason: str
+
+
+class CampaignStateInput(BaseModel):
+    campaign_id: str
+    state: str
+
+
+class MailboxStateInput(BaseModel):
+    mailbox_id: str
+    paused: bool
+    reason: str = ""

@@ -1,0 +1,174 @@
+"""The SMTP send activity: one SMTP transaction for one send, recorded around DATA.
+
+SMTP is not idempotent, so the ledger brackets DATA: the attempt is recorded
+before, DATA's start is marked just before the message goes, and the reply is
+recorded after. An attempt that finds DATA started but no reply recorded (the
+worker died in between) ends the send as ``unknown`` instead of resending:
+for cold email a duplicate is worse than a miss.
+
+Retryability is decided here: a soft bounce or a connection failure raises
+(the retry policy waits 5 min, 30 min, 2 h); everything else returns an
+outcome the workflow acts on.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from jinja2 import TemplateError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
+from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpOutcomeUnknown, SmtpRejected
+from mail.message import OutgoingMail, build_message
+from mail.replies import ReplyClass, SmtpReply
+from mail.transport import MailTransport, SmtpAccount
+from specs.templates import render
+from store import accounts, ledger
+from store.accounts import MailboxRecord
+from store.ledger import Reply, SendContext
+
+log = structlog.get_logger(__name__)
+
+
+class MailboxPausedBeforeData(Exception):
+    """The mailbox was paused after the transaction began; DATA was not sent."""
+
+
+class SendActivities:
+    def __init__(self, pool: asyncpg.Pool, transport: MailTransport) -> None:
+        self._pool = pool
+        self._transport = transport
+
+    @activity.defn(name="send_email")
+    async def send_email(self, inp: SendInput) -> SendResult:
+        k = inp.key
+        structlog.contextvars.bind_contextvars(
+            campaign_id=k.campaign_id, step=k.step, prospect_id=k.prospect_id,
+            attempt=activity.info().attempt,
+        )
+        try:
+            return await self._send(inp)
+        finally:
+            structlog.contextvars.unbind_contextvars("campaign_id", "step", "prospect_id", "attempt")
+
+    async def _send(self, inp: SendInput) -> SendResult:
+        k = inp.key
+        ctx = await ledger.send_context(self._pool, k.campaign_id, k.step, k.prospect_id)
+        structlog.contextvars.bind_contextvars(mailbox_id=ctx.mailbox_id)
+        if ctx.state in {o.value for o in FINAL_OUTCOMES}:
+            return SendResult(outcome=SendOutcome(ctx.state))  # already done: a no-op
+        if ctx.data_started:
+            return await self._unknown(inp, "a previous attempt began DATA and never recorded a reply")
+        if ctx.prospect_status != "active":
+            await self._settle(inp, "skipped", f"prospect {ctx.prospect_status}")
+            return SendResult(outcome=SendOutcome.SKIPPED)
+        mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
+        if mailbox.paused:
+            return SendResult(outcome=SendOutcome.MAILBOX_PAUSED, reason=mailbox.pause_reason)
+        try:
+            message = build_message(_outgoing(mailbox, ctx))
+        except (ValueError, TemplateError) as exc:
+            # Import checks these; a message that still cannot be built will
+            # never be, so it fails now instead of being retried.
+            await self._settle(inp, "failed", f"message not built: {exc}")
+            return SendResult(outcome=SendOutcome.FAILED, reason=str(exc))
+        account = await self._account(mailbox)
+        attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+
+        async def before_data() -> None:
+            if not await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id):
+                raise MailboxPausedBeforeData(mailbox.id)
+
+        try:
+            reply = await self._transport.send(
+                account, mailbox.email, ctx.prospect_email, message, before_data=before_data
+            )
+        except MailboxPausedBeforeData:
+            await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
+            return SendResult(outcome=SendOutcome.MAILBOX_PAUSED)
+        except SmtpOutcomeUnknown as exc:
+            await self._finish(inp, attempt_id, "unknown", "unknown", None, str(exc))
+            log.error("send_outcome_unknown", error=str(exc))
+            return SendResult(outcome=SendOutcome.UNKNOWN, reason=str(exc))
+        except SmtpRejected as exc:
+            return await self._rejected(inp, attempt_id, exc)
+        except SmtpConfigError as exc:
+            await self._finish(inp, attempt_id, "queued", "config_error", None, str(exc))
+            return SendResult(outcome=SendOutcome.SENDER_PROBLEM, reason=f"config_error: {exc}")
+        except SmtpConnectionFailed as exc:
+            return await self._retry_or_fail(inp, attempt_id, "connection", None, str(exc))
+        await self._finish(inp, attempt_id, "sent", "sent", reply)
+        log.info("send_accepted", code=reply.code)
+        return SendResult(outcome=SendOutcome.SENT, code=reply.code, reply=reply.text)
+
+    async def _account(self, mailbox: MailboxRecord) -> SmtpAccount:
+        password = await accounts.mailbox_password(self._pool, mailbox.id)
+        return SmtpAccount(
+            mailbox_id=mailbox.id, host=mailbox.smtp_host, port=mailbox.smtp_port,
+            security=mailbox.security,  # type: ignore[arg-type]  # checked by the schema
+            username=mailbox.username, password=password,
+        )
+
+    async def _rejected(self, inp: SendInput, attempt_id: int, exc: SmtpRejected) -> SendResult:
+        reply = exc.reply
+        kind = reply.reply_class
+        summary = f"{reply.code} {reply.text}"
+        if kind is ReplyClass.HARD_BOUNCE:
+            await self._finish(inp, attempt_id, "hard_bounced", kind.value, reply)
+            await ledger.suppress_prospect(self._pool, inp.key.prospect_id, "hard_bounced")
+            return SendResult(outcome=SendOutcome.HARD_BOUNCED, code=reply.code, reply=reply.text)
+        if kind is ReplyClass.THROTTLED:
+            await self._finish(inp, attempt_id, "queued", kind.value, reply)
+            return SendResult(outcome=SendOutcome.THROTTLED, code=reply.code, reply=reply.text)
+        if kind in (ReplyClass.SENDER_PROBLEM, ReplyClass.QUOTA):
+            # The mailbox's fault, never the recipient's: pause it, keep the send.
+            await self._finish(inp, attempt_id, "queued", kind.value, reply)
+            label = "auth_failed" if exc.stage == "auth" else kind.value
+            return SendResult(outcome=SendOutcome.SENDER_PROBLEM, code=reply.code,
+                              reply=reply.text, reason=f"{label}: {summary}"[:300])
+        return await self._retry_or_fail(inp, attempt_id, kind.value, reply, summary)
+
+    async def _retry_or_fail(
+        self, inp: SendInput, attempt_id: int, outcome: str, reply: SmtpReply | None, summary: str
+    ) -> SendResult:
+        """A soft bounce or a connection failure: retry by raising, or fail on the last attempt."""
+        if activity.info().attempt >= SEND_MAX_ATTEMPTS:
+            await self._finish(inp, attempt_id, "failed", outcome, reply, summary)
+            return SendResult(outcome=SendOutcome.FAILED, code=reply.code if reply else None,
+                              reply=summary)
+        state = "soft_bounced" if reply is not None else "queued"
+        await self._finish(inp, attempt_id, state, outcome, reply, summary)
+        raise ApplicationError(f"{outcome}: {summary}", type="SoftBounce" if reply else "SmtpConnection")
+
+    async def _unknown(self, inp: SendInput, why: str) -> SendResult:
+        k = inp.key
+        state = await ledger.settle_open(self._pool, k.campaign_id, k.step, k.prospect_id, "unknown", why)
+        log.error("send_outcome_unknown", reason=why, state=state)
+        return SendResult(outcome=SendOutcome(state), reason=why)
+
+    async def _settle(self, inp: SendInput, state: str, why: str) -> None:
+        k = inp.key
+        await ledger.settle_open(self._pool, k.campaign_id, k.step, k.prospect_id, state, why)
+
+    async def _finish(
+        self, inp: SendInput, attempt_id: int, state: str, outcome: str,
+        reply: SmtpReply | None, text: str = "",
+    ) -> None:
+        k = inp.key
+        recorded = Reply(reply.code, reply.enhanced, reply.text) if reply else Reply(None, None, text)
+        await ledger.finish_attempt(
+            self._pool, k.campaign_id, k.step, k.prospect_id, attempt_id, state, outcome, recorded
+        )
+
+
+def _outgoing(mailbox: MailboxRecord, ctx: SendContext) -> OutgoingMail:
+    fields = {"email": ctx.prospect_email, **ctx.fields}
+    earlier = ctx.earlier_message_ids
+    return OutgoingMail(
+        from_address=mailbox.email, to_address=ctx.prospect_email,
+        subject=render(ctx.subject, fields), body=render(ctx.body, fields),
+        message_id=ctx.message_id, in_reply_to=earlier[-1] if earlier else None,
+        references=earlier,
+    )

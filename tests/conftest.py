@@ -1,0 +1,74 @@
+"""Fixtures over the real services: a fresh PostgreSQL database per test run,
+Redis under a per-run key prefix, and the project's settings pointed at both."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from config.settings import Settings
+from store.db import create_pool
+from store.migrate import migrate
+
+PG_ADMIN_URL = os.environ.get("OUTREACH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _db_url(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = f"outreach_test_{secrets.token_hex(4)}"
+    url = _db_url(name)
+    await migrate(url)  # creates the database, then the schema
+    yield url
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, max_size=20)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def db(pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The pool, with every table emptied first so a test sees only its own rows."""
+    await pool.execute(
+        "TRUNCATE send_attempts, sends, prospects, steps, campaign_mailboxes, campaigns,"
+        " mailboxes, workspaces RESTART IDENTITY CASCADE"
+    )
+    return pool
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"outreach-test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis_client(key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    keys = [k async for k in client.scan_iter(f"{key_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(database_url: str, key_prefix: str) -> Settings:
+    return Settings(database_url=database_url, redis_url=REDIS_URL, task_queue=key_prefix)

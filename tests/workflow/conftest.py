@@ -1,0 +1,75 @@
+"""Workflows on the time-skipping test server, with the real activities over real
+PostgreSQL, Redis and an in-process SMTP inbox."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.models import SendInput, SendResult
+from activities.smtp import SendActivities
+from config.converter import data_converter
+from config.names import send_task_queue
+from config.settings import Settings
+from inbox.server import Inbox
+from mail.transport import MailTransport, SmtpTimeouts
+from workers.registry import WORKFLOWS, build_activities
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=data_converter(),
+    ) as environment:
+        yield environment
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    box = Inbox()
+    await box.start("127.0.0.1", 0)
+    yield box
+    await box.stop()
+
+
+class AttemptLog:
+    """The real send activity under its real name, noting when each attempt started
+    (server time, so it shows the skipped time between retries)."""
+
+    def __init__(self, real: SendActivities) -> None:
+        self.real = real
+        self.scheduled: dict[int, list[datetime]] = {}
+
+    @activity.defn(name="send_email")
+    async def send_email(self, inp: SendInput) -> SendResult:
+        info = activity.info()
+        self.scheduled.setdefault(inp.key.prospect_id, []).append(info.started_time)
+        return await self.real.send_email(inp)
+
+
+@pytest.fixture
+async def running_worker(
+    env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings
+) -> AsyncIterator[AttemptLog]:
+    transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
+    activities = build_activities(settings, db, redis_client, transport)
+    log = AttemptLog(SendActivities(db, transport))
+    activities = [a for a in activities if getattr(a, "__name__", "") != "send_email"]
+    async with Worker(
+        env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
+        activities=[*activities, log.send_email],
+    ):
+        yield log
+    await transport.close()

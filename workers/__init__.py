@@ -1,0 +1,1 @@
+"""Worker entrypoints: connect, build dependencies once, register, run."""

@@ -1,0 +1,78 @@
+"""``outreach worker``: run the send worker until SIGTERM or SIGINT, then stop gracefully.
+
+Graceful means: stop polling for new tasks, let running activities (an SMTP
+transaction in flight) finish within the grace period, close connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from config.converter import data_converter
+from config.names import send_task_queue
+from config.settings import Settings
+from mail.transport import MailTransport, SmtpTimeouts
+from store.db import create_pool
+from workers.registry import WORKFLOWS, build_activities
+
+log = structlog.get_logger(__name__)
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect_temporal(settings)
+    pool = await create_pool(settings.database_url, max_size=20)
+    redis = aioredis.from_url(settings.redis_url)
+    transport = MailTransport(
+        SmtpTimeouts(
+            connect=settings.smtp_connect_timeout,
+            greeting=settings.smtp_greeting_timeout,
+            socket=settings.smtp_socket_timeout,
+        ),
+        idle_seconds=settings.smtp_idle_seconds,
+    )
+    queue = send_task_queue(settings.task_queue)
+    try:
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=list(WORKFLOWS),
+            activities=build_activities(settings, pool, redis, transport),
+            max_concurrent_activities=100,
+            graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
+        )
+        async with worker:
+            log.info("worker_started", task_queue=queue, temporal=settings.temporal_address)
+            await stop.wait()
+            log.info("worker_stopping")
+    finally:
+        await transport.close()
+        await redis.aclose()
+        await pool.close()
+        log.info("worker_stopped")
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await run_worker(settings, stop)

@@ -1,0 +1,222 @@
+"""One workflow per campaign step: sends step k to every prospect when it is due.
+
+A run repeatedly claims a page of due sends (an activity over the ledger),
+keeps at most ``window`` of them in flight, and between pages sleeps on one
+durable timer until the next prospect becomes due. Each send passes the gate,
+then the SMTP send activity with its 5 min / 30 min / 2 h retry policy. A send
+the gate holds back returns to the ledger's queue and its mailbox is skipped
+until the gate's instant, so a capped mailbox costs no timers per send.
+After ``sends_per_run`` sends the run drains and continues as new.
+The step ends when the step before it has ended and no prospect is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import (
+        SEND_BACKOFF,
+        SEND_FIRST_RETRY,
+        SEND_MAX_ATTEMPTS,
+        SEND_MAX_RETRY,
+        DueSend,
+        DueSendsInput,
+        DueSendsResult,
+        GateInput,
+        GateResult,
+        GateVerdict,
+        SendInput,
+        SendKey,
+        SendOutcome,
+        SendResult,
+        SettleFailedInput,
+    )
+    from config.names import mailbox_workflow_id
+    from workflows.models import StepInput, StepResult
+
+
+
+def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
+    """5 min, 30 min, 2 h between the 4 attempts of a send (DESIGN.md section 4)."""
+    return RetryPolicy(
+        initial_interval=first_retry,
+        backoff_coefficient=SEND_BACKOFF,
+        maximum_interval=SEND_MAX_RETRY,
+        maximum_attempts=SEND_MAX_ATTEMPTS,
+    )
+
+# Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
+_INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-5 min
+
+
+@workflow.defn
+class CampaignStepWorkflow:
+    @workflow.init
+    def __init__(self, inp: StepInput) -> None:
+        self._inp = inp
+        self._previous_done = inp.previous_done or inp.step == 1
+        self._paused = inp.paused
+        self._blocked: dict[str, datetime] = dict(inp.blocked)
+        self._outcomes: dict[str, int] = dict(inp.outcomes)
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._wake = False
+
+    @workflow.run
+    async def run(self, inp: StepInput) -> StepResult:
+        started = 0
+        while True:
+            await workflow.wait_condition(lambda: not self._paused)
+            now = workflow.now()
+            self._blocked = {m: t for m, t in self._blocked.items() if t > now}
+            room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started)
+            batch = await self._claim(now, room) if room > 0 else None
+            for send in batch.sends if batch else []:
+                self._in_flight[send.prospect_id] = asyncio.create_task(self._send(send))
+                started += 1
+            if started >= inp.tuning.sends_per_run or workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+            if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
+                if self._previous_done:
+                    break
+            await self._sleep(batch, room, now)
+        return StepResult(
+            campaign_id=inp.campaign_id, step=inp.step, outcomes=self._outcomes, runs=inp.runs
+        )
+
+    async def _claim(self, now: datetime, room: int) -> DueSendsResult:
+        batch: DueSendsResult = await workflow.execute_activity(
+            "due_sends",
+            DueSendsInput(
+                campaign_id=self._inp.campaign_id, step=self._inp.step, as_of=now, limit=room,
+                exclude_prospects=list(self._in_flight), blocked_mailboxes=list(self._blocked),
+            ),
+            result_type=DueSendsResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_INFRA_RETRY,
+        )
+        return batch
+
+    async def _sleep(self, batch: DueSendsResult | None, room: int, now: datetime) -> None:
+        """Sleep until there may be work: slots free up, a prospect falls due, a mailbox
+        unblocks, the previous step sends more, or a signal arrives."""
+        wakes = list(self._blocked.values())
+        if batch and batch.next_due_at:
+            wakes.append(batch.next_due_at)
+        if not self._previous_done:
+            # Whatever the step before sends from now on falls due a delay later.
+            wakes.append(now + max(self._inp.delay, self._inp.tuning.min_sleep))
+        if batch is None or len(batch.sends) == room:
+            threshold = self._inp.tuning.window // 2  # more may be due: refill when half free
+        elif self._in_flight:
+            threshold = 0  # nothing else due now: look again when these end
+        else:
+            threshold = -1  # only a timer or a signal can bring work
+        self._wake = False
+        ready: Callable[[], bool] = lambda: self._wake or len(self._in_flight) <= threshold  # noqa: E731
+        timeout = max(min(wakes) - now, timedelta(seconds=1)) if wakes else None
+        try:
+            await workflow.wait_condition(ready, timeout=timeout)
+        except TimeoutError:
+            pass
+
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(lambda: not self._in_flight)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            self._inp.model_copy(
+                update={
+                    "previous_done": self._previous_done, "paused": self._paused,
+                    "blocked": self._blocked, "outcomes": self._outcomes, "runs": self._inp.runs + 1,
+                }
+            )
+        )
+
+    async def _send(self, due: DueSend) -> None:
+        key = SendKey(campaign_id=self._inp.campaign_id, step=self._inp.step,
+                      prospect_id=due.prospect_id)
+        try:
+            await self._deliver(key, due.mailbox_id)
+        finally:
+            del self._in_flight[due.prospect_id]
+
+    async def _deliver(self, key: SendKey, mailbox_id: str) -> None:
+        gate: GateResult = await workflow.execute_activity(
+            "gate_send",
+            GateInput(key=key, mailbox_id=mailbox_id),
+            result_type=GateResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_INFRA_RETRY,
+            summary=f"gate {key}",
+        )
+        if gate.verdict is GateVerdict.WAIT:
+            assert gate.until is not None
+            self._block(mailbox_id, gate.until)
+            return
+        try:
+            result: SendResult = await workflow.execute_activity(
+                "send_email",
+                SendInput(key=key),
+                result_type=SendResult,
+                start_to_close_timeout=self._inp.tuning.send_start_to_close,
+                schedule_to_close_timeout=self._inp.tuning.send_schedule_to_close,
+                retry_policy=send_retry_policy(self._inp.tuning.send_first_retry),
+                summary=f"send {key} via {mailbox_id}",
+            )
+        except ActivityError as err:
+            await self._settle_failed(key, err)
+            return
+        await self._after_send(key, mailbox_id, result)
+
+    async def _after_send(self, key: SendKey, mailbox_id: str, result: SendResult) -> None:
+        outcome = result.outcome
+        self._outcomes[outcome.value] = self._outcomes.get(outcome.value, 0) + 1
+        if outcome is SendOutcome.THROTTLED:
+            # Not the recipient's fault: back the mailbox off with jitter and
+            # let the send go again later, with all its attempts left.
+            jitter = timedelta(seconds=workflow.random().uniform(0, _THROTTLE_JITTER_SECONDS))
+            self._block(mailbox_id, workflow.now() + jitter)
+        elif outcome is SendOutcome.MAILBOX_PAUSED:
+            self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
+        elif outcome is SendOutcome.SENDER_PROBLEM:
+            mailbox = workflow.get_external_workflow_handle(
+                mailbox_workflow_id(self._inp.id_prefix, mailbox_id)
+            )
+            await mailbox.signal("pause", result.reason)
+            self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
+
+    async def _settle_failed(self, key: SendKey, err: ActivityError) -> None:
+        reason = str(err.cause or err)
+        state = await workflow.execute_activity(
+            "settle_send",
+            SettleFailedInput(key=key, reason=reason[:500]),
+            result_type=str,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_INFRA_RETRY,
+        )
+        self._outcomes[state] = self._outcomes.get(state, 0) + 1
+
+    def _block(self, mailbox_id: str, until: datetime) -> None:
+        self._blocked[mailbox_id] = max(until, self._blocked.get(mailbox_id, until))
+        self._wake = True
+
+    @workflow.signal
+    def previous_step_done(self) -> None:
+        self._previous_done = True
+        self._wake = True
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._paused = False
+        self._wake = True

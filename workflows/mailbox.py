@@ -1,0 +1,77 @@
+"""One long-lived workflow per mailbox: the place a pause or resume is decided.
+
+Signals ``pause(reason)`` and ``resume()`` change the wanted state; the
+workflow then applies it (PostgreSQL, then Redis) with an activity, and the
+``status`` query says whether the latest change is in force. Operators,
+health checks and sender-problem replies all pause through here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import MailboxStateInput
+    from workflows.models import MailboxInput, MailboxStatus
+
+_CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
+_APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+@workflow.defn
+class MailboxWorkflow:
+    @workflow.init
+    def __init__(self, inp: MailboxInput) -> None:
+        self._mailbox_id = inp.mailbox_id
+        self._paused = inp.paused
+        self._reason = inp.reason
+        self._version = inp.version
+        self._applied = inp.applied
+        self._changes = 0
+
+    @workflow.run
+    async def run(self, inp: MailboxInput) -> None:
+        while True:
+            await workflow.wait_condition(
+                lambda: self._applied != self._version or self._changes >= _CHANGES_PER_RUN
+            )
+            while self._applied != self._version:
+                version, paused, reason = self._version, self._paused, self._reason
+                await workflow.execute_activity(
+                    "apply_mailbox_state",
+                    MailboxStateInput(mailbox_id=inp.mailbox_id, paused=paused, reason=reason),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_APPLY_RETRY,
+                    summary=f"{'pause' if paused else 'resume'} {inp.mailbox_id}",
+                )
+                self._applied = version
+            if self._changes >= _CHANGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    MailboxInput(
+                        mailbox_id=inp.mailbox_id, paused=self._paused, reason=self._reason,
+                        version=self._version, applied=self._applied,
+                    )
+                )
+
+    @workflow.signal
+    def pause(self, reason: str) -> None:
+        self._paused, self._reason = True, reason or "paused by operator"
+        self._version += 1
+        self._changes += 1
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._paused, self._reason = False, ""
+        self._version += 1
+        self._changes += 1
+
+    @workflow.query
+    def status(self) -> MailboxStatus:
+        return MailboxStatus(
+            mailbox_id=self._mailbox_id, paused=self._paused, reason=self._reason,
+            applied=self._applied == self._version,
+        )

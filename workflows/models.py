@@ -1,0 +1,69 @@
+"""Inputs, results and query answers of the workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+
+class StepTuning(BaseModel):
+    """Knobs a step workflow runs with, fixed when the campaign starts (from settings)."""
+
+    window: int = Field(default=50, ge=1)
+    sends_per_run: int = Field(default=300, ge=1)
+    send_start_to_close: timedelta = timedelta(minutes=2)
+    send_schedule_to_close: timedelta = timedelta(hours=4)
+    send_first_retry: timedelta = timedelta(minutes=5)
+    paused_recheck: timedelta = timedelta(seconds=10)
+    min_sleep: timedelta = timedelta(seconds=2)
+
+
+class StepInput(BaseModel):
+    id_prefix: str
+    campaign_id: str
+    step: int
+    delay: timedelta
+    tuning: StepTuning = StepTuning()
+    # Carried over continue-as-new:
+    previous_done: bool = False
+    paused: bool = False
+    blocked: dict[str, datetime] = {}
+    outcomes: dict[str, int] = {}
+    runs: int = 1
+
+
+class StepResult(BaseModel):
+    campaign_id: str
+    step: int
+    outcomes: dict[str, int]
+    runs: int
+
+
+class CampaignInput(BaseModel):
+    id_prefix: str
+    campaign_id: str
+    delays: list[timedelta]  # one per step; the first is zero
+    tuning: StepTuning = StepTuning()
+
+
+class CampaignResult(BaseModel):
+    campaign_id: str
+    steps: list[StepResult]
+
+
+class MailboxInput(BaseModel):
+    mailbox_id: str
+    paused: bool = False
+    reason: str = ""
+    # Carried over continue-as-new: requested vs applied change counters.
+    version: int = 0
+    applied: int = 0
+
+
+class MailboxStatus(BaseModel):
+    mailbox_id: str
+    paused: bool
+    reason: str
+    # True once the latest pause/resume is in force where sends look.
+    applied: bool
