@@ -1,0 +1,131 @@
+"""Building one outgoing email: checked headers, threading, a stable Message-ID.
+
+Nothing here trusts its input: every value that becomes a header is checked for
+CR, LF and NUL (header injection), and addresses are validated by
+email_validator rather than by the SMTP library's parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict
+
+from mail.errors import HeaderInjection, InvalidAddress, InvalidMessage
+
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# <id-left@id-right> with no spaces, brackets or second "@" (RFC 5322 msg-id, dot-atom form).
+_MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
+_ID_PART = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+class OutgoingMail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    from_address: str
+    to_address: str
+    subject: str
+    body: str  # plain text
+    message_id: str  # full "<...@...>" form
+    in_reply_to: str | None = None
+    references: list[str] = []
+    from_name: str | None = None  # display name shown with from_address
+
+
+def message_id_for(campaign_id: str, step: int, prospect_id: int, domain: str) -> str:
+    """The Message-ID of one send: the same send always gets the same id.
+
+    `domain` is usually the mailbox's; an internationalised one is punycoded."""
+    try:
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise InvalidMessage(f"invalid domain {domain!r}") from exc
+    if not _ID_PART.fullmatch(campaign_id) or not _ID_PART.fullmatch(domain):
+        raise InvalidMessage("campaign id and domain must be dot-atoms of [A-Za-z0-9_-]")
+    key = f"{campaign_id}.{step}.{prospect_id}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"<{key}.{digest}@{domain}>"
+
+
+def normalize_address(address: str) -> str:
+    """The address in ASCII form (IDN domains punycoded), or InvalidAddress.
+
+    SMTPUTF8 (non-ASCII local parts) is refused: not every submission server
+    offers it, and a refusal at RCPT would look like the recipient's fault.
+    """
+    _check_header_value("address", address)
+    try:
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"invalid address {address!r}: {exc}") from exc
+    return valid.ascii_email or valid.normalized
+
+
+def build_message(mail: OutgoingMail, now: datetime | None = None) -> bytes:
+    """The message as bytes for DATA (CRLF line ends, quoted-printable UTF-8 body)."""
+    _check_headers(mail)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = _from_header(mail)
+    msg["To"] = normalize_address(mail.to_address)
+    msg["Subject"] = mail.subject.strip()  # a trailing space folds into a blank line
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Message-ID"] = mail.message_id
+    if mail.in_reply_to is not None:
+        msg["In-Reply-To"] = mail.in_reply_to
+    if mail.references:
+        msg["References"] = " ".join(mail.references)
+    msg["MIME-Version"] = "1.0"
+    msg.set_content(mail.body, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return msg.as_bytes()
+
+
+def _from_header(mail: OutgoingMail) -> str:
+    address = normalize_address(mail.from_address)
+    if not mail.from_name:
+        return address
+    # Address quotes and encodes the display name; a bare f-string would not.
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=mail.from_name, username=local, domain=domain))
+
+
+def _check_headers(mail: OutgoingMail) -> None:
+    values: dict[str, str | None] = {
+        "from_address": mail.from_address,
+        "from_name": mail.from_name,
+        "to_address": mail.to_address,
+        "subject": mail.subject,
+        "message_id": mail.message_id,
+        "in_reply_to": mail.in_reply_to,
+    }
+    values.update({f"references[{i}]": ref for i, ref in enumerate(mail.references)})
+    for name, value in values.items():
+        if value is not None:
+            _check_header_value(name, value)
+    _check_message_ids(_ids(mail))
+
+
+def _ids(mail: OutgoingMail) -> Iterable[tuple[str, str]]:
+    yield "message_id", mail.message_id
+    if mail.in_reply_to is not None:
+        yield "in_reply_to", mail.in_reply_to
+    for ref in mail.references:
+        yield "references", ref
+
+
+def _check_message_ids(ids: Iterable[tuple[str, str]]) -> None:
+    for name, value in ids:
+        if not _MSG_ID.fullmatch(value):
+            raise InvalidMessage(f"{name} is not a message id in <left@right> form: {value!r}")
+
+
+def _check_header_value(name: str, value: str) -> None:
+    if _FORBIDDEN.search(value):
+        raise HeaderInjection(f"{name} contains CR, LF or NUL")
