@@ -1,0 +1,209 @@
+"""Campaigns: steps (subject, body, delay), the mailboxes they leave from, and
+the prospects they go to, checked together so a send never meets a template
+field its prospect lacks or a subject that renders a line break."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from specs import BadTemplate, Problem, SpecError
+from specs.durations import parse_delay
+from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
+from specs.scalars import OneLine, Slug, SpecModel, Text, forbid_line_breaks
+from specs.templates import render, required_fields
+from specs.yamlfile import child
+
+REPLY_PREFIX = "Re: "
+
+
+class StepSpec(SpecModel):
+    """One email of the sequence. ``delay`` (``3d``, ``12h``) counts from the
+    prospect's previous step and is held here in seconds."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    subject: Annotated[OneLine, Field(min_length=1)]
+    body: Text
+    delay_seconds: int = Field(alias="delay", ge=0)
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        required_fields(value)  # raises BadTemplate, a ValueError, on a syntax error
+        return value
+
+    @field_validator("delay_seconds", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_delay(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value != 0:
+            raise ValueError(f"{value} has no unit: write e.g. {value}d, {value}h or {value}m")
+        return value
+
+
+class CampaignSpec(SpecModel):
+    """Prospects come inline (``prospects``) or from a CSV file (``prospects_csv``,
+    relative to the YAML file's folder), never both."""
+
+    name: Annotated[OneLine, Field(min_length=1, max_length=200)]
+    workspace: Slug
+    mailboxes: list[Slug] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1)
+    prospects: list[dict[str, Any]] | None = None
+    prospects_csv: Annotated[OneLine, Field(min_length=1)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _thread_follow_ups(cls, data: Any) -> Any:
+        # Filled in the raw input, so a validated step always has a subject and
+        # a delay: step 1 defaults to no delay, a follow-up to "Re: <step 1>".
+        steps = data.get("steps") if isinstance(data, dict) else None
+        if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
+            return data
+        subject = steps[0].get("subject")
+        # When step 1 has no usable subject that is its own problem; the
+        # placeholder keeps it from being repeated once per follow-up.
+        reply = REPLY_PREFIX + (subject if _usable_subject(subject) else "")
+        first = {**steps[0], "delay": steps[0].get("delay", 0)}
+        rest = [s if s.get("subject") is not None else {**s, "subject": reply} for s in steps[1:]]
+        return {**data, "steps": [first, *rest]}
+
+    @field_validator("steps")
+    @classmethod
+    def _first_goes_at_start(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        if steps[0].delay_seconds != 0:
+            raise ValueError("step 1 goes out when the campaign starts: leave out its delay")
+        return steps
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _unique(cls, ids: list[str]) -> list[str]:
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return ids
+
+    @model_validator(mode="after")
+    def _one_prospect_source(self) -> CampaignSpec:
+        if (self.prospects is None) == (self.prospects_csv is None):
+            raise ValueError("give either prospects (a list) or prospects_csv (a file), not both")
+        return self
+
+
+def _usable_subject(subject: Any) -> bool:
+    if not isinstance(subject, str):
+        return False
+    try:
+        required_fields(forbid_line_breaks(subject))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LoadedCampaign:
+    spec: CampaignSpec
+    prospects: list[Prospect]  # validated, normalized, first of each address only
+    warnings: list[Problem]  # duplicates dropped
+    source: str  # the campaign file, for messages
+
+
+def resolve_campaign(
+    spec: CampaignSpec,
+    *,
+    base_dir: Path = Path("."),
+    source: str = "<campaign>",
+    node: yaml.Node | None = None,
+) -> LoadedCampaign:
+    """Reads and checks the prospects of ``spec`` against its templates."""
+    columns: list[str] | None = None
+    if spec.prospects_csv is not None:
+        label = spec.prospects_csv
+        csv_file = read_csv(base_dir / spec.prospects_csv, label, source)
+        columns, rows, problems = csv_file.columns, csv_file.rows, csv_file.problems
+    else:
+        label = "prospects"
+        rows, problems = inline_rows(spec.prospects or [], child(node, "prospects")), []
+    valid = [p for row in rows if (p := to_prospect(row, source, problems)) is not None]
+    prospects, warnings = deduplicate(valid, source)
+    problems += _template_problems(spec, prospects, columns, label, source)
+    if not prospects and not problems:
+        problems.append(Problem(source, label, "has no prospects"))
+    if problems:
+        raise SpecError(problems)
+    return LoadedCampaign(spec, prospects, warnings, source)
+
+
+Needs = list[tuple[str, set[str]]]  # ("step 2 body", fields it reads besides email)
+
+
+def _template_problems(
+    spec: CampaignSpec, prospects: list[Prospect], columns: list[str] | None, label: str,
+    source: str,
+) -> list[Problem]:
+    templates = _distinct_templates(spec)
+    needs: Needs = [(what, required_fields(text) - {"email"}) for what, text, _ in templates]
+    if columns is not None:
+        # Every CSV row has the same columns: one problem per missing column, not per row.
+        gaps = [
+            f"{what} uses {{{{ {name} }}}}, which is not a column"
+            for what, names in needs
+            for name in sorted(names - set(columns))
+        ]
+        if gaps:
+            return [Problem(source, f"{label} line 1 (header)", gap) for gap in gaps]
+    problems: list[Problem] = []
+    for prospect in prospects:
+        problems += _prospect_problems(needs, templates, prospect, source)
+    return problems
+
+
+def _prospect_problems(
+    needs: Needs, templates: list[tuple[str, str, bool]], prospect: Prospect, source: str
+) -> list[Problem]:
+    absent = [
+        f"{what} uses {{{{ {name} }}}}, which this prospect lacks"
+        for what, names in needs
+        for name in sorted(names - prospect.fields.keys())
+    ]
+    if absent:
+        return [Problem(source, prospect.where, message) for message in absent]
+    return _render_problems(templates, prospect, source)
+
+
+def _distinct_templates(spec: CampaignSpec) -> list[tuple[str, str, bool]]:
+    """(what, template, is a subject) for each distinct template. A follow-up's
+    "Re: <step 1>" needs the fields and renders the line breaks step 1 does, so
+    it is skipped rather than reported twice."""
+    first = spec.steps[0].subject
+    found: dict[tuple[str, bool], str] = {}
+    for n, step in enumerate(spec.steps, 1):
+        if n == 1 or step.subject != REPLY_PREFIX + first:
+            found.setdefault((step.subject, True), f"step {n} subject")
+        found.setdefault((step.body, False), f"step {n} body")
+    return [(what, text, is_subject) for (text, is_subject), what in found.items()]
+
+
+def _render_problems(
+    templates: list[tuple[str, str, bool]], prospect: Prospect, source: str
+) -> list[Problem]:
+    problems = []
+    fields = prospect.template_fields()
+    for what, text, is_subject in templates:
+        try:
+            rendered = render(text, fields)
+        except BadTemplate as exc:
+            problems.append(Problem(source, prospect.where, f"{what}: {exc}"))
+            continue
+        try:
+            if is_subject:
+                forbid_line_breaks(rendered)  # a rendered subject becomes a header
+        except ValueError as exc:
+            problems.append(Problem(source, prospect.where, f"{what} as rendered {exc}"))
+    return problems

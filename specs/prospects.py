@@ -1,0 +1,173 @@
+"""Prospects: the people a campaign writes to, from a CSV file or inline in YAML.
+
+Every address is validated and normalized. Any field value may end up in a
+subject line, so none may hold a line break. A second row with the same
+address (in any case) is dropped with a warning: a typo'd list is common and
+not worth refusing the whole campaign for.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specs import Problem
+from specs.scalars import forbid_line_breaks, normalize_address
+from specs.yamlfile import line_of
+
+
+@dataclass(frozen=True, slots=True)
+class Prospect:
+    email: str  # normalized by email_validator
+    fields: dict[str, Any]  # template fields; "email" is not among them
+    where: str  # its row in the input, for messages
+
+    def template_fields(self) -> dict[str, Any]:
+        return {**self.fields, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
+class ProspectRow:
+    """One input row before validation, and how to point at it in a message."""
+
+    values: dict[Any, Any]
+    label: str  # the CSV path as written, or "prospects"
+    number: int  # CSV line (the header is line 1), or 1-based position in the list
+    inline: bool = False
+    line: int | None = None  # YAML line of an inline prospect
+    fault: str | None = None  # a row that cannot be read into fields at all
+
+    def where(self) -> str:
+        if not self.inline:
+            return f"{self.label} line {self.number}"
+        return f"{self.label}[{self.number}]" + (f" (line {self.line})" if self.line else "")
+
+    def at(self, key: str) -> str:
+        if not self.inline:
+            return f"{self.where()}, column {key}"
+        return f"{self.label}[{self.number}].{key}" + (f" (line {self.line})" if self.line else "")
+
+
+@dataclass
+class CsvProspects:
+    columns: list[str] | None  # None when the header is unusable
+    rows: list[ProspectRow]
+    problems: list[Problem]
+
+
+def read_csv(path: Path, label: str, source: str) -> CsvProspects:
+    """Rows of a CSV file whose header names the fields and includes ``email``."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as file:
+            reader = csv.reader(file)
+            try:
+                return _parse_csv(reader, label, source)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                where = f"{label} near line {reader.line_num}"
+                return CsvProspects(None, [], [Problem(source, where, f"cannot read it ({exc})")])
+    except OSError as exc:
+        return CsvProspects(None, [], [Problem(source, label, f"cannot read the file ({exc})")])
+
+
+def _parse_csv(reader: Iterator[list[str]], label: str, source: str) -> CsvProspects:
+    header = [name.strip() for name in next(reader, [])]
+    problems = [Problem(source, f"{label} line 1 (header)", m) for m in _header_faults(header)]
+    if problems:
+        return CsvProspects(None, [], problems)
+    header = ["email" if name.lower() == "email" else name for name in header]
+    rows = []
+    for number, cells in enumerate(reader, start=2):
+        if not any(cells):  # blank lines, and the empty rows spreadsheets append
+            continue
+        if len(cells) != len(header):
+            fault = f"has {len(cells)} cells, the header has {len(header)}"
+            rows.append(ProspectRow({}, label, number, fault=fault))
+        else:
+            rows.append(ProspectRow(dict(zip(header, cells, strict=True)), label, number))
+    return CsvProspects(header, rows, problems)
+
+
+def _header_faults(header: list[str]) -> list[str]:
+    if not header:
+        return ["the file is empty: it needs a header row with an email column"]
+    faults = [f"column {i} has no name" for i, name in enumerate(header, 1) if not name]
+    faults += [f"column {name!r} appears twice" for name in _repeated(header) if name]
+    faults += [f"column name {name!r} holds a line break" for name in header if _breaks(name)]
+    if "email" not in (name.lower() for name in header):
+        faults.append(f"no email column (columns: {', '.join(header)})")
+    return faults
+
+
+def _repeated(names: Sequence[str]) -> list[str]:
+    return [name for name, count in Counter(names).items() if count > 1]
+
+
+def _breaks(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\x00" in text
+
+
+def inline_rows(items: Sequence[dict[str, Any]], node: yaml.Node | None) -> list[ProspectRow]:
+    lines = [line_of(node, [i]) if node else None for i in range(len(items))]
+    return [
+        ProspectRow(item, "prospects", i + 1, inline=True, line=line)
+        for i, (item, line) in enumerate(zip(items, lines, strict=True))
+    ]
+
+
+def to_prospect(row: ProspectRow, source: str, problems: list[Problem]) -> Prospect | None:
+    """The validated prospect of ``row``, or None after adding its problems."""
+    if row.fault is not None:
+        problems.append(Problem(source, row.where(), row.fault))
+        return None
+    before = len(problems)
+    fields: dict[str, Any] = {}
+    email = ""
+    if "email" not in row.values:
+        problems.append(Problem(source, row.where(), "has no email"))
+    for key, value in row.values.items():
+        try:
+            if not isinstance(key, str) or _breaks(key):
+                raise ValueError("a field name must be text on one line")
+            if key == "email":
+                email = normalize_address(value if isinstance(value, str) else str(value))
+            else:
+                fields[key] = _field_value(value)
+        except ValueError as exc:
+            problems.append(Problem(source, row.at(str(key)), str(exc)))
+    return Prospect(email, fields, row.where()) if len(problems) == before else None
+
+
+def _field_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return forbid_line_breaks(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")  # JSON, hence jsonb, has no NaN
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()  # YAML reads an unquoted 2024-05-01 as a date
+    raise ValueError(f"must be text or a number, not {type(value).__name__}")
+
+
+def deduplicate(prospects: Sequence[Prospect], source: str) -> tuple[list[Prospect], list[Problem]]:
+    """The first prospect of every address (compared case-insensitively, like
+    the database's unique index) and a warning for each one dropped."""
+    first: dict[str, Prospect] = {}
+    kept: list[Prospect] = []
+    warnings: list[Problem] = []
+    for prospect in prospects:
+        earlier = first.setdefault(prospect.email.lower(), prospect)
+        if earlier is prospect:
+            kept.append(prospect)
+        else:
+            message = f"{prospect.email} repeats {earlier.where}; this one is dropped"
+            warnings.append(Problem(source, prospect.where, message))
+    return kept, warnings

@@ -1,0 +1,54 @@
+"""The string rules every spec shares.
+
+Anything that may become an SMTP header (addresses, subjects, names, ids) must
+not hold CR or LF: one line break lets a value inject its own headers. Nothing
+may hold NUL, which PostgreSQL text cannot store.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def forbid_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def forbid_line_breaks(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain a line break (CR or LF)")
+    return forbid_nul(value)
+
+
+def check_slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise ValueError(f"{value!r} is not an id: use 1-64 letters, digits, '-' or '_'")
+    return value
+
+
+def normalize_address(value: str) -> str:
+    """The normalized form of an email address, or ValueError saying why not."""
+    forbid_line_breaks(value)
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid address ({exc})") from exc
+
+
+OneLine = Annotated[str, AfterValidator(forbid_line_breaks)]
+Text = Annotated[str, Field(min_length=1), AfterValidator(forbid_nul)]
+Slug = Annotated[str, AfterValidator(check_slug)]
+Address = Annotated[str, AfterValidator(normalize_address)]
+
+
+class SpecModel(BaseModel):
+    # A misspelt key ("dialy_limit") must fail loudly, not fall back to a default.
+    model_config = ConfigDict(extra="forbid")
