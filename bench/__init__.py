@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures; they assert nothing (tests do that)."""

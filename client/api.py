@@ -1,0 +1,163 @@
+"""OutreachClient: start, pause, resume and cancel campaigns; pause and resume mailboxes;
+read their status. The CLI is a thin layer over this."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from client import ClientError, InvalidState
+from config.names import campaign_workflow_id, mailbox_workflow_id, send_task_queue
+from config.settings import Settings
+from store import accounts, campaigns
+from store.db import create_pool
+from workers.main import connect_temporal
+from workflows.campaign import CampaignWorkflow
+from workflows.mailbox import MailboxWorkflow
+from workflows.models import CampaignInput, MailboxInput, MailboxStatus, StepTuning
+
+_ACK_TIMEOUT = 30.0  # how long a pause may take to be in force before we say so
+
+
+def tuning_from(settings: Settings) -> StepTuning:
+    return StepTuning(
+        window=settings.step_window,
+        sends_per_run=settings.step_sends_per_run,
+        send_start_to_close=timedelta(seconds=settings.send_start_to_close_seconds),
+        send_schedule_to_close=timedelta(seconds=settings.send_schedule_to_close_seconds),
+        send_first_retry=timedelta(seconds=settings.send_first_retry_seconds),
+        paused_recheck=timedelta(seconds=settings.paused_recheck_seconds),
+        min_sleep=timedelta(seconds=settings.step_min_sleep_seconds),
+    )
+
+
+class OutreachClient:
+    def __init__(self, settings: Settings, temporal: Client, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.temporal = temporal
+        self.pool = pool
+        self._queue = send_task_queue(settings.task_queue)
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> OutreachClient:
+        temporal = await connect_temporal(settings)
+        pool = await create_pool(settings.database_url, max_size=4)
+        return cls(settings, temporal, pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # Campaigns
+
+    async def start_campaign(self, campaign_id: str) -> str:
+        """Start a campaign's workflow; starting a running campaign again is a no-op."""
+        info = await campaigns.campaign_info(self.pool, campaign_id)
+        if info.state in ("completed", "cancelled"):
+            raise InvalidState(f"campaign {campaign_id} is {info.state}; it cannot start again")
+        for mailbox_id in info.mailbox_ids:
+            await self._ensure_mailbox_workflow(mailbox_id)
+        delays = await self.pool.fetch(
+            "SELECT delay_seconds FROM steps WHERE campaign_id = $1 ORDER BY step", campaign_id
+        )
+        handle = await self.temporal.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(
+                id_prefix=self.settings.task_queue, campaign_id=campaign_id,
+                delays=[timedelta(seconds=r["delay_seconds"]) for r in delays],
+                tuning=tuning_from(self.settings),
+            ),
+            id=campaign_workflow_id(self.settings.task_queue, campaign_id),
+            task_queue=self._queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return handle.id
+
+    def _campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
+        return self.temporal.get_workflow_handle(
+            campaign_workflow_id(self.settings.task_queue, campaign_id)
+        )
+
+    async def _running_campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
+        info = await campaigns.campaign_info(self.pool, campaign_id)
+        if info.state not in ("running", "paused"):
+            raise InvalidState(f"campaign {campaign_id} is {info.state}, not running")
+        return self._campaign(campaign_id)
+
+    async def pause_campaign(self, campaign_id: str) -> None:
+        await (await self._running_campaign(campaign_id)).signal(CampaignWorkflow.pause)
+
+    async def resume_campaign(self, campaign_id: str) -> None:
+        await (await self._running_campaign(campaign_id)).signal(CampaignWorkflow.resume)
+
+    async def cancel_campaign(self, campaign_id: str, wait: float = 60.0) -> str:
+        """Cancel a campaign and wait until every open send has a final state."""
+        handle = await self._running_campaign(campaign_id)
+        await handle.cancel()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            state = (await campaigns.campaign_info(self.pool, campaign_id)).state
+            if state == "cancelled":
+                return state
+            await asyncio.sleep(0.2)
+        raise ClientError(f"campaign {campaign_id}: cancellation requested, not confirmed in {wait}s")
+
+    async def campaign_status(self, campaign_id: str) -> dict[str, Any]:
+        info = await campaigns.campaign_info(self.pool, campaign_id)
+        steps = await campaigns.step_counts(self.pool, campaign_id, info.steps)
+        return {
+            "id": info.id, "name": info.name, "workspace": info.workspace_id,
+            "state": info.state, "prospects": info.prospects, "mailboxes": info.mailbox_ids,
+            "created_at": info.created_at.isoformat(),
+            "started_at": info.started_at.isoformat() if info.started_at else None,
+            "finished_at": info.finished_at.isoformat() if info.finished_at else None,
+            "steps": steps,
+        }
+
+    # Mailboxes
+
+    async def _ensure_mailbox_workflow(self, mailbox_id: str) -> WorkflowHandle[Any, Any]:
+        record = await accounts.mailbox_record(self.pool, mailbox_id)
+        return await self.temporal.start_workflow(
+            MailboxWorkflow.run,
+            MailboxInput(mailbox_id=mailbox_id, paused=record.paused, reason=record.pause_reason),
+            id=mailbox_workflow_id(self.settings.task_queue, mailbox_id),
+            task_queue=self._queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    async def pause_mailbox(self, mailbox_id: str, reason: str = "") -> MailboxStatus:
+        """Pause a mailbox; return once no new SMTP transaction can start from it."""
+        handle = await self._ensure_mailbox_workflow(mailbox_id)
+        await handle.signal(MailboxWorkflow.pause, reason or "paused by operator")
+        return await self._await_applied(handle, paused=True)
+
+    async def resume_mailbox(self, mailbox_id: str) -> MailboxStatus:
+        handle = await self._ensure_mailbox_workflow(mailbox_id)
+        await handle.signal(MailboxWorkflow.resume)
+        return await self._await_applied(handle, paused=False)
+
+    async def _await_applied(self, handle: WorkflowHandle[Any, Any], paused: bool) -> MailboxStatus:
+        deadline = time.monotonic() + _ACK_TIMEOUT
+        while True:
+            try:
+                status: MailboxStatus = await handle.query(MailboxWorkflow.status)
+            except RPCError as exc:  # e.g. no worker polling yet
+                raise ClientError(f"mailbox workflow {handle.id} did not answer: {exc}") from exc
+            if status.applied and status.paused == paused:
+                return status
+            if time.monotonic() > deadline:
+                raise ClientError(
+                    f"{handle.id}: change requested but not in force after {_ACK_TIMEOUT:.0f}s"
+                    " (is a worker running?)"
+                )
+            await asyncio.sleep(0.1)
+
+    async def mailbox_status(self, mailbox_id: str | None = None) -> list[dict[str, Any]]:
+        return await accounts.list_mailboxes(self.pool, mailbox_id)

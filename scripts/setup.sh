@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for outreach: services running, a virtualenv with the project
+# and its development tools. Safe to run again; quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv ..."
+  "$python" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "installing outreach and its tools into .venv ..."
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
