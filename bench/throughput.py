@@ -44,7 +44,9 @@ async def history_events(client: Client, prefix: str) -> int:
     return total
 
 
-async def one_run(env: WorkflowEnvironment, db_url: str, prospects: int, mailboxes: int) -> tuple[float, float]:
+async def one_run(
+    env: WorkflowEnvironment, db_url: str, prospects: int, mailboxes: int
+) -> tuple[float, float]:
     prefix = f"bench-{secrets.token_hex(3)}"
     settings = Settings(
         temporal_address=env.client.service_client.config.target_host,
@@ -83,7 +85,9 @@ async def one_run(env: WorkflowEnvironment, db_url: str, prospects: int, mailbox
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prospects", type=int, default=1000)
     parser.add_argument("--mailboxes", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)

@@ -47,7 +47,10 @@ class OutreachClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> OutreachClient:
-        temporal = await connect_temporal(settings)
+        try:
+            temporal = await connect_temporal(settings)
+        except RuntimeError as exc:  # temporalio reports a failed connect this way
+            raise ClientError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
         pool = await create_pool(settings.database_url, max_size=4)
         return cls(settings, temporal, pool)
 
@@ -109,16 +112,7 @@ class OutreachClient:
         raise ClientError(f"campaign {campaign_id}: cancellation requested, not confirmed in {wait}s")
 
     async def campaign_status(self, campaign_id: str) -> dict[str, Any]:
-        info = await campaigns.campaign_info(self.pool, campaign_id)
-        steps = await campaigns.step_counts(self.pool, campaign_id, info.steps)
-        return {
-            "id": info.id, "name": info.name, "workspace": info.workspace_id,
-            "state": info.state, "prospects": info.prospects, "mailboxes": info.mailbox_ids,
-            "created_at": info.created_at.isoformat(),
-            "started_at": info.started_at.isoformat() if info.started_at else None,
-            "finished_at": info.finished_at.isoformat() if info.finished_at else None,
-            "steps": steps,
-        }
+        return await campaigns.campaign_status(self.pool, campaign_id)
 
     # Mailboxes
 

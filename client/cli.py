@@ -10,6 +10,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import asyncpg
 import click
 
 from client import ClientError
@@ -33,6 +34,9 @@ def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
         except (SpecError, StoreError, ClientError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except (OSError, asyncpg.PostgresError) as exc:
+            click.echo(f"error: cannot reach the database or Redis: {exc}", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -43,6 +47,17 @@ async def with_client(settings: Settings, action: Callable[[OutreachClient], Awa
         return await action(client)
     finally:
         await client.close()
+
+
+async def with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """For commands that need only PostgreSQL (no Temporal server)."""
+    from store.db import create_pool
+
+    pool = await create_pool(get_settings().database_url, max_size=2)
+    try:
+        return await action(pool)
+    finally:
+        await pool.close()
 
 
 def echo_json(value: Any) -> None:
@@ -88,15 +103,10 @@ def mailboxes() -> None:
 async def mailboxes_import(file: Path) -> None:
     """Import or update mailboxes from a YAML FILE (all or nothing)."""
     from specs.loading import load_mailboxes_file
-    from store.db import create_pool
     from store.importer import import_mailboxes
 
     specs = load_mailboxes_file(file)
-    pool = await create_pool(get_settings().database_url, max_size=2)
-    try:
-        ids = await import_mailboxes(pool, specs)
-    finally:
-        await pool.close()
+    ids = await with_pool(lambda pool: import_mailboxes(pool, specs))
     click.echo(f"imported {len(ids)} mailbox(es): {', '.join(ids)}")
 
 
@@ -126,13 +136,8 @@ async def mailboxes_resume(mailbox_id: str) -> None:
 async def mailboxes_status(mailbox_id: str | None, as_json: bool) -> None:
     """Show mailboxes, whether they are paused and why, and today's sends."""
     from store.accounts import list_mailboxes
-    from store.db import create_pool
 
-    pool = await create_pool(get_settings().database_url, max_size=2)
-    try:
-        rows = await list_mailboxes(pool, mailbox_id)
-    finally:
-        await pool.close()
+    rows = await with_pool(lambda pool: list_mailboxes(pool, mailbox_id))
     if as_json:
         echo_json(rows[0] if mailbox_id else rows)
         return
@@ -157,15 +162,10 @@ def campaigns() -> None:
 async def campaigns_create(file: Path) -> None:
     """Create a campaign from a YAML FILE; prints its id on the last line."""
     from specs.loading import load_campaign_file
-    from store.db import create_pool
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
-    pool = await create_pool(get_settings().database_url, max_size=2)
-    try:
-        created = await create_campaign(pool, loaded)
-    finally:
-        await pool.close()
+    created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"created campaign with {created.prospects} prospect(s)")
@@ -187,7 +187,9 @@ async def campaigns_start(campaign_id: str) -> None:
 @run_async
 async def campaigns_status(campaign_id: str, as_json: bool) -> None:
     """Show a campaign's state and, per step, its sends by ledger state."""
-    status = await with_client(get_settings(), lambda c: c.campaign_status(campaign_id))
+    from store.campaigns import campaign_status
+
+    status = await with_pool(lambda pool: campaign_status(pool, campaign_id))
     if as_json:
         echo_json(status)
         return

@@ -75,3 +75,16 @@ async def step_counts(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[
     for r in rows:
         counts[r["step"] - 1][r["state"]] = r["n"]
     return counts
+
+
+async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any]:
+    """What ``outreach campaigns status --json`` prints: state and per-step ledger counts."""
+    info = await campaign_info(pool, campaign_id)
+    return {
+        "id": info.id, "name": info.name, "workspace": info.workspace_id,
+        "state": info.state, "prospects": info.prospects, "mailboxes": info.mailbox_ids,
+        "created_at": info.created_at.isoformat(),
+        "started_at": info.started_at.isoformat() if info.started_at else None,
+        "finished_at": info.finished_at.isoformat() if info.finished_at else None,
+        "steps": await step_counts(pool, campaign_id, info.steps),
+    }

@@ -10,62 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
-import redis.asyncio as aioredis
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from client.api import OutreachClient
-from config.names import send_task_queue
-from config.settings import Settings
 from inbox.server import Inbox
-from mail.transport import MailTransport, SmtpTimeouts
 from tests.factories import add_campaign, add_mailbox
-from tests.integration.conftest import temporal_address
-from workers.registry import WORKFLOWS, build_activities
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start("127.0.0.1", 0)
-    yield box
-    await box.stop()
-
-
-@pytest.fixture
-def e2e_settings(settings: Settings, dev_server: WorkflowEnvironment) -> Settings:
-    return settings.model_copy(
-        update={"temporal_address": temporal_address(dev_server), "step_min_sleep_seconds": 0.5,
-                "paused_recheck_seconds": 0.5}
-    )
-
-
-@pytest.fixture
-async def worker(
-    dev_server: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis,
-    e2e_settings: Settings,
-) -> AsyncIterator[None]:
-    transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    async with Worker(
-        dev_server.client, task_queue=send_task_queue(e2e_settings.task_queue),
-        workflows=list(WORKFLOWS),
-        activities=build_activities(e2e_settings, db, redis_client, transport),
-        max_concurrent_activities=100,
-    ):
-        yield
-    await transport.close()
-
-
-@pytest.fixture
-async def client(e2e_settings: Settings, db: asyncpg.Pool) -> AsyncIterator[OutreachClient]:
-    c = await OutreachClient.connect(e2e_settings)
-    yield c
-    await c.close()
 
 
 async def wait_for_state(
