@@ -1,13 +1,16 @@
-"""The gate: may this send go now, or from when? One Redis round trip in the common case.
+"""The gate: may this send go, and when? One Redis round trip in the common case.
 
-In this version the gate knows the mailbox's sending window, its pause flag
-and its daily cap (calendar day in the mailbox's time zone, and any rolling
-24 h). A wait is answered with the instant it ends, so the workflow sleeps on
-a durable timer instead of asking again and again.
+It asks every shared limit at once (limits/lua/admit.lua): the mailbox's
+pause flag, daily cap (its local calendar day and any rolling 24 h, reduced
+while it warms up) and spacing; the provider's per-minute window; the host's
+circuit breaker and throttling push-back. The answer is "go at T" (a
+reserved instant, now or soon: the workflow sleeps on a durable timer until
+it) or "wait until T" (nothing reserved: the mailbox is skipped until T).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,20 +19,27 @@ import structlog
 from temporalio import activity
 
 from activities.models import GateInput, GateResult, GateVerdict
-from limits.mailbox_budget import KEEP, MailboxBudget, Reservation, Verdict
+from limits.policy import LimitPolicy
+from limits.store import KEEP, Admission, AdmitRequest, LimitStore, Verdict
 from store.accounts import MailboxRecord, mailbox_record
 from store.ledger import mailbox_sends_since
 
 log = structlog.get_logger(__name__)
-_CACHE_SECONDS = 30.0  # cap and window edits take effect within this
+_CACHE_SECONDS = 30.0  # cap, window and provider-size edits take effect within this
 
 
 class GateActivities:
-    def __init__(self, pool: asyncpg.Pool, budget: MailboxBudget, paused_recheck: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, store: LimitStore, policy: LimitPolicy,
+        paused_recheck: float, send_timeout: float,
+    ) -> None:
         self._pool = pool
-        self._budget = budget
+        self._store = store
+        self._policy = policy
         self._paused_recheck = timedelta(seconds=paused_recheck)
+        self._probe_ttl = timedelta(seconds=send_timeout + 30)
         self._mailboxes: dict[str, tuple[float, MailboxRecord]] = {}
+        self._provider_sizes: dict[str, tuple[float, int]] = {}
 
     async def _mailbox(self, mailbox_id: str) -> MailboxRecord:
         cached = self._mailboxes.get(mailbox_id)
@@ -39,35 +49,52 @@ class GateActivities:
         self._mailboxes[mailbox_id] = (time.monotonic(), record)
         return record
 
+    async def _provider_size(self, provider: str) -> int:
+        cached = self._provider_sizes.get(provider)
+        if cached and time.monotonic() - cached[0] < _CACHE_SECONDS:
+            return cached[1]
+        size: int = await self._pool.fetchval(
+            "SELECT count(*) FROM mailboxes WHERE provider = $1", provider
+        )
+        self._provider_sizes[provider] = (time.monotonic(), size)
+        return size
+
     @activity.defn(name="gate_send")
     async def gate_send(self, inp: GateInput) -> GateResult:
+        now = inp.now or datetime.now(UTC)
         mailbox = await self._mailbox(inp.mailbox_id)
-        now = datetime.now(UTC)
         opens = mailbox.window.next_open(now)
         if opens > now:
             return GateResult(verdict=GateVerdict.WAIT, until=opens, reason="outside sending window")
-        reserve = await self._reserve(mailbox, str(inp.key), now)
-        if reserve.verdict is Verdict.GO:
-            return GateResult(verdict=GateVerdict.GO)
-        if reserve.verdict is Verdict.PAUSED:
-            return GateResult(
-                verdict=GateVerdict.WAIT, until=now + self._paused_recheck, reason="mailbox paused"
-            )
-        assert reserve.free_at is not None
-        return GateResult(
-            verdict=GateVerdict.WAIT,
-            until=mailbox.window.next_open(reserve.free_at),
-            reason=f"daily limit {mailbox.daily_limit} reached ({reserve.verdict.value})",
+        admission = await self._admit(mailbox, str(inp.key), now)
+        if admission.verdict is Verdict.GO:
+            return GateResult(verdict=GateVerdict.GO, until=admission.at,
+                              reason="circuit probe" if admission.probe else "")
+        until = admission.at
+        if admission.reason.startswith("mailbox paused"):
+            until = now + self._paused_recheck  # a resume may come at any moment
+        return GateResult(verdict=GateVerdict.WAIT, until=mailbox.window.next_open(until),
+                          reason=admission.reason)
+
+    def _request(self, mailbox: MailboxRecord, send_key: str, now: datetime, size: int) -> AdmitRequest:
+        cap = mailbox.cap_on(now)
+        p: LimitPolicy = self._policy
+        return AdmitRequest(
+            mailbox_id=mailbox.id, send_key=send_key, now=now, day=mailbox.window.day_bounds(now),
+            cap=cap, provider=mailbox.provider, provider_limit=p.provider_limit(mailbox.provider, size),
+            provider_window=p.provider_window, host=mailbox.smtp_host,
+            spacing_gap=p.spacing_gap(mailbox.window, cap, random.random()),
+            horizon=p.reservation_horizon, probe_ttl=self._probe_ttl,
         )
 
-    async def _reserve(self, mailbox: MailboxRecord, send_key: str, now: datetime) -> Reservation:
-        day = mailbox.window.day_bounds(now)
-        result = await self._budget.reserve(mailbox.id, send_key, now, day, mailbox.daily_limit)
-        if result.verdict is not Verdict.REBUILD:
-            return result
-        # Redis lost (or never had) this mailbox: reload it from PostgreSQL first.
+    async def _admit(self, mailbox: MailboxRecord, send_key: str, now: datetime) -> Admission:
+        request = self._request(mailbox, send_key, now, await self._provider_size(mailbox.provider))
+        admission = await self._store.admit(request)
+        if admission.verdict is not Verdict.REBUILD:
+            return admission
+        # The store lost (or never had) this mailbox: reload it from PostgreSQL first.
         fresh = await mailbox_record(self._pool, mailbox.id)
         used = await mailbox_sends_since(self._pool, mailbox.id, now - KEEP)
-        log.info("mailbox_budget_rebuilt", mailbox_id=mailbox.id, sends=len(used))
-        await self._budget.rebuild(mailbox.id, fresh.paused, fresh.pause_reason, used)
-        return await self._budget.reserve(mailbox.id, send_key, now, day, mailbox.daily_limit)
+        log.info("mailbox_limits_rebuilt", mailbox_id=mailbox.id, sends=len(used))
+        await self._store.rebuild_mailbox(mailbox.id, fresh.paused, fresh.pause_reason, used)
+        return await self._store.admit(request)

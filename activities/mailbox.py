@@ -7,23 +7,23 @@ import structlog
 from temporalio import activity
 
 from activities.models import MailboxStateInput
-from limits.mailbox_budget import MailboxBudget
+from limits.store import LimitStore
 from store import accounts
 
 log = structlog.get_logger(__name__)
 
 
 class MailboxActivities:
-    def __init__(self, pool: asyncpg.Pool, budget: MailboxBudget) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: LimitStore) -> None:
         self._pool = pool
-        self._budget = budget
+        self._store = store
 
     @activity.defn(name="apply_mailbox_state")
     async def apply_mailbox_state(self, inp: MailboxStateInput) -> None:
         # PostgreSQL first: it is what the send activity checks just before
         # DATA, so once this commits no new message of the mailbox is sent.
         # Redis follows so the gate stops handing out slots.
-        await accounts.set_paused(self._pool, inp.mailbox_id, inp.paused, inp.reason)
-        await self._budget.set_paused(inp.mailbox_id, inp.paused, inp.reason)
+        await accounts.set_paused(self._pool, inp.mailbox_id, inp.paused, inp.reason, inp.paused_by)
+        await self._store.set_paused(inp.mailbox_id, inp.paused, inp.reason)
         log.info("mailbox_state_applied", mailbox_id=inp.mailbox_id, paused=inp.paused,
                  reason=inp.reason)

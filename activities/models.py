@@ -54,6 +54,9 @@ class DueSendsResult(BaseModel):
 class GateInput(BaseModel):
     key: SendKey
     mailbox_id: str
+    # The workflow's clock: limits are decided in workflow time, which is
+    # wall-clock time in production and skipped time in tests.
+    now: datetime | None = None
 
 
 class GateVerdict(StrEnum):
@@ -63,6 +66,7 @@ class GateVerdict(StrEnum):
 
 class GateResult(BaseModel):
     verdict: GateVerdict
+    # GO: the reserved instant to send at (now or shortly after); WAIT: when to ask again.
     until: datetime | None = None
     reason: str = ""
 
@@ -77,6 +81,7 @@ class SendOutcome(StrEnum):
     THROTTLED = "throttled"
     MAILBOX_PAUSED = "mailbox_paused"
     SENDER_PROBLEM = "sender_problem"
+    BUSY = "busy"  # no host connection or workspace slot free: nothing was sent
 
 
 FINAL_OUTCOMES = frozenset(
@@ -92,6 +97,8 @@ class SendResult(BaseModel):
     reply: str = ""
     # For SENDER_PROBLEM: the pause reason (e.g. "auth_failed: 535 5.7.8").
     reason: str = ""
+    # For THROTTLED: when the host takes sends again (jittered push-back).
+    retry_at: datetime | None = None
 
 
 class SendInput(BaseModel):
@@ -112,3 +119,4 @@ class MailboxStateInput(BaseModel):
     mailbox_id: str
     paused: bool
     reason: str = ""
+    paused_by: str | None = None  # "operator" (when None) or "health_check"

@@ -13,6 +13,11 @@ outcome the workflow acts on.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import structlog
 from jinja2 import TemplateError
@@ -20,7 +25,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
-from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpOutcomeUnknown, SmtpRejected
+from limits.policy import LimitPolicy
+from limits.store import LimitStore
+from mail.errors import (
+    SmtpConfigError,
+    SmtpConnectionFailed,
+    SmtpHostBusy,
+    SmtpOutcomeUnknown,
+    SmtpRejected,
+)
 from mail.message import OutgoingMail, build_message
 from mail.replies import ReplyClass, SmtpReply
 from mail.transport import MailTransport, SmtpAccount
@@ -37,9 +50,13 @@ class MailboxPausedBeforeData(Exception):
 
 
 class SendActivities:
-    def __init__(self, pool: asyncpg.Pool, transport: MailTransport) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy
+    ) -> None:
         self._pool = pool
         self._transport = transport
+        self._store = store
+        self._policy = policy
 
     @activity.defn(name="send_email")
     async def send_email(self, inp: SendInput) -> SendResult:
@@ -75,6 +92,20 @@ class SendActivities:
             await self._settle(inp, "failed", f"message not built: {exc}")
             return SendResult(outcome=SendOutcome.FAILED, reason=str(exc))
         account = await self._account(mailbox)
+        in_flight = f"workspace:{ctx.workspace_id}"
+        lease = f"{k}#{activity.info().attempt}"
+        if not await self._wait_for_lease(in_flight, lease):
+            return SendResult(outcome=SendOutcome.BUSY, reason="workspace in-flight limit")
+        try:
+            return await self._transact(inp, mailbox, ctx, account, message)
+        finally:
+            await self._store.release_lease(in_flight, lease)
+
+    async def _transact(
+        self, inp: SendInput, mailbox: MailboxRecord, ctx: SendContext, account: SmtpAccount,
+        message: bytes,
+    ) -> SendResult:
+        k = inp.key
         attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
 
         async def before_data() -> None:
@@ -88,17 +119,26 @@ class SendActivities:
         except MailboxPausedBeforeData:
             await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
             return SendResult(outcome=SendOutcome.MAILBOX_PAUSED)
+        except SmtpHostBusy as exc:
+            await self._finish(inp, attempt_id, "queued", "host_busy", None, str(exc))
+            if activity.info().attempt > 1:  # a retry must not start over with 4 new attempts
+                raise ApplicationError(f"host busy: {exc}", type="HostBusy") from exc
+            return SendResult(outcome=SendOutcome.BUSY, reason=str(exc))
         except SmtpOutcomeUnknown as exc:
+            await self._connection_result(mailbox, ok=False)
             await self._finish(inp, attempt_id, "unknown", "unknown", None, str(exc))
             log.error("send_outcome_unknown", error=str(exc))
             return SendResult(outcome=SendOutcome.UNKNOWN, reason=str(exc))
         except SmtpRejected as exc:
-            return await self._rejected(inp, attempt_id, exc)
+            await self._connection_result(mailbox, ok=True)
+            return await self._rejected(inp, mailbox, attempt_id, exc)
         except SmtpConfigError as exc:
             await self._finish(inp, attempt_id, "queued", "config_error", None, str(exc))
             return SendResult(outcome=SendOutcome.SENDER_PROBLEM, reason=f"config_error: {exc}")
         except SmtpConnectionFailed as exc:
+            await self._connection_result(mailbox, ok=False)
             return await self._retry_or_fail(inp, attempt_id, "connection", None, str(exc))
+        await self._connection_result(mailbox, ok=True)
         await self._finish(inp, attempt_id, "sent", "sent", reply)
         log.info("send_accepted", code=reply.code)
         return SendResult(outcome=SendOutcome.SENT, code=reply.code, reply=reply.text)
@@ -109,9 +149,35 @@ class SendActivities:
             mailbox_id=mailbox.id, host=mailbox.smtp_host, port=mailbox.smtp_port,
             security=mailbox.security,  # type: ignore[arg-type]  # checked by the schema
             username=mailbox.username, password=password,
+            max_connections=self._policy.connections(mailbox.provider),
         )
 
-    async def _rejected(self, inp: SendInput, attempt_id: int, exc: SmtpRejected) -> SendResult:
+    async def _wait_for_lease(self, scope: str, lease: str) -> bool:
+        """A workspace in-flight slot; a first attempt gives up at once (the workflow
+        tries again shortly), a retry waits a little for one."""
+        patience = 0.0 if activity.info().attempt == 1 else 60.0
+        deadline = time.monotonic() + patience
+        ttl = timedelta(seconds=self._policy.workspace_lease_seconds)
+        while not await self._store.acquire_lease(
+            scope, lease, self._policy.workspace_in_flight, datetime.now(UTC), ttl
+        ):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(random.uniform(0.2, 1.0))
+        return True
+
+    async def _connection_result(self, mailbox: MailboxRecord, ok: bool) -> None:
+        """Feed the host's circuit breaker: a reply means the host is up."""
+        p = self._policy
+        opened = await self._store.record_connection(
+            mailbox.smtp_host, ok, datetime.now(UTC), p.breaker_failures, p.breaker_open_for
+        )
+        if opened and not ok:
+            log.warning("circuit_open", host=mailbox.smtp_host)
+
+    async def _rejected(
+        self, inp: SendInput, mailbox: MailboxRecord, attempt_id: int, exc: SmtpRejected
+    ) -> SendResult:
         reply = exc.reply
         kind = reply.reply_class
         summary = f"{reply.code} {reply.text}"
@@ -120,8 +186,14 @@ class SendActivities:
             await ledger.suppress_prospect(self._pool, inp.key.prospect_id, "hard_bounced")
             return SendResult(outcome=SendOutcome.HARD_BOUNCED, code=reply.code, reply=reply.text)
         if kind is ReplyClass.THROTTLED:
+            # Not the recipient's fault: back the whole host off, with jitter so
+            # that the sends it pushes back do not all return together.
+            jitter = self._policy.throttle_jitter.total_seconds() * random.random()
+            retry_at = datetime.now(UTC) + timedelta(seconds=jitter)
+            await self._store.push_back(mailbox.smtp_host, retry_at)
             await self._finish(inp, attempt_id, "queued", kind.value, reply)
-            return SendResult(outcome=SendOutcome.THROTTLED, code=reply.code, reply=reply.text)
+            return SendResult(outcome=SendOutcome.THROTTLED, code=reply.code, reply=reply.text,
+                              retry_at=retry_at)
         if kind in (ReplyClass.SENDER_PROBLEM, ReplyClass.QUOTA):
             # The mailbox's fault, never the recipient's: pause it, keep the send.
             await self._finish(inp, attempt_id, "queued", kind.value, reply)

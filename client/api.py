@@ -118,9 +118,11 @@ class OutreachClient:
 
     async def _ensure_mailbox_workflow(self, mailbox_id: str) -> WorkflowHandle[Any, Any]:
         record = await accounts.mailbox_record(self.pool, mailbox_id)
+        paused_by = await accounts.pause_source(self.pool, mailbox_id)
         return await self.temporal.start_workflow(
             MailboxWorkflow.run,
-            MailboxInput(mailbox_id=mailbox_id, paused=record.paused, reason=record.pause_reason),
+            MailboxInput(mailbox_id=mailbox_id, paused=record.paused, reason=record.pause_reason,
+                         paused_by=paused_by or ""),
             id=mailbox_workflow_id(self.settings.task_queue, mailbox_id),
             task_queue=self._queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

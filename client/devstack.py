@@ -140,6 +140,9 @@ async def run_demo(
 ) -> None:
     from client.demo import run_example_campaign
 
+    # The demo shows the pipeline, not a day of pacing: send as fast as the
+    # other limits allow instead of spreading each mailbox's cap over its window.
+    settings = settings.model_copy(update={"mailbox_spacing": 0.0})
     async with local_stack(settings, ui_port, smtp_port, state_dir) as stack:
         _describe(stack, smtp_port)
         client = await OutreachClient.connect(settings)

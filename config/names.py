@@ -22,6 +22,20 @@ def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
     return f"{prefix}-mailbox-{mailbox_id}"
 
 
+def maintenance_task_queue(prefix: str) -> str:
+    return f"{prefix}-maintenance"
+
+
+def schedule_id(prefix: str, job: str) -> str:
+    """The Temporal schedule of a maintenance job (cleanup, health-check, reconcile)."""
+    return f"{prefix}-schedule-{job}"
+
+
+def maintenance_workflow_id(prefix: str, job: str) -> str:
+    # The schedule appends the scheduled time, so each run has its own id.
+    return f"{prefix}-maintenance-{job}"
+
+
 def redis_key(prefix: str, *parts: str) -> str:
     """A Redis key of this installation: ``{prefix}:part:part``."""
     return ":".join((prefix, *parts))

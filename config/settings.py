@@ -49,6 +49,42 @@ class Settings(BaseSettings):
 
     default_daily_limit: int = Field(default=40, ge=1)
 
+    # Maintenance schedules (see docs/decisions/0010-0013). Their values travel
+    # in the schedules' workflow arguments: `outreach schedules apply` changes
+    # them without restarting a worker.
+    retention_sent_days: float = Field(default=7.0, ge=0)
+    # failed, hard_bounced and unknown rows
+    retention_failed_days: float = Field(default=30.0, ge=0)
+    cleanup_batch_size: int = Field(default=2000, ge=1)
+    cleanup_interval_seconds: float = Field(default=300.0, gt=0)
+    health_check_interval_seconds: float = Field(default=300.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    # Each maintenance run's bound (the activity's start-to-close and the
+    # workflow's execution timeout).
+    maintenance_timeout_seconds: float = Field(default=240.0, gt=0)
+    health_check_concurrency: int = Field(default=10, ge=1)
+    # Temporal's own retention of closed workflows, set by `schedules apply`.
+    namespace_retention_days: int = Field(default=30, ge=1)
+
+    # Shared limits (limits/policy.py has the meaning of each).
+    limit_gmail_per_minute: int = 150
+    limit_outlook_per_minute: int = 100
+    limit_yahoo_per_minute: int = 50
+    limit_other_per_minute: int = 30
+    limit_provider_scale_unit: int = 150
+    limit_provider_window_seconds: float = 62.0
+    limit_gmail_connections: int = 15
+    limit_outlook_connections: int = 10
+    limit_other_connections: int = 5
+    limit_workspace_in_flight: int = 50
+    limit_breaker_failures: int = 5
+    limit_breaker_open_seconds: float = 300.0
+    limit_throttle_jitter_seconds: float = 300.0
+    limit_reservation_horizon_seconds: float = 600.0
+    # 1.0 spreads a mailbox's daily cap evenly over its window with random
+    # gaps; 0 sends as fast as the other limits allow (tests, demos).
+    mailbox_spacing: float = Field(default=1.0, ge=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -42,6 +42,12 @@ class SendingWindow:
                 return opens.astimezone(UTC)
         raise ValueError("sending window has no open day")
 
+    def open_length(self) -> timedelta:
+        """How long the window is open on an open day."""
+        start = datetime.combine(datetime.min, self.start)
+        end = datetime.combine(datetime.min, self.end)
+        return max(end - start, timedelta(minutes=1))
+
     def day_bounds(self, now: datetime) -> tuple[datetime, datetime]:
         """The local calendar day holding ``now``, as a half-open UTC interval."""
         local = now.astimezone(self.zone)

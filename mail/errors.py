@@ -9,6 +9,7 @@ MailError
     ├── SmtpConfigError (ValueError)   the account can't be used safely as configured
     │                                  (plaintext to a remote host, no STARTTLS, no AUTH,
     │                                  certificate not trusted): pause the mailbox
+    ├── SmtpHostBusy                   no connection slot free for the host now; nothing sent
     ├── SmtpRejected                   the server answered with a refusal; .reply, .stage
     ├── SmtpConnectionFailed (ConnectionError)
     │   │                              no answer before DATA began: safe to retry
@@ -52,6 +53,10 @@ class SmtpError(MailError):
 
 class SmtpConfigError(SmtpError, ValueError):
     pass
+
+
+class SmtpHostBusy(SmtpError):
+    """Every connection slot of the host is taken (limits); nothing was sent."""
 
 
 class SmtpRejected(SmtpError):

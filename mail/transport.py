@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
 
@@ -31,6 +31,7 @@ from mail.errors import (
     SmtpConfigError,
     SmtpConnectionFailed,
     SmtpError,
+    SmtpHostBusy,
     SmtpOutcomeUnknown,
     SmtpRejected,
     SmtpStage,
@@ -52,6 +53,17 @@ class SmtpAccount:
     security: Security
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs or tracebacks
+    max_connections: int | None = None  # the host's connection limit, for ConnectionSlots
+
+
+class ConnectionSlots(Protocol):
+    """Shared limits on open connections per host (see limits/)."""
+
+    async def hold(self, account: SmtpAccount) -> bool:
+        """Take, or renew, the slot of this mailbox's connection; False if none is free."""
+        ...
+
+    async def release(self, account: SmtpAccount) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class _Connection:
     account: SmtpAccount
     last_used: float
     clean: bool = True  # False while a failed transaction may be open: RSET first
+    on_close: Callable[[], None] | None = None
 
     def reusable(self, account: SmtpAccount, now: float, idle_seconds: float) -> bool:
         fresh = now - self.last_used <= idle_seconds
@@ -82,6 +95,9 @@ class _Connection:
 
     def close(self) -> None:
         self.smtp.close()
+        hook, self.on_close = self.on_close, None
+        if hook is not None:
+            hook()  # once: the connection's slot is free again
 
 
 class MailTransport:
@@ -92,6 +108,7 @@ class MailTransport:
         tls_context: ssl.SSLContext | None = None,
         *,
         local_hostname: str | None = None,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         self._timeouts = timeouts
         self._idle_seconds = idle_seconds
@@ -100,6 +117,9 @@ class MailTransport:
         self._local_hostname = local_hostname  # the EHLO name; default: this host's FQDN
         self._pool: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = slots
+        self._releases: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def send(
         self,
@@ -113,6 +133,8 @@ class MailTransport:
         """Deliver one message; the 2xx reply to DATA, or one of `mail.errors`."""
         _check_security(account)
         sender, rcpt = normalize_address(envelope_from), normalize_address(recipient)
+        if self._slots is not None and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_idle())
         # One transaction at a time on a mailbox's connection.
         async with self._locks.setdefault(account.mailbox_id, asyncio.Lock()):
             try:
@@ -129,7 +151,10 @@ class MailTransport:
     async def close(self) -> None:
         """QUIT every pooled connection (best effort, briefly), each after the
         transaction in flight on it, if any, has finished."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await asyncio.gather(*(self._quit(mailbox_id) for mailbox_id in list(self._locks)))
+        await asyncio.gather(*self._releases, return_exceptions=True)
 
     async def _open_envelope(self, account: SmtpAccount, sender: str, rcpt: str) -> _Connection:
         conn, reused = await self._checkout(account)
@@ -166,13 +191,58 @@ class MailTransport:
         now = asyncio.get_running_loop().time()
         conn = self._pool.get(account.mailbox_id)
         if conn is not None and conn.reusable(account, now, self._idle_seconds):
+            if not await self._hold_slot(account):
+                conn.close()  # our slot expired and was taken: we are one too many
+                raise SmtpHostBusy(f"{account.host}: every connection slot is taken")
             if conn.clean or await _reset(conn):
                 return conn, True
         if conn is not None:
             conn.close()  # idle too long, broken, or the account's settings changed
-        conn = _Connection(await self._connect(account), account, now)
+        if not await self._hold_slot(account):
+            raise SmtpHostBusy(f"{account.host}: every connection slot is taken")
+        try:
+            smtp = await self._connect(account)
+        except BaseException:
+            self._release_later(account)
+            raise
+        conn = _Connection(smtp, account, now, on_close=lambda: self._release_later(account))
         self._pool[account.mailbox_id] = conn
         return conn, False
+
+    async def _hold_slot(self, account: SmtpAccount) -> bool:
+        if self._slots is None:
+            return True
+        if await self._slots.hold(account):
+            return True
+        self._close_idle(only_host=account.host)  # our own idle connections first
+        await asyncio.gather(*self._releases, return_exceptions=True)
+        return await self._slots.hold(account)
+
+    def _release_later(self, account: SmtpAccount) -> None:
+        if self._slots is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._slots.release(account))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    def _close_idle(self, only_host: str | None = None) -> None:
+        """Close pooled connections nobody is using that are idle past their time
+        (or, for ``only_host``, idle at all): each one frees a host slot."""
+        now = asyncio.get_running_loop().time()
+        for mailbox_id, conn in list(self._pool.items()):
+            if self._locks[mailbox_id].locked():
+                continue
+            stale = now - conn.last_used > self._idle_seconds
+            if stale or conn.account.host == only_host:
+                del self._pool[mailbox_id]
+                conn.close()
+
+    async def _sweep_idle(self) -> None:
+        # An idle connection holds a host slot; close it when its idle time is up,
+        # not only when the mailbox next sends.
+        while True:
+            await asyncio.sleep(max(0.2, self._idle_seconds / 4))
+            self._close_idle()
 
     async def _connect(self, account: SmtpAccount) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(

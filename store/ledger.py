@@ -121,6 +121,7 @@ class SendContext:
     fields: dict[str, Any]
     subject: str
     body: str
+    workspace_id: str
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
 
 
@@ -128,11 +129,12 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
     row = await pool.fetchrow(
         """
         SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
-               s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body,
+               s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body, c.workspace_id,
                coalesce((SELECT array_agg(e.message_id ORDER BY e.step) FROM sends e
                          WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
                            AND e.step < s.step AND e.state = 'sent'), '{}') AS earlier
         FROM sends s
+        JOIN campaigns c ON c.id = s.campaign_id
         JOIN prospects p ON p.id = s.prospect_id
         JOIN steps st ON st.campaign_id = s.campaign_id AND st.step = s.step
         WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3
@@ -145,7 +147,7 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         state=row["state"], attempts=row["attempts"], data_started=row["data_started"],
         message_id=row["message_id"], mailbox_id=row["mailbox_id"], prospect_email=row["email"],
         prospect_status=row["status"], fields=dict(row["fields"]), subject=row["subject"],
-        body=row["body"], earlier_message_ids=list(row["earlier"]),
+        body=row["body"], workspace_id=row["workspace_id"], earlier_message_ids=list(row["earlier"]),
     )
 
 

@@ -71,4 +71,9 @@ async def redis_client(key_prefix: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 def settings(database_url: str, key_prefix: str) -> Settings:
-    return Settings(database_url=database_url, redis_url=REDIS_URL, task_queue=key_prefix)
+    # Limits that do not bind unless a test sets them: tests of other behaviour
+    # should not wait on spacing or a provider's 30/min.
+    return Settings(
+        database_url=database_url, redis_url=REDIS_URL, task_queue=key_prefix,
+        mailbox_spacing=0.0, limit_other_per_minute=100_000, limit_other_connections=100,
+    )

@@ -18,9 +18,8 @@ from temporalio.worker import Worker
 from config.converter import data_converter
 from config.names import send_task_queue
 from config.settings import Settings
-from mail.transport import MailTransport, SmtpTimeouts
 from store.db import create_pool
-from workers.registry import WORKFLOWS, build_activities
+from workers.registry import WORKFLOWS, build_activities, build_transport
 
 log = structlog.get_logger(__name__)
 
@@ -37,14 +36,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings)
     pool = await create_pool(settings.database_url, max_size=20)
     redis = aioredis.from_url(settings.redis_url)
-    transport = MailTransport(
-        SmtpTimeouts(
-            connect=settings.smtp_connect_timeout,
-            greeting=settings.smtp_greeting_timeout,
-            socket=settings.smtp_socket_timeout,
-        ),
-        idle_seconds=settings.smtp_idle_seconds,
-    )
+    transport = build_transport(settings, redis)
     queue = send_task_queue(settings.task_queue)
     try:
         worker = Worker(

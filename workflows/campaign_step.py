@@ -150,7 +150,7 @@ class CampaignStepWorkflow:
     async def _deliver(self, key: SendKey, mailbox_id: str) -> None:
         gate: GateResult = await workflow.execute_activity(
             "gate_send",
-            GateInput(key=key, mailbox_id=mailbox_id),
+            GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now()),
             result_type=GateResult,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_INFRA_RETRY,
@@ -160,6 +160,9 @@ class CampaignStepWorkflow:
             assert gate.until is not None
             self._block(mailbox_id, gate.until)
             return
+        if gate.until and gate.until > workflow.now():
+            # A reserved slot (provider window, spacing, push-back): sleep until it.
+            await workflow.sleep(gate.until - workflow.now())
         try:
             result: SendResult = await workflow.execute_activity(
                 "send_email",
@@ -179,10 +182,14 @@ class CampaignStepWorkflow:
         outcome = result.outcome
         self._outcomes[outcome.value] = self._outcomes.get(outcome.value, 0) + 1
         if outcome is SendOutcome.THROTTLED:
-            # Not the recipient's fault: back the mailbox off with jitter and
-            # let the send go again later, with all its attempts left.
+            # Not the recipient's fault: the host is pushed back with jitter (for
+            # every worker, by the activity); the send goes again later with
+            # all its attempts left.
             jitter = timedelta(seconds=workflow.random().uniform(0, _THROTTLE_JITTER_SECONDS))
-            self._block(mailbox_id, workflow.now() + jitter)
+            self._block(mailbox_id, result.retry_at or workflow.now() + jitter)
+        elif outcome is SendOutcome.BUSY:
+            # No connection or in-flight slot right now: they free up within seconds.
+            self._block(mailbox_id, workflow.now() + timedelta(seconds=workflow.random().uniform(1, 5)))
         elif outcome is SendOutcome.MAILBOX_PAUSED:
             self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
         elif outcome is SendOutcome.SENDER_PROBLEM:

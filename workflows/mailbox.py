@@ -4,6 +4,10 @@ Signals ``pause(reason)`` and ``resume()`` change the wanted state; the
 workflow then applies it (PostgreSQL, then Redis) with an activity, and the
 ``status`` query says whether the latest change is in force. Operators,
 health checks and sender-problem replies all pause through here.
+
+``pause``/``resume`` are the operator's. The health check sends
+``health_pause``/``health_resume``: it never overrides an operator's pause, and
+it resumes only a pause of its own (docs/decisions/0012).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import MailboxInput, MailboxStatus
 
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
+OPERATOR = "operator"
+HEALTH_CHECK = "health_check"
 _APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
@@ -28,6 +34,7 @@ class MailboxWorkflow:
         self._mailbox_id = inp.mailbox_id
         self._paused = inp.paused
         self._reason = inp.reason
+        self._paused_by = inp.paused_by or (OPERATOR if inp.paused else "")
         self._version = inp.version
         self._applied = inp.applied
         self._changes = 0
@@ -42,7 +49,8 @@ class MailboxWorkflow:
                 version, paused, reason = self._version, self._paused, self._reason
                 await workflow.execute_activity(
                     "apply_mailbox_state",
-                    MailboxStateInput(mailbox_id=inp.mailbox_id, paused=paused, reason=reason),
+                    MailboxStateInput(mailbox_id=inp.mailbox_id, paused=paused, reason=reason,
+                                      paused_by=self._paused_by or None),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=_APPLY_RETRY,
                     summary=f"{'pause' if paused else 'resume'} {inp.mailbox_id}",
@@ -53,19 +61,30 @@ class MailboxWorkflow:
                 workflow.continue_as_new(
                     MailboxInput(
                         mailbox_id=inp.mailbox_id, paused=self._paused, reason=self._reason,
-                        version=self._version, applied=self._applied,
+                        paused_by=self._paused_by, version=self._version, applied=self._applied,
                     )
                 )
 
     @workflow.signal
     def pause(self, reason: str) -> None:
-        self._paused, self._reason = True, reason or "paused by operator"
-        self._version += 1
-        self._changes += 1
+        self._change(True, reason or "paused by operator", OPERATOR)
 
     @workflow.signal
     def resume(self) -> None:
-        self._paused, self._reason = False, ""
+        self._change(False, "", "")
+
+    @workflow.signal
+    def health_pause(self, reason: str) -> None:
+        if self._paused_by != OPERATOR:  # an operator's pause (and reason) stands
+            self._change(True, reason, HEALTH_CHECK)
+
+    @workflow.signal
+    def health_resume(self) -> None:
+        if self._paused and self._paused_by == HEALTH_CHECK:
+            self._change(False, "", "")
+
+    def _change(self, paused: bool, reason: str, paused_by: str) -> None:
+        self._paused, self._reason, self._paused_by = paused, reason, paused_by
         self._version += 1
         self._changes += 1
 
@@ -73,5 +92,5 @@ class MailboxWorkflow:
     def status(self) -> MailboxStatus:
         return MailboxStatus(
             mailbox_id=self._mailbox_id, paused=self._paused, reason=self._reason,
-            applied=self._applied == self._version,
+            paused_by=self._paused_by, applied=self._applied == self._version,
         )

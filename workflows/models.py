@@ -56,6 +56,8 @@ class MailboxInput(BaseModel):
     mailbox_id: str
     paused: bool = False
     reason: str = ""
+    # "operator" or "health_check" while paused: a health check resumes only its own pauses.
+    paused_by: str = ""
     # Carried over continue-as-new: requested vs applied change counters.
     version: int = 0
     applied: int = 0
@@ -65,5 +67,6 @@ class MailboxStatus(BaseModel):
     mailbox_id: str
     paused: bool
     reason: str
+    paused_by: str = ""
     # True once the latest pause/resume is in force where sends look.
     applied: bool

@@ -28,7 +28,8 @@ async def outreach(settings: Settings, *args: str) -> Ran:
     """Run the CLI without blocking the loop (an in-process worker may need to answer it)."""
     env = {**os.environ, "OUTREACH_DATABASE_URL": settings.database_url,
            "OUTREACH_REDIS_URL": settings.redis_url, "OUTREACH_TASK_QUEUE": settings.task_queue,
-           "OUTREACH_TEMPORAL_ADDRESS": settings.temporal_address}
+           "OUTREACH_TEMPORAL_ADDRESS": settings.temporal_address,
+           "OUTREACH_MAILBOX_SPACING": "0"}
     proc = await asyncio.create_subprocess_exec(
         OUTREACH, *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

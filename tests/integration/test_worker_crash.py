@@ -37,6 +37,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "OUTREACH_DATABASE_URL": settings.database_url,
         "OUTREACH_REDIS_URL": settings.redis_url,
         "OUTREACH_TASK_QUEUE": settings.task_queue,
+        "OUTREACH_MAILBOX_SPACING": str(settings.mailbox_spacing),
+        "OUTREACH_LIMIT_OTHER_PER_MINUTE": str(settings.limit_other_per_minute),
+        "OUTREACH_LIMIT_OTHER_CONNECTIONS": str(settings.limit_other_connections),
     }
 
 

@@ -65,8 +65,9 @@ async def running_worker(
 ) -> AsyncIterator[AttemptLog]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
     activities = build_activities(settings, db, redis_client, transport)
-    log = AttemptLog(SendActivities(db, transport))
-    activities = [a for a in activities if getattr(a, "__name__", "") != "send_email"]
+    real = next(a for a in activities if getattr(a, "__name__", "") == "send_email")
+    log = AttemptLog(real.__self__)  # type: ignore[attr-defined]
+    activities = [a for a in activities if a is not real]
     async with Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
         activities=[*activities, log.send_email],

@@ -1,0 +1,15 @@
+-- Take, or renew, one of `limit` concurrent leases of a scope (a host's
+-- connections, a workspace's sends in flight).
+-- KEYS[1] leases zset (member = lease id, score = expiry ms)
+-- ARGV: 1 lease_id, 2 now, 3 expires_at, 4 limit. Returns 1 if held.
+-- Check and add in one script: two workers can never take the last slot twice.
+-- Leases expire by their score, so a worker that dies never keeps a slot.
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+-- Key expiry only collects garbage; relative, so it never depends on clocks agreeing.
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) - now + 60000)
+return 1

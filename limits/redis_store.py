@@ -1,0 +1,120 @@
+"""The limit store in Redis: one Lua script per operation (``limits/lua/``).
+
+Redis holds only what can be rebuilt: a mailbox whose state is missing is
+answered ``REBUILD`` and reloaded from PostgreSQL before it sends; breaker,
+push-back, provider windows and leases simply start empty, which at worst
+allows one provider window's worth of sends again. Any Redis error is
+raised as ``LimitStoreUnavailable``: no send starts without the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from config.names import redis_key
+from limits import LimitStoreUnavailable
+from limits.store import KEEP, Admission, AdmitRequest, Verdict
+
+
+def _script(redis: aioredis.Redis, name: str) -> AsyncScript:
+    return redis.register_script(resources.files("limits").joinpath("lua", name).read_text("utf-8"))
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _dur(span: timedelta) -> int:
+    return int(span.total_seconds() * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisLimitStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._admit = _script(redis, "admit.lua")
+        self._rebuild = _script(redis, "mailbox_rebuild.lua")
+        self._acquire = _script(redis, "lease_acquire.lua")
+        self._breaker = _script(redis, "breaker_record.lua")
+        self._push_back = _script(redis, "push_back.lua")
+
+    def _key(self, *parts: str) -> str:
+        return redis_key(self._prefix, *parts)
+
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await script(keys=list(keys), args=list(args))
+        except RedisError as exc:
+            raise LimitStoreUnavailable(f"redis: {exc}") from exc
+
+    def _mailbox_keys(self, mailbox_id: str) -> list[str]:
+        state = self._key("mailbox", mailbox_id)
+        return [state, f"{state}:sends"]
+
+    async def admit(self, req: AdmitRequest) -> Admission:
+        keys = [
+            *self._mailbox_keys(req.mailbox_id),
+            self._key("provider", req.provider, "window"),
+            self._key("host", req.host, "breaker"),
+            self._key("host", req.host, "push-back"),
+        ]
+        args: list[str | int] = [
+            req.send_key, ms(req.now), ms(req.day[0]), ms(req.day[1]), req.cap, _dur(KEEP),
+            req.provider_limit, _dur(req.provider_window), _dur(req.spacing_gap),
+            _dur(req.horizon), _dur(req.probe_ttl),
+        ]
+        verdict, at, reason = await self._run(self._admit, keys, args)
+        reason = _text(reason)
+        return Admission(
+            Verdict(_text(verdict)), datetime.fromtimestamp(int(_text(at)) / 1000, UTC),
+            "" if reason == "probe" else reason, probe=reason == "probe",
+        )
+
+    async def rebuild_mailbox(
+        self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
+    ) -> None:
+        args: list[str | int] = ["1" if paused else "0", reason]
+        for send_key, at in sends:
+            args += [ms(at), send_key]
+        await self._run(self._rebuild, self._mailbox_keys(mailbox_id), args)
+
+    async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
+        try:
+            await self._redis.hset(
+                self._mailbox_keys(mailbox_id)[0],
+                mapping={"paused": "1" if paused else "0", "reason": reason},
+            )
+        except RedisError as exc:
+            raise LimitStoreUnavailable(f"redis: {exc}") from exc
+
+    async def acquire_lease(
+        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
+    ) -> bool:
+        args: list[str | int] = [lease_id, ms(now), ms(now + ttl), limit]
+        return bool(await self._run(self._acquire, [self._key("leases", scope)], args))
+
+    async def release_lease(self, scope: str, lease_id: str) -> None:
+        try:
+            await self._redis.zrem(self._key("leases", scope), lease_id)
+        except RedisError as exc:
+            raise LimitStoreUnavailable(f"redis: {exc}") from exc
+
+    async def record_connection(
+        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
+    ) -> bool:
+        args: list[str | int] = ["1" if ok else "0", ms(now), threshold, _dur(open_for)]
+        return bool(await self._run(self._breaker, [self._key("host", host, "breaker")], args))
+
+    async def push_back(self, host: str, until: datetime) -> None:
+        await self._run(self._push_back, [self._key("host", host, "push-back")], [ms(until)])

@@ -1,0 +1,78 @@
+"""The limit store: the atomic operations every limit is built from.
+
+Two implementations keep the same contract (tests/limits run one suite
+against both): ``RedisLimitStore`` (shared by all workers; each operation is
+one Lua script, so one round trip and no race between check and update) and
+``MemoryLimitStore`` (one process; for fast tests and as the executable
+description of the Lua).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+
+class Verdict(StrEnum):
+    GO = "go"  # send at ``at`` (now, or a reserved instant shortly after)
+    WAIT = "wait"  # nothing reserved; ask again at ``at``
+    REBUILD = "rebuild"  # the store lost this mailbox: reload it from the ledger first
+
+
+@dataclass(frozen=True)
+class AdmitRequest:
+    mailbox_id: str
+    send_key: str
+    now: datetime
+    day: tuple[datetime, datetime]  # the mailbox's calendar day holding ``now``
+    cap: int  # today's cap (daily limit, or the warm-up ramp's)
+    provider: str
+    provider_limit: int
+    provider_window: timedelta
+    host: str
+    spacing_gap: timedelta
+    horizon: timedelta
+    probe_ttl: timedelta
+
+
+@dataclass(frozen=True)
+class Admission:
+    verdict: Verdict
+    at: datetime
+    reason: str = ""
+    probe: bool = False  # this send is the circuit breaker's single probe
+
+
+class LimitStore(Protocol):
+    async def admit(self, req: AdmitRequest) -> Admission: ...
+
+    async def rebuild_mailbox(
+        self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
+    ) -> None: ...
+
+    async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None: ...
+
+    async def acquire_lease(
+        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
+    ) -> bool:
+        """Take (or renew) one of ``limit`` concurrent leases of ``scope`` (e.g. a
+        host's connections, a workspace's sends in flight); False if all are held.
+        A lease not released ends by itself after ``ttl``: a dead worker keeps none."""
+        ...
+
+    async def release_lease(self, scope: str, lease_id: str) -> None: ...
+
+    async def record_connection(
+        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
+    ) -> bool:
+        """Count a connection success or failure; True if the breaker is now open."""
+        ...
+
+    async def push_back(self, host: str, until: datetime) -> None:
+        """No new send to ``host`` before ``until`` (a throttling reply)."""
+        ...
+
+
+KEEP = timedelta(hours=48)  # mailbox reservations older than this cannot matter
