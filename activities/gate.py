@@ -69,7 +69,8 @@ class GateActivities:
         admission = await self._admit(mailbox, str(inp.key), now)
         if admission.verdict is Verdict.GO:
             return GateResult(verdict=GateVerdict.GO, until=admission.at,
-                              reason="circuit probe" if admission.probe else "")
+                              reason="circuit probe" if admission.probe else "",
+                              reservation=admission.reservation)
         until = admission.at
         if admission.reason.startswith("mailbox paused"):
             until = now + self._paused_recheck  # a resume may come at any moment

@@ -30,7 +30,7 @@ class LedgerActivities:
             return message_id_for(inp.campaign_id, inp.step, prospect_id, domain)
 
         batch = await ledger.claim_due(
-            self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit,
+            self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit, inp.per_mailbox,
             inp.exclude_prospects, inp.blocked_mailboxes, message_id,
         )
         return DueSendsResult(

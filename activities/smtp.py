@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -25,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
+from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
 from limits.store import LimitStore
 from mail.errors import (
@@ -83,7 +85,8 @@ class SendActivities:
             return SendResult(outcome=SendOutcome.SKIPPED)
         mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
         if mailbox.paused:
-            return SendResult(outcome=SendOutcome.MAILBOX_PAUSED, reason=mailbox.pause_reason)
+            return await self._unused(inp, mailbox, SendResult(
+                outcome=SendOutcome.MAILBOX_PAUSED, reason=mailbox.pause_reason))
         try:
             message = build_message(_outgoing(mailbox, ctx))
         except (ValueError, TemplateError) as exc:
@@ -94,12 +97,32 @@ class SendActivities:
         account = await self._account(mailbox)
         in_flight = f"workspace:{ctx.workspace_id}"
         lease = f"{k}#{activity.info().attempt}"
-        if not await self._wait_for_lease(in_flight, lease):
-            return SendResult(outcome=SendOutcome.BUSY, reason="workspace in-flight limit")
+        try:
+            if not await self._wait_for_lease(in_flight, lease):
+                return await self._unused(inp, mailbox, SendResult(
+                    outcome=SendOutcome.BUSY, reason="workspace in-flight limit"))
+        except LimitStoreUnavailable as exc:
+            # Fail closed: no limits, no send. The workflow asks the gate again,
+            # which keeps retrying until the store is back (and rebuilt).
+            return SendResult(outcome=SendOutcome.BUSY, reason=str(exc))
         try:
             return await self._transact(inp, mailbox, ctx, account, message)
         finally:
-            await self._store.release_lease(in_flight, lease)
+            await self._best_effort(self._store.release_lease(in_flight, lease))
+
+    async def _unused(self, inp: SendInput, mailbox: MailboxRecord, result: SendResult) -> SendResult:
+        """Nothing was sent: give back the provider slot the gate reserved for it."""
+        if inp.reservation and activity.info().attempt == 1:
+            await self._best_effort(self._store.refund(mailbox.provider, inp.reservation))
+        return result
+
+    async def _best_effort(self, call: Awaitable[object]) -> None:
+        """Limit bookkeeping after a transaction must not lose the transaction's
+        outcome; a lease not released expires by itself."""
+        try:
+            await call
+        except LimitStoreUnavailable as exc:
+            log.warning("limit_store_unavailable", error=str(exc))
 
     async def _transact(
         self, inp: SendInput, mailbox: MailboxRecord, ctx: SendContext, account: SmtpAccount,
@@ -118,12 +141,13 @@ class SendActivities:
             )
         except MailboxPausedBeforeData:
             await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
-            return SendResult(outcome=SendOutcome.MAILBOX_PAUSED)
-        except SmtpHostBusy as exc:
+            return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.MAILBOX_PAUSED))
+        except (SmtpHostBusy, LimitStoreUnavailable) as exc:
             await self._finish(inp, attempt_id, "queued", "host_busy", None, str(exc))
             if activity.info().attempt > 1:  # a retry must not start over with 4 new attempts
                 raise ApplicationError(f"host busy: {exc}", type="HostBusy") from exc
-            return SendResult(outcome=SendOutcome.BUSY, reason=str(exc))
+            return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.BUSY,
+                                                               reason=str(exc)))
         except SmtpOutcomeUnknown as exc:
             await self._connection_result(mailbox, ok=False)
             await self._finish(inp, attempt_id, "unknown", "unknown", None, str(exc))
@@ -169,9 +193,13 @@ class SendActivities:
     async def _connection_result(self, mailbox: MailboxRecord, ok: bool) -> None:
         """Feed the host's circuit breaker: a reply means the host is up."""
         p = self._policy
-        opened = await self._store.record_connection(
-            mailbox.smtp_host, ok, datetime.now(UTC), p.breaker_failures, p.breaker_open_for
-        )
+        try:
+            opened = await self._store.record_connection(
+                mailbox.smtp_host, ok, datetime.now(UTC), p.breaker_failures, p.breaker_open_for
+            )
+        except LimitStoreUnavailable as exc:
+            log.warning("limit_store_unavailable", error=str(exc))
+            return
         if opened and not ok:
             log.warning("circuit_open", host=mailbox.smtp_host)
 
@@ -190,7 +218,7 @@ class SendActivities:
             # that the sends it pushes back do not all return together.
             jitter = self._policy.throttle_jitter.total_seconds() * random.random()
             retry_at = datetime.now(UTC) + timedelta(seconds=jitter)
-            await self._store.push_back(mailbox.smtp_host, retry_at)
+            await self._best_effort(self._store.push_back(mailbox.smtp_host, retry_at))
             await self._finish(inp, attempt_id, "queued", kind.value, reply)
             return SendResult(outcome=SendOutcome.THROTTLED, code=reply.code, reply=reply.text,
                               retry_at=retry_at)

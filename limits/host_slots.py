@@ -12,6 +12,7 @@ import secrets
 import socket
 from datetime import UTC, datetime, timedelta
 
+from limits import LimitStoreUnavailable
 from limits.store import LimitStore
 from mail.transport import SmtpAccount
 
@@ -35,5 +36,9 @@ class HostSlots:
         )
 
     async def release(self, account: SmtpAccount) -> None:
-        if account.max_connections is not None:
+        if account.max_connections is None:
+            return
+        try:
             await self._store.release_lease(*self._lease(account))
+        except LimitStoreUnavailable:
+            pass  # the lease expires by itself; the connection is closed either way

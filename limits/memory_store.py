@@ -52,7 +52,7 @@ class MemoryLimitStore:
     def forget_everything(self) -> None:
         """What a Redis restart without persistence does."""
         self._mailboxes: dict[str, _Mailbox] = {}
-        self._providers: dict[str, list[int]] = {}  # sorted reservation instants
+        self._providers: dict[str, list[tuple[int, str]]] = {}  # sorted (instant, reservation)
         self._breakers: dict[str, _Breaker] = {}
         self._push_back: dict[str, int] = {}
         self._leases: dict[str, dict[str, int]] = {}  # scope -> lease -> expiry
@@ -87,18 +87,20 @@ class MemoryLimitStore:
             at = max(at, box.next_at)
         at = max(at, self._push_back.get(req.host, 0))
         window = _dur(req.provider_window)
-        entries = [t for t in self._providers.get(req.provider, []) if t > now - window]
-        at = int(provider_slot([float(t) for t in entries], float(at), req.provider_limit, float(window)))
+        entries = [e for e in self._providers.get(req.provider, []) if e[0] > now - window]
+        at = int(provider_slot([float(t) for t, _ in entries], float(at), req.provider_limit,
+                               float(window)))
         if at - now > _dur(req.horizon):
             return Admission(Verdict.WAIT, _at(at), "no slot within the reservation horizon")
-        bisect.insort(entries, at)
+        reservation = f"{req.send_key}@{at}"
+        bisect.insort(entries, (at, reservation))
         self._providers[req.provider] = entries
         if not held:
             box.reserved[req.send_key] = now
             box.next_at = at + _dur(req.spacing_gap)
         if probe:
             breaker.probe, breaker.probe_until = req.send_key, at + _dur(req.probe_ttl)
-        return Admission(Verdict.GO, _at(at), probe=probe)
+        return Admission(Verdict.GO, _at(at), probe=probe, reservation=reservation)
 
     @staticmethod
     def _over_cap(box: _Mailbox, req: AdmitRequest, now: int) -> Admission | None:
@@ -123,6 +125,11 @@ class MemoryLimitStore:
             for send_key, at in sends:
                 box.reserved.setdefault(send_key, ms(at))
             box.ready = True
+
+    async def refund(self, provider: str, reservation: str) -> None:
+        async with self._lock:
+            entries = self._providers.get(provider, [])
+            self._providers[provider] = [e for e in entries if e[1] != reservation]
 
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
         async with self._lock:

@@ -93,10 +93,10 @@ def policy_from(settings: Settings) -> LimitPolicy:
 
 def provider_slot(entries: list[float], now: float, limit: int, window: float) -> float:
     """The earliest instant >= now at which one more send keeps every window of
-    ``window`` seconds at or under ``limit``, given the sorted reservation
-    instants ``entries`` (which never lie after the result: reservations are
-    appended in order). Mirrors the Lua in ``lua/admit.lua``."""
-    at = max([now, *entries[-1:]])
+    ``window`` at or under ``limit`` and at least window/limit after the last
+    reservation (paced, not bursts), given the sorted reservation instants
+    ``entries`` (appended in order). Mirrors the Lua in ``lua/admit.lua``."""
+    at = max([now, *(e + math.floor(window / limit) for e in entries[-1:])])
     if len(entries) >= limit:
         at = max(at, entries[len(entries) - limit] + window)
     return at

@@ -74,12 +74,19 @@ class RedisLimitStore:
             req.provider_limit, _dur(req.provider_window), _dur(req.spacing_gap),
             _dur(req.horizon), _dur(req.probe_ttl),
         ]
-        verdict, at, reason = await self._run(self._admit, keys, args)
+        verdict, at, reason, *taken = await self._run(self._admit, keys, args)
         reason = _text(reason)
         return Admission(
             Verdict(_text(verdict)), datetime.fromtimestamp(int(_text(at)) / 1000, UTC),
             "" if reason == "probe" else reason, probe=reason == "probe",
+            reservation=_text(taken[0]) if taken else "",
         )
+
+    async def refund(self, provider: str, reservation: str) -> None:
+        try:
+            await self._redis.zrem(self._key("provider", provider, "window"), reservation)
+        except RedisError as exc:
+            raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]

@@ -43,6 +43,7 @@ class Admission:
     at: datetime
     reason: str = ""
     probe: bool = False  # this send is the circuit breaker's single probe
+    reservation: str = ""  # GO: the provider slot taken, to give back if unused
 
 
 class LimitStore(Protocol):
@@ -53,6 +54,10 @@ class LimitStore(Protocol):
     ) -> None: ...
 
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None: ...
+
+    async def refund(self, provider: str, reservation: str) -> None:
+        """Give back a provider slot that was not used (nothing was sent)."""
+        ...
 
     async def acquire_lease(
         self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta

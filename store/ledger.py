@@ -70,11 +70,13 @@ async def claim_due(
     step: int,
     as_of: datetime,
     limit: int,
+    per_mailbox: int,
     exclude_prospects: list[int],
     blocked_mailboxes: list[str],
     message_id: Callable[[int, str], str],
 ) -> DueBatch:
-    """Up to ``limit`` sends due at ``as_of``, their ledger rows created as ``queued``.
+    """Up to ``limit`` sends due at ``as_of`` (at most ``per_mailbox`` of one mailbox),
+    their ledger rows created as ``queued``.
 
     ``message_id(prospect_id, mailbox_domain)`` gives each new row its
     Message-ID, fixed here once so every attempt sends the same one.
@@ -82,10 +84,12 @@ async def claim_due(
     eligible = _eligible(step)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            f"WITH eligible AS ({eligible}) SELECT * FROM eligible WHERE due_at <= $3"
-            " AND NOT (prospect_id = ANY($4::bigint[])) AND NOT (mailbox_id = ANY($5::text[]))"
-            " ORDER BY due_at, prospect_id LIMIT $6",
-            campaign_id, step, as_of, exclude_prospects, blocked_mailboxes, limit,
+            f"WITH eligible AS ({eligible}), due AS (SELECT *, row_number() OVER"
+            " (PARTITION BY mailbox_id ORDER BY due_at, prospect_id) AS nth FROM eligible"
+            " WHERE due_at <= $3 AND NOT (prospect_id = ANY($4::bigint[]))"
+            " AND NOT (mailbox_id = ANY($5::text[])))"
+            " SELECT * FROM due WHERE nth <= $7 ORDER BY due_at, prospect_id LIMIT $6",
+            campaign_id, step, as_of, exclude_prospects, blocked_mailboxes, limit, per_mailbox,
         )
         await conn.executemany(
             "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"

@@ -67,6 +67,10 @@ class CampaignStepWorkflow:
         self._blocked: dict[str, datetime] = dict(inp.blocked)
         self._outcomes: dict[str, int] = dict(inp.outcomes)
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._mailbox_of: dict[int, str] = {}  # in-flight prospect -> its mailbox
+        # One gate call at a time per mailbox: when it says "wait", the mailbox's
+        # other claimed sends go back to the queue without asking again.
+        self._gate_locks: dict[str, asyncio.Lock] = {}
         self._wake = False
 
     @workflow.run
@@ -79,6 +83,7 @@ class CampaignStepWorkflow:
             room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started)
             batch = await self._claim(now, room) if room > 0 else None
             for send in batch.sends if batch else []:
+                self._mailbox_of[send.prospect_id] = send.mailbox_id
                 self._in_flight[send.prospect_id] = asyncio.create_task(self._send(send))
                 started += 1
             if started >= inp.tuning.sends_per_run or workflow.info().is_continue_as_new_suggested():
@@ -96,13 +101,22 @@ class CampaignStepWorkflow:
             "due_sends",
             DueSendsInput(
                 campaign_id=self._inp.campaign_id, step=self._inp.step, as_of=now, limit=room,
-                exclude_prospects=list(self._in_flight), blocked_mailboxes=list(self._blocked),
+                per_mailbox=self._inp.tuning.per_mailbox, exclude_prospects=list(self._in_flight),
+                blocked_mailboxes=sorted({*self._blocked, *self._saturated()}),
             ),
             result_type=DueSendsResult,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_INFRA_RETRY,
         )
         return batch
+
+    def _saturated(self) -> set[str]:
+        """Mailboxes with as many sends in flight as a claim may give them."""
+        counts: dict[str, int] = {}
+        for prospect in self._in_flight:
+            mailbox = self._mailbox_of[prospect]
+            counts[mailbox] = counts.get(mailbox, 0) + 1
+        return {m for m, n in counts.items() if n >= self._inp.tuning.per_mailbox}
 
     async def _sleep(self, batch: DueSendsResult | None, room: int, now: datetime) -> None:
         """Sleep until there may be work: slots free up, a prospect falls due, a mailbox
@@ -116,7 +130,9 @@ class CampaignStepWorkflow:
         if batch is None or len(batch.sends) == room:
             threshold = self._inp.tuning.window // 2  # more may be due: refill when half free
         elif self._in_flight:
-            threshold = 0  # nothing else due now: look again when these end
+            # Fewer than asked: nothing else is due, or only for busy mailboxes.
+            # Look again when half of those in flight have ended.
+            threshold = len(self._in_flight) // 2
         else:
             threshold = -1  # only a timer or a signal can bring work
         self._wake = False
@@ -146,27 +162,37 @@ class CampaignStepWorkflow:
             await self._deliver(key, due.mailbox_id)
         finally:
             del self._in_flight[due.prospect_id]
+            del self._mailbox_of[due.prospect_id]
+
+    async def _gate(self, key: SendKey, mailbox_id: str) -> GateResult | None:
+        """The gate's answer, or None when the mailbox was blocked meanwhile."""
+        async with self._gate_locks.setdefault(mailbox_id, asyncio.Lock()):
+            if self._blocked.get(mailbox_id, workflow.now()) > workflow.now():
+                return None
+            result: GateResult = await workflow.execute_activity(
+                "gate_send",
+                GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now()),
+                result_type=GateResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_INFRA_RETRY,
+                summary=f"gate {key}",
+            )
+            if result.verdict is GateVerdict.WAIT:
+                assert result.until is not None
+                self._block(mailbox_id, result.until)
+            return result
 
     async def _deliver(self, key: SendKey, mailbox_id: str) -> None:
-        gate: GateResult = await workflow.execute_activity(
-            "gate_send",
-            GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now()),
-            result_type=GateResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_INFRA_RETRY,
-            summary=f"gate {key}",
-        )
-        if gate.verdict is GateVerdict.WAIT:
-            assert gate.until is not None
-            self._block(mailbox_id, gate.until)
-            return
+        gate = await self._gate(key, mailbox_id)
+        if gate is None or gate.verdict is GateVerdict.WAIT:
+            return  # back to the queue; the mailbox is skipped until the gate's instant
         if gate.until and gate.until > workflow.now():
             # A reserved slot (provider window, spacing, push-back): sleep until it.
             await workflow.sleep(gate.until - workflow.now())
         try:
             result: SendResult = await workflow.execute_activity(
                 "send_email",
-                SendInput(key=key),
+                SendInput(key=key, reservation=gate.reservation),
                 result_type=SendResult,
                 start_to_close_timeout=self._inp.tuning.send_start_to_close,
                 schedule_to_close_timeout=self._inp.tuning.send_schedule_to_close,

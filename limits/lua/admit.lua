@@ -50,15 +50,17 @@ if not held then
 end
 at = math.max(at, num(redis.call('GET', KEYS[5])))
 
--- Provider: no window of provider_window ms may hold more than the limit.
--- Reservations are appended in time order, so the limit-th most recent one
--- alone decides the earliest instant (limits/policy.py provider_slot).
+-- Provider: no window of provider_window ms may hold more than the limit,
+-- and sends are paced window/limit apart rather than sent in bursts (what
+-- providers like, and what keeps the window exact when a send leaves a
+-- little after its slot). Reservations are appended in time order, so the
+-- last one and the limit-th most recent one decide (limits/policy.py provider_slot).
 local window, limit = tonumber(ARGV[8]), tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[3])
 if n > 0 then
   local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-  at = math.max(at, tonumber(last[2]))
+  at = math.max(at, tonumber(last[2]) + math.floor(window / limit))
 end
 if n >= limit then
   local kth = redis.call('ZRANGE', KEYS[3], n - limit, n - limit, 'WITHSCORES')
@@ -77,4 +79,4 @@ end
 if probe then
   redis.call('HSET', KEYS[4], 'probe', key, 'probe_until', string.format('%d', at + tonumber(ARGV[11])))
 end
-return {'go', string.format('%d', at), probe and 'probe' or ''}
+return {'go', string.format('%d', at), probe and 'probe' or '', key .. '@' .. string.format('%d', at)}

@@ -11,10 +11,17 @@ from tests.limits.conftest import NOW, admit_request, ready
 MINUTE = timedelta(seconds=60)
 
 
-async def test_provider_limit_reserves_the_first_instant_the_window_allows(store: LimitStore) -> None:
+async def test_provider_sends_are_paced_window_over_limit_apart(store: LimitStore) -> None:
     await ready(store)
     ats = [(await store.admit(admit_request(f"c:1:{i}", provider_limit=3))).at for i in range(7)]
-    assert ats == [NOW] * 3 + [NOW + MINUTE] * 3 + [NOW + 2 * MINUTE]
+    assert ats == [NOW + i * timedelta(seconds=20) for i in range(7)]
+
+
+async def test_an_unused_provider_slot_can_be_given_back(store: LimitStore) -> None:
+    await ready(store)
+    first = await store.admit(admit_request("c:1:1", provider_limit=1))
+    await store.refund("gmail", first.reservation)
+    assert (await store.admit(admit_request("c:1:2", provider_limit=1))).at == NOW
 
 
 async def test_provider_window_edge_is_exact(store: LimitStore) -> None:
