@@ -38,6 +38,7 @@ class DueSendsInput(BaseModel):
     step: int
     as_of: datetime
     limit: int
+    per_mailbox: int = 1_000_000
     exclude_prospects: list[int] = []
     blocked_mailboxes: list[str] = []
 
@@ -69,6 +70,8 @@ class GateResult(BaseModel):
     # GO: the reserved instant to send at (now or shortly after); WAIT: when to ask again.
     until: datetime | None = None
     reason: str = ""
+    # GO: the provider slot reserved for this send, given back if nothing is sent.
+    reservation: str = ""
 
 
 class SendOutcome(StrEnum):
@@ -103,6 +106,7 @@ class SendResult(BaseModel):
 
 class SendInput(BaseModel):
     key: SendKey
+    reservation: str = ""  # from the gate's GO
 
 
 class SettleFailedInput(BaseModel):

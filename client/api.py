@@ -30,6 +30,7 @@ def tuning_from(settings: Settings) -> StepTuning:
     return StepTuning(
         window=settings.step_window,
         sends_per_run=settings.step_sends_per_run,
+        per_mailbox=settings.step_per_mailbox,
         send_start_to_close=timedelta(seconds=settings.send_start_to_close_seconds),
         send_schedule_to_close=timedelta(seconds=settings.send_schedule_to_close_seconds),
         send_first_retry=timedelta(seconds=settings.send_first_retry_seconds),

@@ -217,6 +217,59 @@ _campaign_action("resume", "Resume a paused campaign.")
 _campaign_action("cancel", "Cancel a campaign: its open sends end as skipped.")
 
 
+# outreach schedules ...
+
+@main.group()
+def schedules() -> None:
+    """Temporal schedules of the maintenance workflows (cleanup, health checks, reconciliation)."""
+
+
+async def _with_temporal(action: Callable[[Any], Awaitable[T]]) -> T:
+    from workers.main import connect_temporal
+
+    try:
+        temporal = await connect_temporal(get_settings())
+    except RuntimeError as exc:
+        raise ClientError(f"cannot reach Temporal at {get_settings().temporal_address}: {exc}") from exc
+    return await action(temporal)
+
+
+@schedules.command("apply")
+@run_async
+async def schedules_apply() -> None:
+    """Create or update every schedule from the settings (running it again changes nothing)."""
+    from client.schedules import apply_schedules, set_namespace_retention
+
+    settings = get_settings()
+
+    async def apply(temporal: Any) -> None:
+        for sid, result in (await apply_schedules(temporal, settings)).items():
+            click.echo(f"{sid}: {result}")
+        retention = await set_namespace_retention(
+            temporal, settings.temporal_namespace, settings.namespace_retention_days
+        )
+        click.echo(f"namespace {settings.temporal_namespace} retention"
+                   f" {settings.namespace_retention_days} days: {retention}")
+
+    await _with_temporal(apply)
+
+
+@schedules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@run_async
+async def schedules_list(as_json: bool) -> None:
+    """Show each maintenance schedule: interval, runs, skipped overlaps, last and next run."""
+    from client.schedules import describe_schedules
+
+    rows = await _with_temporal(lambda t: describe_schedules(t, get_settings()))
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        details = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("id", "state"))
+        click.echo(f"{r['id']:<40} {r['state']:<8} {details}")
+
+
 # outreach worker / dev / demo
 
 @main.command()

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # continue-as-new (keeps each history a few thousand events).
     step_window: int = Field(default=50, ge=1)
     step_sends_per_run: int = Field(default=300, ge=1)
+    # Sends of one mailbox in flight per step: its SMTP transactions run one at
+    # a time anyway, and a capped mailbox then wastes at most this many gate calls.
+    step_per_mailbox: int = Field(default=3, ge=1)
     # How long a paused mailbox's sends wait before the gate is asked again.
     paused_recheck_seconds: float = 10.0
     # A step with nothing due sleeps at least this long (guards delay 0).

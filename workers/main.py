@@ -16,10 +16,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from config.converter import data_converter
-from config.names import send_task_queue
+from config.names import maintenance_task_queue, send_task_queue
 from config.settings import Settings
 from store.db import create_pool
-from workers.registry import WORKFLOWS, build_activities, build_transport
+from workers.registry import (
+    WORKFLOWS,
+    build_activities,
+    build_maintenance_activities,
+    build_transport,
+    maintenance_workflows,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +53,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             max_concurrent_activities=100,
             graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
         )
-        async with worker:
+        # Scheduled maintenance runs on its own queue, so it never competes
+        # with sends for task slots (docs/decisions/0013).
+        maintenance = Worker(
+            client,
+            task_queue=maintenance_task_queue(settings.task_queue),
+            workflows=maintenance_workflows(),
+            activities=build_maintenance_activities(settings, pool, client),
+            max_concurrent_activities=4,
+        )
+        async with worker, maintenance:
             log.info("worker_started", task_queue=queue, temporal=settings.temporal_address)
             await stop.wait()
             log.info("worker_stopping")

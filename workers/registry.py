@@ -50,3 +50,32 @@ def build_activities(
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
     ]
+
+
+# -- the maintenance worker (its own task queue; started by Temporal schedules) --
+# Imported here, not above, to keep this section apart from the send worker's.
+from temporalio.client import Client  # noqa: E402
+
+from mail.oauth import TokenEndpoint  # noqa: E402
+
+
+def maintenance_workflows() -> list[type]:
+    from workflows.cleanup import CleanupWorkflow
+    from workflows.health_check import HealthCheckWorkflow
+    from workflows.reconcile import ReconcileWorkflow
+
+    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow]
+
+
+def build_maintenance_activities(
+    settings: Settings, pool: asyncpg.Pool, temporal: Client, tokens: TokenEndpoint | None = None
+) -> list[Callable[..., Any]]:
+    """Cleanup, reconciliation (PostgreSQL, Temporal) and health checks (SMTP, OAuth2)."""
+    from activities.health import MailboxHealth
+    from activities.maintenance import LedgerMaintenance
+    from mail.oauth import HttpTokenEndpoint
+
+    ledger = LedgerMaintenance(pool, temporal, settings.task_queue)
+    health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
+                           tokens or HttpTokenEndpoint())
+    return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes]

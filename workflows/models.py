@@ -12,6 +12,7 @@ class StepTuning(BaseModel):
 
     window: int = Field(default=50, ge=1)
     sends_per_run: int = Field(default=300, ge=1)
+    per_mailbox: int = Field(default=3, ge=1)
     send_start_to_close: timedelta = timedelta(minutes=2)
     send_schedule_to_close: timedelta = timedelta(hours=4)
     send_first_retry: timedelta = timedelta(minutes=5)

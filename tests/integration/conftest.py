@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from client.api import OutreachClient
 from config.converter import data_converter
-from config.names import send_task_queue
+from config.names import maintenance_task_queue, schedule_id, send_task_queue
 from config.settings import Settings
 from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
-from workers.registry import WORKFLOWS, build_activities
+from workers.registry import (
+    WORKFLOWS,
+    build_activities,
+    build_maintenance_activities,
+    maintenance_workflows,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -74,3 +81,43 @@ async def client(e2e_settings: Settings, db: asyncpg.Pool) -> AsyncIterator[Outr
     c = await OutreachClient.connect(e2e_settings)
     yield c
     await c.close()
+
+
+# -- maintenance (schedules, cleanup, health checks, reconciliation) ----------
+
+MaintenanceWorkerFactory = Callable[[Settings, list[Callable[..., Any]]], Worker]
+
+
+@pytest.fixture
+def maintenance_worker_factory(dev_server: WorkflowEnvironment) -> MaintenanceWorkerFactory:
+    """A worker on the maintenance task queue with the given activities."""
+
+    def make(settings: Settings, activities: list[Callable[..., Any]]) -> Worker:
+        return Worker(
+            dev_server.client, task_queue=maintenance_task_queue(settings.task_queue),
+            workflows=maintenance_workflows(), activities=activities,
+        )
+
+    return make
+
+
+@pytest.fixture
+async def maintenance_worker(
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings,
+    maintenance_worker_factory: MaintenanceWorkerFactory,
+) -> AsyncIterator[None]:
+    activities = build_maintenance_activities(e2e_settings, db, dev_server.client)
+    async with maintenance_worker_factory(e2e_settings, activities):
+        yield
+
+
+@pytest.fixture
+async def drop_schedules(dev_server: WorkflowEnvironment, e2e_settings: Settings) -> AsyncIterator[None]:
+    """Delete this test's schedules afterwards, so they stop firing on the shared server."""
+    yield
+    for job in ("cleanup", "health-check", "reconcile"):
+        handle = dev_server.client.get_schedule_handle(schedule_id(e2e_settings.task_queue, job))
+        try:
+            await handle.delete()
+        except RPCError:  # a schedule the test never created
+            pass

@@ -1,0 +1,151 @@
+"""Mailbox health checks: log in to each mailbox's SMTP server, refresh OAuth2 tokens,
+and pause or resume the mailbox through its MailboxWorkflow.
+
+A mailbox whose login is refused (535, ...) or which is refused as a sender is
+paused with the reason (``auth_failed: ...``, ``sender_problem: ...``); one a
+health check paused and which logs in again is resumed. An operator's pause is
+never touched: such mailboxes are not even checked. A connection failure is
+transient (the host circuit breaker deals with it) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.maintenance_models import HealthCheckInput, HealthCheckResult
+from config.names import mailbox_workflow_id, send_task_queue
+from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected
+from mail.oauth import TokenEndpoint, TokenRefreshFailed
+from mail.probe import TokenSource, probe_account
+from mail.replies import ReplyClass
+from mail.transport import SmtpAccount, SmtpTimeouts
+from store import accounts
+from workflows.mailbox import HEALTH_CHECK, MailboxWorkflow
+from workflows.models import MailboxInput
+
+log = structlog.get_logger(__name__)
+_REFRESH_MARGIN = timedelta(minutes=10)  # refresh a token this long before it expires
+
+
+def pause_reason(exc: Exception) -> str | None:
+    """The reason to pause a mailbox for, or None if the failure is not the mailbox's."""
+    if isinstance(exc, SmtpRejected):
+        summary = f"{exc.reply.code} {exc.reply.text}"
+        if exc.stage == "auth":
+            return f"auth_failed: {summary}"[:300]
+        if exc.reply_class in (ReplyClass.SENDER_PROBLEM, ReplyClass.QUOTA):
+            return f"{exc.reply_class.value}: {summary}"[:300]
+        return None
+    if isinstance(exc, TokenRefreshFailed):
+        return f"auth_failed: token refresh: {exc}"[:300]
+    if isinstance(exc, SmtpConfigError):
+        return f"config_error: {exc}"[:300]
+    return None
+
+
+class MailboxHealth:
+    def __init__(
+        self, pool: asyncpg.Pool, temporal: Client, id_prefix: str, timeouts: SmtpTimeouts,
+        tokens: TokenEndpoint, tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._pool = pool
+        self._temporal = temporal
+        self._prefix = id_prefix
+        self._timeouts = timeouts
+        self._tokens = tokens
+        self._tls = tls_context
+
+    @activity.defn(name="check_mailboxes")
+    async def check_mailboxes(self, inp: HealthCheckInput) -> HealthCheckResult:
+        targets = await accounts.mailboxes_to_check(self._pool)
+        gate = asyncio.Semaphore(inp.concurrency)
+        verdicts = await asyncio.gather(*(self._check(mid, by, gate) for mid, by in targets))
+        result = HealthCheckResult(checked=len(targets), healthy=0)
+        for mailbox_id, verdict in zip((t[0] for t in targets), verdicts, strict=True):
+            if verdict in ("healthy", "resumed"):
+                result.healthy += 1
+            if verdict in ("paused", "resumed", "unreachable"):
+                getattr(result, verdict).append(mailbox_id)
+        log.info("mailboxes_checked", checked=result.checked, healthy=result.healthy,
+                 paused=result.paused, resumed=result.resumed, unreachable=result.unreachable)
+        return result
+
+    async def _check(self, mailbox_id: str, paused_by: str | None, gate: asyncio.Semaphore) -> str:
+        async with gate:
+            try:
+                await self._probe(mailbox_id)
+            except (SmtpRejected, SmtpConfigError, TokenRefreshFailed) as exc:
+                reason = pause_reason(exc)
+                if reason is None:
+                    log.warning("mailbox_check_refused", mailbox_id=mailbox_id, error=str(exc))
+                    return "unreachable"
+                if paused_by != HEALTH_CHECK:
+                    await self._signal(mailbox_id, MailboxWorkflow.health_pause.__name__, reason)
+                    log.warning("mailbox_paused_by_health_check", mailbox_id=mailbox_id, reason=reason)
+                    return "paused"
+                return "failing"  # still paused by an earlier run
+            except SmtpConnectionFailed as exc:
+                log.warning("mailbox_unreachable", mailbox_id=mailbox_id, error=str(exc))
+                return "unreachable"
+            activity.heartbeat(mailbox_id)
+            if paused_by == HEALTH_CHECK:
+                await self._signal(mailbox_id, MailboxWorkflow.health_resume.__name__)
+                log.info("mailbox_resumed_by_health_check", mailbox_id=mailbox_id)
+                return "resumed"
+            return "healthy"
+
+    async def _probe(self, mailbox_id: str) -> None:
+        record = await accounts.mailbox_record(self._pool, mailbox_id)
+        grant = await accounts.oauth_grant(self._pool, mailbox_id)
+        password = None if grant else await accounts.mailbox_password(self._pool, mailbox_id)
+        account = SmtpAccount(
+            mailbox_id=mailbox_id, host=record.smtp_host, port=record.smtp_port,
+            security=record.security,  # type: ignore[arg-type]  # checked by the schema
+            username=record.username, password=password,
+        )
+        token: TokenSource | None = None
+        if grant is not None:
+            access = await self._access_token(mailbox_id, grant)
+
+            async def token_source() -> str:
+                return access
+
+            token = token_source
+        await probe_account(account, self._timeouts, self._tls, token)
+
+    async def _access_token(self, mailbox_id: str, grant: accounts.OAuthGrant) -> str:
+        """The stored access token, or a fresh one when it expires within the margin."""
+        now = datetime.now(UTC)
+        if grant.access_token and grant.expires_at and grant.expires_at > now + _REFRESH_MARGIN:
+            return grant.access_token
+        fresh = await self._tokens.refresh(
+            grant.provider, grant.client_id, grant.client_secret, grant.refresh_token
+        )
+        await accounts.store_access_token(
+            self._pool, mailbox_id, fresh.token, fresh.expires_at, fresh.refresh_token
+        )
+        log.info("oauth_token_refreshed", mailbox_id=mailbox_id, expires_at=fresh.expires_at.isoformat())
+        return fresh.token
+
+    async def _signal(self, mailbox_id: str, signal: str, *args: str) -> None:
+        """Signal the mailbox's workflow, starting it first if it is not running."""
+        record = await accounts.mailbox_record(self._pool, mailbox_id)
+        paused_by = await accounts.pause_source(self._pool, mailbox_id)
+        await self._temporal.start_workflow(
+            MailboxWorkflow.run,
+            MailboxInput(mailbox_id=mailbox_id, paused=record.paused, reason=record.pause_reason,
+                         paused_by=paused_by or ""),
+            id=mailbox_workflow_id(self._prefix, mailbox_id),
+            task_queue=send_task_queue(self._prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=signal,
+            start_signal_args=list(args),
+        )

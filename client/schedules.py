@@ -1,0 +1,176 @@
+"""Temporal schedules of the maintenance workflows: build them from settings, apply, list.
+
+``apply_schedules`` is idempotent: each schedule's action carries a fingerprint
+of what it should be in its memo (not in the note, which a pause overwrites); a
+schedule whose fingerprint matches is left alone,
+one that differs is updated in place (keeping an operator's pause), a missing
+one is created. Settings travel in the scheduled workflows' arguments, so a
+change takes effect at the next run without restarting any worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
+from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
+from config.settings import Settings
+
+JOBS = ("cleanup", "health-check", "reconcile")
+_FINGERPRINT = "outreach_config"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    workflow: str
+    arg: BaseModel
+    every: timedelta
+
+
+def jobs(settings: Settings) -> list[Job]:
+    timeout = timedelta(seconds=settings.maintenance_timeout_seconds)
+    return [
+        Job("cleanup", "CleanupWorkflow", CleanupInput(
+            sent_retention=timedelta(days=settings.retention_sent_days),
+            failed_retention=timedelta(days=settings.retention_failed_days),
+            batch_size=settings.cleanup_batch_size, timeout=timeout,
+        ), timedelta(seconds=settings.cleanup_interval_seconds)),
+        Job("health-check", "HealthCheckWorkflow",
+            HealthCheckInput(concurrency=settings.health_check_concurrency, timeout=timeout),
+            timedelta(seconds=settings.health_check_interval_seconds)),
+        Job("reconcile", "ReconcileWorkflow", ReconcileInput(timeout=timeout),
+            timedelta(seconds=settings.reconcile_interval_seconds)),
+    ]
+
+
+def build_schedule(settings: Settings, job: Job) -> Schedule:
+    timeout = timedelta(seconds=settings.maintenance_timeout_seconds)
+    queue = maintenance_task_queue(settings.task_queue)
+    fingerprint = hashlib.sha256(json.dumps(
+        [job.workflow, job.arg.model_dump(mode="json"), job.every.total_seconds(),
+         timeout.total_seconds(), queue, "skip"], sort_keys=True,
+    ).encode()).hexdigest()[:16]
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            job.workflow, job.arg, id=maintenance_workflow_id(settings.task_queue, job.name),
+            task_queue=queue, memo={_FINGERPRINT: fingerprint},
+            # The run's bound: a stuck run ends, and the next interval starts a new one.
+            execution_timeout=timeout,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=job.every)]),
+        # An interval that comes while the previous run still goes is skipped, not queued.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="managed by `outreach schedules apply`"),
+    )
+
+
+async def apply_schedules(client: Client, settings: Settings) -> dict[str, str]:
+    """Create or update every maintenance schedule; per schedule id: created|updated|unchanged."""
+    results = {}
+    for job in jobs(settings):
+        sid = schedule_id(settings.task_queue, job.name)
+        results[sid] = await _apply(client, sid, build_schedule(settings, job))
+    return results
+
+
+async def _apply(client: Client, sid: str, wanted: Schedule) -> str:
+    handle = client.get_schedule_handle(sid)
+    try:
+        current = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await client.create_schedule(sid, wanted)
+        return "created"
+    if _fingerprint(client, current.schedule) == _fingerprint(client, wanted):
+        return "unchanged"
+
+    def update(inp: ScheduleUpdateInput) -> ScheduleUpdate:
+        state = inp.description.schedule.state
+        if state.paused:  # an operator's pause (and its note) stays
+            wanted.state = ScheduleState(note=state.note, paused=True)
+        return ScheduleUpdate(schedule=wanted)
+
+    await handle.update(update)
+    return "updated"
+
+
+def _fingerprint(client: Client, schedule: Schedule) -> str | None:
+    action = schedule.action
+    if not isinstance(action, ScheduleActionStartWorkflow) or not action.memo:
+        return None
+    value = action.memo.get(_FINGERPRINT)
+    if isinstance(value, Payload):  # as described by the server
+        return str(client.data_converter.payload_converter.from_payload(value, str))
+    return None if value is None else str(value)
+
+
+async def describe_schedules(client: Client, settings: Settings) -> list[dict[str, Any]]:
+    """What ``outreach schedules list`` prints, one entry per maintenance schedule."""
+    rows: list[dict[str, Any]] = []
+    for job in JOBS:
+        sid = schedule_id(settings.task_queue, job)
+        try:
+            d = await client.get_schedule_handle(sid).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            rows.append({"id": sid, "state": "missing (run `outreach schedules apply`)"})
+            continue
+        every = [i.every.total_seconds() for i in d.schedule.spec.intervals]
+        recent = d.info.recent_actions
+        rows.append({
+            "id": sid, "state": "paused" if d.schedule.state.paused else "active",
+            "every_seconds": every[0] if every else None,
+            "runs": d.info.num_actions, "skipped_overlap": d.info.num_actions_skipped_overlap,
+            "running": len(d.info.running_actions),
+            "last_run": _iso(recent[-1].started_at) if recent else None,
+            "next_run": _iso(d.info.next_action_times[0]) if d.info.next_action_times else None,
+        })
+    return rows
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+async def set_namespace_retention(client: Client, namespace: str, days: int) -> str:
+    """Temporal's retention of closed workflows: 'unchanged', 'updated', or why it was not set."""
+    want = timedelta(days=days)
+    service = client.workflow_service
+    described = await service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+    if described.config.workflow_execution_retention_ttl.ToTimedelta() == want:
+        return "unchanged"
+    ttl = Duration()
+    ttl.FromTimedelta(want)
+    try:
+        await service.update_namespace(UpdateNamespaceRequest(
+            namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl),
+        ))
+    except RPCError as exc:  # e.g. not permitted for this client: see README
+        return f"not set ({exc.message})"
+    return "updated"
