@@ -6,3 +6,7 @@ bash scripts/setup.sh
 .venv/bin/python -m pytest "$@"
 .venv/bin/ruff check .
 .venv/bin/mypy
+# The PromQL of the alert rules (the unit tests check their metric names everywhere).
+if command -v promtool >/dev/null; then
+    promtool check config monitoring/prometheus.yml
+fi

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from store import UnknownRecord
-from store.ledger import ALL_STATES
+from store.ledger import ALL_STATES, FINAL_STATES
 
 
 @dataclass(frozen=True)
@@ -87,4 +87,40 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "started_at": info.started_at.isoformat() if info.started_at else None,
         "finished_at": info.finished_at.isoformat() if info.finished_at else None,
         "steps": await step_counts(pool, campaign_id, info.steps),
+    }
+
+
+async def campaign_progress(
+    pool: asyncpg.Pool, campaign_id: str, steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Per step, how many sends are done of how many; the recent rate, the rate the
+    mailboxes' daily caps allow over their windows, and an estimate of completion.
+
+    A step's total is the campaign's prospects (those stopped early end as
+    skipped); the rate is sends finished in the last 10 minutes, per minute.
+    """
+    row = await pool.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM prospects WHERE campaign_id = $1) AS prospects,
+               (SELECT count(*) FROM sends WHERE campaign_id = $1
+                  AND finished_at > now() - interval '10 minutes') AS recent,
+               (SELECT sum(m.daily_limit / greatest(extract(epoch FROM
+                         CASE WHEN m.window_end > m.window_start THEN m.window_end - m.window_start
+                              ELSE interval '24 hours' END) / 60, 1))
+                  FROM campaign_mailboxes cm JOIN mailboxes m ON m.id = cm.mailbox_id
+                 WHERE cm.campaign_id = $1 AND NOT m.paused) AS limit_rate
+        """,
+        campaign_id,
+    )
+    assert row is not None  # an aggregate always returns a row
+    total = row["prospects"]
+    per_step = [{"step": s["step"], "done": sum(s[k] for k in FINAL_STATES), "total": total} for s in steps]
+    remaining = sum(max(p["total"] - p["done"], 0) for p in per_step)
+    rate = row["recent"] / 10.0
+    limit_rate = float(row["limit_rate"] or 0.0)
+    pace = min(rate, limit_rate) if rate and limit_rate else (rate or 0.0)
+    return {
+        "steps": per_step, "remaining": remaining, "rate_per_minute": rate,
+        "limit_per_minute": round(limit_rate, 2),
+        "eta_seconds": round(remaining / pace * 60) if remaining and pace else (0 if not remaining else None),
     }

@@ -44,3 +44,14 @@ def test_every_dependency_names_a_service_and_every_build_has_a_dockerfile() -> 
             assert dep in services, f"{name} depends on unknown {dep}"
         if "build" in service:
             assert (ROOT / service["build"] / "Dockerfile").exists()
+
+
+def test_prometheus_and_grafana_mount_the_monitoring_files_that_exist() -> None:
+    services = compose()["services"]
+    assert services["worker"]["environment"]["OUTREACH_METRICS_PORT"] == "9464"
+    for name in ("prometheus", "grafana"):
+        mounts = [v.split(":")[0] for v in services[name]["volumes"]]
+        assert mounts and all((ROOT / m).exists() for m in mounts), mounts
+    prometheus_mounts = " ".join(services["prometheus"]["volumes"])
+    assert "alerts.yml" in prometheus_mounts and "prometheus.yml" in prometheus_mounts
+    assert (ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").exists()

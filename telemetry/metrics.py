@@ -1,0 +1,75 @@
+"""Every metric the workers export, defined once; activities only increment them.
+
+Labels are bounded sets only: provider, outcome, limit, host (bounded by the
+mailbox set), pause reason (classified). Campaign, mailbox, prospect and send
+ids never become labels: they would give every send its own time series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SENDS = Counter(
+    "outreach_sends", "Send attempts by mailbox provider and outcome class.", ["provider", "outcome"]
+)
+SMTP_DURATION = Histogram(
+    "outreach_smtp_duration_seconds", "One SMTP transaction, connect to reply.", ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 120),
+)
+GATE_WAITS = Counter(
+    "outreach_gate_waits", "Gate answers 'wait', by the limit that said so.", ["limit", "provider"]
+)
+CIRCUIT_OPEN = Gauge(
+    "outreach_circuit_open", "1 while a host's circuit breaker is open or half-open.", ["host"]
+)
+MAILBOXES_PAUSED = Gauge("outreach_mailboxes_paused", "Paused mailboxes by reason class.", ["reason"])
+SENDS_IN_FLIGHT = Gauge("outreach_sends_in_flight", "Send activities running in this worker.")
+BACKLOG = Gauge(
+    "outreach_backlog_sends",
+    "Sends of running campaigns due now: open ledger rows plus first steps not yet claimed.",
+)
+UNKNOWN_SENDS = Gauge("outreach_unknown_sends", "Sends whose SMTP outcome is unknown (ledger rows).")
+
+# Outcome classes a raised (retried) attempt is counted under.
+RAISED_OUTCOMES = {"SoftBounce": "soft_bounced", "SmtpConnection": "connection_failed", "HostBusy": "busy"}
+
+PAUSE_REASONS = ("auth_failed", "sender_problem", "quota", "config_error")
+
+# Gate reasons (limits/lua/admit.lua, activities/gate.py) -> the limit's label.
+_GATE_LIMITS = (
+    ("outside sending window", "sending_window"),
+    ("mailbox paused", "mailbox_paused"),
+    ("circuit open", "circuit_open"),
+    ("circuit half-open", "circuit_half_open"),
+    ("daily cap", "daily_cap"),
+    ("rolling 24 h cap", "rolling_cap"),
+    ("no slot", "provider_or_spacing"),
+)
+
+
+def gate_limit(reason: str) -> str:
+    """The label of the limit behind a gate's 'wait' reason."""
+    for prefix, label in _GATE_LIMITS:
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+def pause_class(reason: str) -> str:
+    """A paused mailbox's reason as a bounded label; free text from an operator is 'operator'."""
+    head = reason.split(":", 1)[0].strip()
+    return head if head in PAUSE_REASONS else "operator"
+
+
+def exported_names() -> set[str]:
+    """The series names Prometheus sees (counters get ``_total``, histograms their parts)."""
+    names: set[str] = set()
+    for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
+                   SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS):
+        for family in metric.collect():
+            for sample in family.samples:
+                names.add(sample.name)
+            names.add(family.name + ("_total" if family.type == "counter" else ""))
+            if family.type == "histogram":
+                names.update(f"{family.name}_{part}" for part in ("bucket", "sum", "count"))
+    return names
