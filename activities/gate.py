@@ -23,6 +23,7 @@ from limits.policy import LimitPolicy
 from limits.store import KEEP, Admission, AdmitRequest, LimitStore, Verdict
 from store.accounts import MailboxRecord, mailbox_record
 from store.ledger import mailbox_sends_since
+from telemetry.metrics import GATE_WAITS, gate_limit
 
 log = structlog.get_logger(__name__)
 _CACHE_SECONDS = 30.0  # cap, window and provider-size edits take effect within this
@@ -65,6 +66,7 @@ class GateActivities:
         mailbox = await self._mailbox(inp.mailbox_id)
         opens = mailbox.window.next_open(now)
         if opens > now:
+            GATE_WAITS.labels(limit="sending_window", provider=mailbox.provider).inc()
             return GateResult(verdict=GateVerdict.WAIT, until=opens, reason="outside sending window")
         admission = await self._admit(mailbox, str(inp.key), now)
         if admission.verdict is Verdict.GO:
@@ -72,6 +74,7 @@ class GateActivities:
                               reason="circuit probe" if admission.probe else "",
                               reservation=admission.reservation)
         until = admission.at
+        GATE_WAITS.labels(limit=gate_limit(admission.reason), provider=mailbox.provider).inc()
         if admission.reason.startswith("mailbox paused"):
             until = now + self._paused_recheck  # a resume may come at any moment
         return GateResult(verdict=GateVerdict.WAIT, until=mailbox.window.next_open(until),

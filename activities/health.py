@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -21,6 +20,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
+from activities.oauth_tokens import access_token
 from config.names import mailbox_workflow_id, send_task_queue
 from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected
 from mail.oauth import TokenEndpoint, TokenRefreshFailed
@@ -32,7 +32,6 @@ from workflows.mailbox import HEALTH_CHECK, MailboxWorkflow
 from workflows.models import MailboxInput
 
 log = structlog.get_logger(__name__)
-_REFRESH_MARGIN = timedelta(minutes=10)  # refresh a token this long before it expires
 
 
 def pause_reason(exc: Exception) -> str | None:
@@ -122,18 +121,7 @@ class MailboxHealth:
         await probe_account(account, self._timeouts, self._tls, token)
 
     async def _access_token(self, mailbox_id: str, grant: accounts.OAuthGrant) -> str:
-        """The stored access token, or a fresh one when it expires within the margin."""
-        now = datetime.now(UTC)
-        if grant.access_token and grant.expires_at and grant.expires_at > now + _REFRESH_MARGIN:
-            return grant.access_token
-        fresh = await self._tokens.refresh(
-            grant.provider, grant.client_id, grant.client_secret, grant.refresh_token
-        )
-        await accounts.store_access_token(
-            self._pool, mailbox_id, fresh.token, fresh.expires_at, fresh.refresh_token
-        )
-        log.info("oauth_token_refreshed", mailbox_id=mailbox_id, expires_at=fresh.expires_at.isoformat())
-        return fresh.token
+        return await access_token(self._pool, self._tokens, mailbox_id, grant)
 
     async def _signal(self, mailbox_id: str, signal: str, *args: str) -> None:
         """Signal the mailbox's workflow, starting it first if it is not running."""

@@ -26,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
+from activities.oauth_tokens import access_token
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
 from limits.store import LimitStore
@@ -37,12 +38,14 @@ from mail.errors import (
     SmtpRejected,
 )
 from mail.message import OutgoingMail, build_message
+from mail.oauth import HttpTokenEndpoint, TokenEndpoint, TokenRefreshFailed
 from mail.replies import ReplyClass, SmtpReply
 from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
 from store import accounts, ledger
 from store.accounts import MailboxRecord
 from store.ledger import Reply, SendContext
+from telemetry.metrics import CIRCUIT_OPEN, RAISED_OUTCOMES, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION
 
 log = structlog.get_logger(__name__)
 
@@ -53,12 +56,14 @@ class MailboxPausedBeforeData(Exception):
 
 class SendActivities:
     def __init__(
-        self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy
+        self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy,
+        tokens: TokenEndpoint | None = None,
     ) -> None:
         self._pool = pool
         self._transport = transport
         self._store = store
         self._policy = policy
+        self._tokens = tokens or HttpTokenEndpoint()
 
     @activity.defn(name="send_email")
     async def send_email(self, inp: SendInput) -> SendResult:
@@ -68,9 +73,18 @@ class SendActivities:
             attempt=activity.info().attempt,
         )
         try:
-            return await self._send(inp)
+            with SENDS_IN_FLIGHT.track_inprogress():
+                result = await self._send(inp)
+        except ApplicationError as exc:
+            _count(RAISED_OUTCOMES.get(exc.type or "", "error"))
+            raise
+        except Exception:
+            _count("error")
+            raise
         finally:
             structlog.contextvars.unbind_contextvars("campaign_id", "step", "prospect_id", "attempt")
+        _count(result.outcome.value)
+        return result
 
     async def _send(self, inp: SendInput) -> SendResult:
         k = inp.key
@@ -84,6 +98,7 @@ class SendActivities:
             await self._settle(inp, "skipped", f"prospect {ctx.prospect_status}")
             return SendResult(outcome=SendOutcome.SKIPPED)
         mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
+        structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
             return await self._unused(inp, mailbox, SendResult(
                 outcome=SendOutcome.MAILBOX_PAUSED, reason=mailbox.pause_reason))
@@ -94,7 +109,11 @@ class SendActivities:
             # never be, so it fails now instead of being retried.
             await self._settle(inp, "failed", f"message not built: {exc}")
             return SendResult(outcome=SendOutcome.FAILED, reason=str(exc))
-        account = await self._account(mailbox)
+        try:
+            account = await self._account(mailbox)
+        except TokenRefreshFailed as exc:  # the grant was revoked or the client changed
+            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
+                              reason=f"auth_failed: token refresh: {exc}"[:300])
         in_flight = f"workspace:{ctx.workspace_id}"
         lease = f"{k}#{activity.info().attempt}"
         try:
@@ -136,9 +155,9 @@ class SendActivities:
                 raise MailboxPausedBeforeData(mailbox.id)
 
         try:
-            reply = await self._transport.send(
+            reply = await _timed(mailbox, self._transport.send(
                 account, mailbox.email, ctx.prospect_email, message, before_data=before_data
-            )
+            ))
         except MailboxPausedBeforeData:
             await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
             return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.MAILBOX_PAUSED))
@@ -168,11 +187,13 @@ class SendActivities:
         return SendResult(outcome=SendOutcome.SENT, code=reply.code, reply=reply.text)
 
     async def _account(self, mailbox: MailboxRecord) -> SmtpAccount:
-        password = await accounts.mailbox_password(self._pool, mailbox.id)
+        grant = await accounts.oauth_grant(self._pool, mailbox.id)
+        token = await access_token(self._pool, self._tokens, mailbox.id, grant) if grant else None
+        password = None if grant else await accounts.mailbox_password(self._pool, mailbox.id)
         return SmtpAccount(
             mailbox_id=mailbox.id, host=mailbox.smtp_host, port=mailbox.smtp_port,
             security=mailbox.security,  # type: ignore[arg-type]  # checked by the schema
-            username=mailbox.username, password=password,
+            username=mailbox.username, password=password, oauth_token=token,
             max_connections=self._policy.connections(mailbox.provider),
         )
 
@@ -200,6 +221,7 @@ class SendActivities:
         except LimitStoreUnavailable as exc:
             log.warning("limit_store_unavailable", error=str(exc))
             return
+        CIRCUIT_OPEN.labels(host=mailbox.smtp_host).set(1 if opened else 0)
         if opened and not ok:
             log.warning("circuit_open", host=mailbox.smtp_host)
 
@@ -261,6 +283,25 @@ class SendActivities:
         await ledger.finish_attempt(
             self._pool, k.campaign_id, k.step, k.prospect_id, attempt_id, state, outcome, recorded
         )
+
+
+def _count(outcome: str) -> None:
+    """One send attempt's outcome class, under the provider bound once its mailbox was read."""
+    provider = structlog.contextvars.get_contextvars().get("provider", "unresolved")
+    SENDS.labels(provider=provider, outcome=outcome).inc()
+
+
+async def _timed(mailbox: MailboxRecord, transaction: Awaitable[SmtpReply]) -> SmtpReply:
+    """The SMTP latency of a transaction that reached a server (no free connection: not timed)."""
+    started, reached = time.monotonic(), True
+    try:
+        return await transaction
+    except SmtpHostBusy:
+        reached = False
+        raise
+    finally:
+        if reached:
+            SMTP_DURATION.labels(provider=mailbox.provider).observe(time.monotonic() - started)
 
 
 def _outgoing(mailbox: MailboxRecord, ctx: SendContext) -> OutgoingMail:

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from client.api import OutreachClient
 from config.converter import data_converter
+from config.names import SEARCH_ATTRIBUTES
 from config.settings import Settings
 from inbox.server import Inbox
 from store.db import create_pool
@@ -103,7 +104,7 @@ async def main() -> None:
     try:
         async with await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter(),
-            dev_server_log_level="error",
+            dev_server_log_level="error", search_attributes=SEARCH_ATTRIBUTES,
         ) as env:
             results = [await one_run(env, db_url, args.prospects, args.mailboxes) for _ in range(args.runs)]
     finally:

@@ -10,11 +10,17 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from client import ClientError, InvalidState
-from config.names import campaign_workflow_id, mailbox_workflow_id, send_task_queue
+from config.names import (
+    CAMPAIGN_ID_ATTR,
+    MAILBOX_IDS_ATTR,
+    campaign_workflow_id,
+    mailbox_workflow_id,
+    send_task_queue,
+)
 from config.settings import Settings
 from store import accounts, campaigns
 from store.db import create_pool
@@ -79,6 +85,7 @@ class OutreachClient:
             ),
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CAMPAIGN_ID_ATTR, campaign_id)]),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         return handle.id
@@ -126,6 +133,7 @@ class OutreachClient:
                          paused_by=paused_by or ""),
             id=mailbox_workflow_id(self.settings.task_queue, mailbox_id),
             task_queue=self._queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(MAILBOX_IDS_ATTR, [mailbox_id])]),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
@@ -37,6 +38,8 @@ def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
         except (OSError, asyncpg.PostgresError) as exc:
             click.echo(f"error: cannot reach the database or Redis: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C ends a --watch
+            sys.exit(130)
 
     return wrapper
 
@@ -184,20 +187,56 @@ async def campaigns_start(campaign_id: str) -> None:
 @campaigns.command("status")
 @click.argument("campaign_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--watch", is_flag=True, help="Refresh every 2 s until the campaign ends (Ctrl-C stops).")
 @run_async
-async def campaigns_status(campaign_id: str, as_json: bool) -> None:
-    """Show a campaign's state and, per step, its sends by ledger state."""
-    from store.campaigns import campaign_status
+async def campaigns_status(campaign_id: str, as_json: bool, watch: bool) -> None:
+    """Show a campaign's state and, per step, its sends by ledger state, progress,
+    rate and an estimate of completion."""
+    from store.campaigns import campaign_progress, campaign_status
 
-    status = await with_pool(lambda pool: campaign_status(pool, campaign_id))
-    if as_json:
-        echo_json(status)
-        return
+    async def read(pool: asyncpg.Pool) -> dict[str, Any]:
+        status = await campaign_status(pool, campaign_id)
+        return {**status, "progress": await campaign_progress(pool, campaign_id, status["steps"])}
+
+    while True:
+        status = await with_pool(read)
+        if as_json:
+            echo_json(status)
+        else:
+            _echo_status(status, tty=sys.stdout.isatty(), clear=watch and sys.stdout.isatty())
+        if not watch or status["state"] in ("completed", "cancelled"):
+            return
+        try:
+            await asyncio.sleep(2)
+        except asyncio.CancelledError:  # Ctrl-C
+            return
+
+
+def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
+    if clear:
+        click.clear()
+    progress = status["progress"]
     click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
                f" {status['prospects']} prospects")
-    for step in status["steps"]:
+    for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
-        click.echo(f"  step {step['step']}: {counts or 'nothing yet'}")
+        bar = f"{_bar(done['done'], done['total'])} " if tty else ""
+        click.echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
+                   f" {counts or 'nothing yet'}")
+    eta = progress["eta_seconds"]
+    click.echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
+               f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
+               f" done in {_duration(eta) if eta is not None else 'unknown'}")
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = round(width * done / total) if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _campaign_action(name: str, help_text: str) -> None:
@@ -270,6 +309,81 @@ async def schedules_list(as_json: bool) -> None:
         click.echo(f"{r['id']:<40} {r['state']:<8} {details}")
 
 
+# outreach trace / search-attributes
+
+@main.command()
+@click.argument("target")
+@run_async
+async def trace(target: str) -> None:
+    """A prospect's sends, from a PROSPECT_ID, an EMAIL or a SEND_KEY (campaign:step:prospect):
+    state, attempts, last reply, and the Web UI address of the execution holding each."""
+    from client.trace import execution_url, holding_urls
+    from config.names import step_workflow_id
+    from store.trace import trace as ledger_trace
+
+    settings = get_settings()
+    prospects = await with_pool(lambda pool: ledger_trace(pool, target))
+    temporal = await _temporal_or_none()
+    for p in prospects:
+        click.echo(f"prospect {p.id}  campaign {p.campaign_id}  status {p.status}")
+        if not p.sends:
+            click.echo("  no sends yet")
+        for s in p.sends:
+            reply = " ".join(str(x) for x in (s.last_code, s.last_reply) if x)  # text has the enhanced code
+            click.echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
+                       f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}")
+            click.echo(f"    last reply: {reply or '-'}")
+            urls = await holding_urls(temporal, settings, s) if temporal else []
+            wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)
+            for url in urls or [execution_url(settings, wid)]:
+                click.echo(f"    {url}")
+
+
+async def _temporal_or_none() -> Any:
+    """A Temporal client, or None (with a warning): the ledger's view is useful without it."""
+    from workers.main import connect_temporal
+
+    try:
+        return await connect_temporal(get_settings())
+    except RuntimeError as exc:
+        click.echo(f"warning: cannot reach Temporal ({exc}); showing each step's latest run", err=True)
+        return None
+
+
+@main.group("search-attributes")
+def search_attributes() -> None:
+    """The Temporal search attributes the Web UI finds sends by (campaign, step, mailbox, prospect)."""
+
+
+@search_attributes.command("register")
+@run_async
+async def search_attributes_register() -> None:
+    """Register them on the namespace (running it again changes nothing)."""
+    from client.search_attributes import register_search_attributes
+
+    namespace = get_settings().temporal_namespace
+    added = await _with_temporal(lambda t: register_search_attributes(t, namespace))
+    click.echo(f"namespace {namespace}: " + (f"registered {', '.join(added)}" if added
+                                             else "search attributes already registered"))
+
+
+def _require_search_attributes(settings: Settings) -> None:
+    """The worker does not start on a namespace without them: its step workflows would stall."""
+    from client.search_attributes import missing_search_attributes
+
+    async def check() -> list[str]:
+        return await _with_temporal(lambda t: missing_search_attributes(t, settings.temporal_namespace))
+
+    try:
+        missing = asyncio.run(check())
+    except ClientError:
+        return  # Temporal is not up yet: the worker reports that itself, and retries
+    if missing:
+        click.echo(f"error: search attributes {', '.join(missing)} are not registered on namespace"
+                   f" {settings.temporal_namespace}; run `outreach search-attributes register`", err=True)
+        sys.exit(2)
+
+
 # outreach worker / dev / demo
 
 @main.command()
@@ -278,6 +392,7 @@ def worker() -> None:
     from workers.main import main as worker_main
 
     configure_logging("INFO")
+    _require_search_attributes(get_settings())
     asyncio.run(worker_main(get_settings()))
 
 
@@ -306,3 +421,22 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool) -> N
 
     asyncio.run(run_demo(get_settings(), ui_port=ui_port, smtp_port=smtp_port,
                          state_dir=state_dir, keep_running=keep_running))
+
+
+def run() -> None:
+    """The console entry point: ``main``, then a hard exit with its status.
+
+    The Temporal client's native runtime can abort the interpreter while it
+    finalizes (PyGILState_Release after the output is complete); everything a
+    command does is finished and flushed by then, so skip finalization.
+    """
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

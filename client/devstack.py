@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from client.api import OutreachClient
+from client.search_attributes import dev_server_flags, register_search_attributes
 from config.settings import Settings
 from inbox.server import Inbox
 from store.migrate import migrate
@@ -72,7 +73,7 @@ async def temporal_dev_server(settings: Settings, ui_port: int, state_dir: Path)
     proc = await asyncio.create_subprocess_exec(
         temporal_cli(), "server", "start-dev", "--ip", host, "--port", port,
         "--ui-port", str(ui_port), "--db-filename", str(state_dir / "temporal.db"),
-        "--namespace", settings.temporal_namespace, "--log-level", "warn",
+        "--namespace", settings.temporal_namespace, "--log-level", "warn", *dev_server_flags(),
         stdout=log, stderr=log,
     )
     try:
@@ -95,6 +96,8 @@ async def local_stack(
         raise click.ClickException(f"port {smtp_port} is taken; choose another with --smtp-port")
     click.echo("starting the local stack ...")
     async with temporal_dev_server(settings, ui_port, state_dir) as ui_url:
+        # Also on a server we did not start, or one whose file predates them.
+        await register_search_attributes(await connect_temporal(settings), settings.temporal_namespace)
         await migrate(settings.database_url)
         maildir = state_dir / "inbox"
         inbox = Inbox(maildir=maildir)

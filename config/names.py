@@ -1,9 +1,14 @@
-"""Names shared by client, workers and workflows: task queues, workflow ids, Redis keys.
+"""Names shared by client, workers and workflows: task queues, workflow ids, Redis keys,
+search attributes.
 
 Kept in one place so no string literal for them appears anywhere else.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from temporalio.common import SearchAttributeKey
 
 
 def send_task_queue(prefix: str) -> str:
@@ -39,3 +44,15 @@ def maintenance_workflow_id(prefix: str, job: str) -> str:
 def redis_key(prefix: str, *parts: str) -> str:
     """A Redis key of this installation: ``{prefix}:part:part``."""
     return ":".join((prefix, *parts))
+
+
+# Search attributes (docs/decisions/0014): ids only, never an address or content.
+# Registered by `outreach dev` and `outreach search-attributes register`.
+CAMPAIGN_ID_ATTR = SearchAttributeKey.for_keyword("OutreachCampaignId")
+STEP_ATTR = SearchAttributeKey.for_int("OutreachStep")
+# The mailboxes and prospects whose sends one step-workflow run has held.
+MAILBOX_IDS_ATTR = SearchAttributeKey.for_keyword_list("OutreachMailboxIds")
+PROSPECT_IDS_ATTR = SearchAttributeKey.for_keyword_list("OutreachProspectIds")
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
+    CAMPAIGN_ID_ATTR, STEP_ATTR, MAILBOX_IDS_ATTR, PROSPECT_IDS_ATTR,
+)

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # The Temporal Web UI, for the addresses `outreach trace` prints.
+    ui_url: str = "http://127.0.0.1:8233"
     # A prefix, not a full name: task queues and workflow ids start with it, so
     # two installations can share one Temporal server without meeting.
     task_queue: str = "outreach"
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     step_min_sleep_seconds: float = 2.0
 
     default_daily_limit: int = Field(default=40, ge=1)
+
+    # Prometheus: our metrics on this port, the Temporal SDK's on the next one
+    # (telemetry/exporter.py); 0 turns both off.
+    metrics_port: int = Field(default=9464, ge=0, le=65534)
+    metrics_host: str = "0.0.0.0"
 
     # Maintenance schedules (see docs/decisions/0010-0013). Their values travel
     # in the schedules' workflow arguments: `outreach schedules apply` changes

@@ -14,9 +14,11 @@ on it. All state is read and written on that loop only; no locks are needed.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import mailbox
 import ssl
+from base64 import b64decode
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ class Inbox:
         self,
         *,
         credentials: dict[str, str] | None = None,
+        tokens: dict[str, str] | None = None,
         maildir: str | Path | None = None,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
@@ -74,6 +77,7 @@ class Inbox:
         self.on_data: Callable[[AcceptedMessage], None] | None = None
         self.port = 0
         self._credentials = credentials
+        self._tokens = tokens  # user -> OAuth2 access token accepted by AUTH XOAUTH2
         self._maildir = mailbox.Maildir(maildir, create=True) if maildir is not None else None
         self._starttls = starttls
         self._implicit_tls = implicit_tls
@@ -219,6 +223,13 @@ class Inbox:
             return True
         return self._credentials.get(user) == login.password.decode(errors="replace")
 
+    def _authenticate_token(self, user: str, token: str) -> bool:
+        self.auth_attempts.append(user)
+        self._notify()
+        if self._tokens is None:
+            return self._credentials is None
+        return self._tokens.get(user) == token
+
     def _accept(self, message: AcceptedMessage) -> None:
         self.messages.append(message)
         self._notify()
@@ -245,6 +256,20 @@ class _InboxSMTP(SMTP):
 
     def _create_session(self) -> Session:
         return _QuietSession(self.loop)
+
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        """RFC-less but widespread (Google, Microsoft): base64 of
+        "user=U^Aauth=Bearer T^A^A"."""
+        try:
+            decoded = b64decode(args[1].encode(), validate=True).decode()
+            fields = dict(part.split("=", 1) for part in decoded.split("\x01") if part)
+            user, token = fields["user"], fields["auth"].removeprefix("Bearer ")
+        except (IndexError, KeyError, ValueError, binascii.Error):
+            await self.push("501 5.5.2 Can't decode XOAUTH2")
+            return AuthResult(success=False, handled=True)
+        ok = self.inbox._authenticate_token(user, token)
+        # handled=False: aiosmtpd answers 235 or 535 5.7.8 itself.
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user.encode(), b""))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self._original_transport is None  # STARTTLS calls this a second time

@@ -54,6 +54,8 @@ class SmtpAccount:
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs or tracebacks
     max_connections: int | None = None  # the host's connection limit, for ConnectionSlots
+    # An OAuth2 access token: AUTH XOAUTH2 instead of a password.
+    oauth_token: str | None = field(default=None, repr=False)
 
 
 class ConnectionSlots(Protocol):
@@ -261,7 +263,10 @@ class MailTransport:
                     await _start_tls(smtp, account.host)
             if account.username is not None:
                 with _translate("auth"):
-                    await smtp.login(account.username, account.password or "")
+                    if account.oauth_token is not None:
+                        await smtp.auth_xoauth2(account.username, account.oauth_token)
+                    else:
+                        await smtp.login(account.username, account.password or "")
         except BaseException:
             smtp.close()
             raise

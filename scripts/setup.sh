@@ -6,6 +6,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+# The browser test drives Debian's Chromium (Playwright downloads no browser).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (for the Web UI test) ..."
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv ..."

@@ -126,6 +126,24 @@ class WindowSpec(SpecModel):
         return self
 
 
+class WarmupSpec(SpecModel):
+    """A new mailbox's ramp: ``start`` sends on its first day, ``increment`` more each day,
+    never above ``daily_limit``."""
+
+    start: int = Field(gt=0)
+    increment: int = Field(default=0, ge=0)
+
+
+class OAuthSpec(SpecModel):
+    """XOAUTH2 instead of a password (Google Workspace, Microsoft 365). The worker
+    refreshes the access token from the refresh token before it expires."""
+
+    provider: Literal["google", "microsoft"]
+    client_id: OneLine
+    client_secret: OneLine | None = None
+    refresh_token: OneLine
+
+
 class MailboxSpec(SpecModel):
     """One SMTP account. A password is either given or named by ``password_env``,
     whose value the worker reads from its own environment at send time."""
@@ -142,6 +160,17 @@ class MailboxSpec(SpecModel):
     daily_limit: int = Field(default_factory=lambda: get_settings().default_daily_limit, gt=0)
     timezone: Annotated[OneLine, AfterValidator(_check_timezone)] = "UTC"
     window: WindowSpec = Field(default_factory=WindowSpec)
+    warmup: WarmupSpec | None = None
+    oauth: OAuthSpec | None = None
+
+    @model_validator(mode="after")
+    def _oauth_needs_a_user_and_no_password(self) -> Self:
+        if self.oauth is not None:
+            if self.username is None:
+                raise ValueError("oauth needs a username (the mailbox's address, usually)")
+            if self.password is not None or self.password_env is not None:
+                raise ValueError("give either oauth or a password, not both")
+        return self
 
     @model_validator(mode="before")
     @classmethod

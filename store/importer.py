@@ -21,15 +21,27 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 # operator and the health checks, so it is left alone.
 _UPSERT_MAILBOX = """
 INSERT INTO mailboxes (id, email, provider, smtp_host, smtp_port, security, username, password,
-                       password_env, daily_limit, timezone, window_start, window_end, window_days)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                       password_env, daily_limit, timezone, window_start, window_end, window_days,
+                       warmup_start, warmup_increment, auth_kind, oauth_provider, oauth_client_id,
+                       oauth_client_secret, oauth_refresh_token)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21)
 ON CONFLICT (id) DO UPDATE SET
     email = excluded.email, provider = excluded.provider, smtp_host = excluded.smtp_host,
     smtp_port = excluded.smtp_port, security = excluded.security, username = excluded.username,
     password = excluded.password, password_env = excluded.password_env,
     daily_limit = excluded.daily_limit, timezone = excluded.timezone,
     window_start = excluded.window_start, window_end = excluded.window_end,
-    window_days = excluded.window_days, updated_at = now()
+    window_days = excluded.window_days, warmup_start = excluded.warmup_start,
+    warmup_increment = excluded.warmup_increment, auth_kind = excluded.auth_kind,
+    oauth_provider = excluded.oauth_provider, oauth_client_id = excluded.oauth_client_id,
+    oauth_client_secret = excluded.oauth_client_secret,
+    oauth_refresh_token = excluded.oauth_refresh_token,
+    -- a new refresh token makes the cached access token suspect
+    oauth_access_token = CASE WHEN excluded.oauth_refresh_token
+        IS DISTINCT FROM mailboxes.oauth_refresh_token THEN NULL
+        ELSE mailboxes.oauth_access_token END,
+    updated_at = now()
 """
 
 
@@ -57,6 +69,13 @@ def _mailbox_row(spec: MailboxSpec) -> tuple[Any, ...]:
         spec.id, spec.email, spec.provider, spec.smtp_host, spec.smtp_port, spec.security,
         spec.username, spec.password, spec.password_env, spec.daily_limit, spec.timezone,
         w.start, w.end, list(w.days),
+        spec.warmup.start if spec.warmup else None, spec.warmup.increment if spec.warmup else 0,
+        "oauth2" if spec.oauth else "password",
+        *(
+            (spec.oauth.provider, spec.oauth.client_id, spec.oauth.client_secret,
+             spec.oauth.refresh_token)
+            if spec.oauth else (None, None, None, None)
+        ),
     )
 
 

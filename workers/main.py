@@ -13,12 +13,16 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from config.converter import data_converter
 from config.names import maintenance_task_queue, send_task_queue
 from config.settings import Settings
 from store.db import create_pool
+from telemetry.exporter import start_metrics_endpoint, temporal_runtime
+from telemetry.gauges import LedgerGauges
+from telemetry.log_context import ActivityLogContext
 from workers.registry import (
     WORKFLOWS,
     build_activities,
@@ -30,16 +34,18 @@ from workers.registry import (
 log = structlog.get_logger(__name__)
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(),
+        runtime=runtime,
     )
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    client = await connect_temporal(settings)
+    client = await connect_temporal(settings, temporal_runtime(settings))
+    metrics = start_metrics_endpoint(settings)
     pool = await create_pool(settings.database_url, max_size=20)
     redis = aioredis.from_url(settings.redis_url)
     transport = build_transport(settings, redis)
@@ -51,6 +57,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             workflows=list(WORKFLOWS),
             activities=build_activities(settings, pool, redis, transport),
             max_concurrent_activities=100,
+            interceptors=[ActivityLogContext()],
             graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
         )
         # Scheduled maintenance runs on its own queue, so it never competes
@@ -61,12 +68,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             workflows=maintenance_workflows(),
             activities=build_maintenance_activities(settings, pool, client),
             max_concurrent_activities=4,
+            interceptors=[ActivityLogContext()],
         )
+        gauges = asyncio.create_task(LedgerGauges(pool, redis, settings.task_queue).run(stop))
         async with worker, maintenance:
             log.info("worker_started", task_queue=queue, temporal=settings.temporal_address)
             await stop.wait()
             log.info("worker_stopping")
+        await gauges
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         await transport.close()
         await redis.aclose()
         await pool.close()

@@ -18,7 +18,7 @@ from temporalio.workflow import ChildWorkflowHandle
 with workflow.unsafe.imports_passed_through():
     from activities.models import CampaignStateInput
     from config.names import step_workflow_id
-    from workflows.campaign_step import CampaignStepWorkflow
+    from workflows.campaign_step import CampaignStepWorkflow, step_search_attributes
     from workflows.models import CampaignInput, CampaignResult, StepInput, StepResult
 
 _STATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -42,6 +42,8 @@ class CampaignWorkflow:
                     StepInput(id_prefix=inp.id_prefix, campaign_id=inp.campaign_id, step=k,
                               delay=delay, tuning=inp.tuning, paused=self._paused),
                     id=step_workflow_id(inp.id_prefix, inp.campaign_id, k),
+                    search_attributes=(step_search_attributes(inp.campaign_id, k)
+                                       if inp.tuning.search_attributes else None),
                 ))
             results = []
             for k, handle in enumerate(self._steps):

@@ -7,6 +7,9 @@ then the SMTP send activity with its 5 min / 30 min / 2 h retry policy. A send
 the gate holds back returns to the ledger's queue and its mailbox is skipped
 until the gate's instant, so a capped mailbox costs no timers per send.
 After ``sends_per_run`` sends the run drains and continues as new.
+Each run lists the prospects and mailboxes it has held in search attributes,
+upserted once per claimed page, so the Web UI finds the run holding a send
+(docs/decisions/0014).
 The step ends when the step before it has ended and no prospect is left.
 """
 
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -38,9 +41,21 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         SettleFailedInput,
     )
-    from config.names import mailbox_workflow_id
+    from config.names import (
+        CAMPAIGN_ID_ATTR,
+        MAILBOX_IDS_ATTR,
+        PROSPECT_IDS_ATTR,
+        STEP_ATTR,
+        mailbox_workflow_id,
+    )
     from workflows.models import StepInput, StepResult
 
+
+def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes:
+    """What a step run starts with; the ids it holds are added as it claims them."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(CAMPAIGN_ID_ATTR, campaign_id), SearchAttributePair(STEP_ATTR, step)]
+    )
 
 
 def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
@@ -55,6 +70,13 @@ def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
 # Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-5 min
+# Search attribute values are limited to 2,048 bytes by default; stay under it.
+_ATTR_BUDGET = 1_900
+_MAX_PROSPECT_ID = 12  # bigserial ids, far beyond any real count
+
+
+def _listed_size(values: list[str]) -> int:
+    return sum(len(v) + 3 for v in values)  # each with quotes and a comma in a JSON list
 
 
 @workflow.defn
@@ -72,6 +94,8 @@ class CampaignStepWorkflow:
         # other claimed sends go back to the queue without asking again.
         self._gate_locks: dict[str, asyncio.Lock] = {}
         self._wake = False
+        self._held_prospects: list[str] = []  # this run's, for the search attributes
+        self._held_mailboxes: list[str] = []
 
     @workflow.run
     async def run(self, inp: StepInput) -> StepResult:
@@ -80,13 +104,17 @@ class CampaignStepWorkflow:
             await workflow.wait_condition(lambda: not self._paused)
             now = workflow.now()
             self._blocked = {m: t for m, t in self._blocked.items() if t > now}
-            room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started)
+            room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started,
+                       self._listable())
             batch = await self._claim(now, room) if room > 0 else None
+            if batch and batch.sends:
+                self._hold(batch.sends)
             for send in batch.sends if batch else []:
                 self._mailbox_of[send.prospect_id] = send.mailbox_id
                 self._in_flight[send.prospect_id] = asyncio.create_task(self._send(send))
                 started += 1
-            if started >= inp.tuning.sends_per_run or workflow.info().is_continue_as_new_suggested():
+            if (started >= inp.tuning.sends_per_run or self._listable() <= 0
+                    or workflow.info().is_continue_as_new_suggested()):
                 await self._continue_as_new()
             if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
                 if self._previous_done:
@@ -109,6 +137,34 @@ class CampaignStepWorkflow:
             retry_policy=_INFRA_RETRY,
         )
         return batch
+
+    def _listable(self) -> int:
+        """How many more sends this run can list in its search attributes.
+
+        A search attribute value is limited in size (2 KB by default), so a run
+        holds only as many sends as its prospect list can name; then it
+        continues as new with an empty list. (Mailbox ids are listed while they
+        fit: a campaign's pool is small and fixed.)
+        """
+        if not self._inp.tuning.search_attributes:
+            return 1_000_000
+        return (_ATTR_BUDGET - _listed_size(self._held_prospects)) // (_MAX_PROSPECT_ID + 3)
+
+    def _hold(self, sends: list[DueSend]) -> None:
+        """List this page's prospects and mailboxes on the run: one upsert per page."""
+        held = set(self._held_prospects)
+        new_prospects = [p for p in dict.fromkeys(str(s.prospect_id) for s in sends) if p not in held]
+        new_mailboxes = sorted({s.mailbox_id for s in sends} - set(self._held_mailboxes))
+        if not self._inp.tuning.search_attributes or not (new_prospects or new_mailboxes):
+            return
+        self._held_prospects += new_prospects
+        for mailbox in new_mailboxes:
+            if _listed_size([*self._held_mailboxes, mailbox]) <= _ATTR_BUDGET:
+                self._held_mailboxes.append(mailbox)
+        workflow.upsert_search_attributes([
+            PROSPECT_IDS_ATTR.value_set(list(self._held_prospects)),
+            MAILBOX_IDS_ATTR.value_set(list(self._held_mailboxes)),
+        ])
 
     def _saturated(self) -> set[str]:
         """Mailboxes with as many sends in flight as a claim may give them."""
@@ -152,7 +208,10 @@ class CampaignStepWorkflow:
                     "previous_done": self._previous_done, "paused": self._paused,
                     "blocked": self._blocked, "outcomes": self._outcomes, "runs": self._inp.runs + 1,
                 }
-            )
+            ),
+            # The next run lists only the sends it holds itself.
+            search_attributes=(step_search_attributes(self._inp.campaign_id, self._inp.step)
+                               if self._inp.tuning.search_attributes else None),
         )
 
     async def _send(self, due: DueSend) -> None:
@@ -188,7 +247,9 @@ class CampaignStepWorkflow:
             return  # back to the queue; the mailbox is skipped until the gate's instant
         if gate.until and gate.until > workflow.now():
             # A reserved slot (provider window, spacing, push-back): sleep until it.
-            await workflow.sleep(gate.until - workflow.now())
+            await workflow.sleep(
+                gate.until - workflow.now(), summary=f"slot of {key}: {gate.reason or 'limits'}"
+            )
         try:
             result: SendResult = await workflow.execute_activity(
                 "send_email",

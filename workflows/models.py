@@ -18,6 +18,9 @@ class StepTuning(BaseModel):
     send_first_retry: timedelta = timedelta(minutes=5)
     paused_recheck: timedelta = timedelta(seconds=10)
     min_sleep: timedelta = timedelta(seconds=2)
+    # List campaign, step and the ids a run holds in search attributes. Off only
+    # where the server cannot (the time-skipping test server has no custom ones).
+    search_attributes: bool = True
 
 
 class StepInput(BaseModel):

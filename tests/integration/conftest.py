@@ -16,10 +16,11 @@ from temporalio.worker import Worker
 
 from client.api import OutreachClient
 from config.converter import data_converter
-from config.names import maintenance_task_queue, schedule_id, send_task_queue
+from config.names import SEARCH_ATTRIBUTES, maintenance_task_queue, schedule_id, send_task_queue
 from config.settings import Settings
 from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
+from telemetry.log_context import ActivityLogContext
 from workers.registry import (
     WORKFLOWS,
     build_activities,
@@ -36,6 +37,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(BIN / "temporal"),
         data_converter=data_converter(),
         dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
     ) as environment:
         yield environment
 
@@ -70,7 +72,7 @@ async def worker(
         dev_server.client, task_queue=send_task_queue(e2e_settings.task_queue),
         workflows=list(WORKFLOWS),
         activities=build_activities(e2e_settings, db, redis_client, transport),
-        max_concurrent_activities=100,
+        max_concurrent_activities=100, interceptors=[ActivityLogContext()],
     ):
         yield
     await transport.close()

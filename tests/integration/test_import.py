@@ -246,3 +246,30 @@ async def test_bad_input_leaves_the_database_unchanged(db: asyncpg.Pool, tmp_pat
     await BAD_INPUTS[case](db, tmp_path)
     assert await counts(db) == before_counts
     assert await snapshot(db) == before
+
+
+async def test_warmup_and_oauth_are_imported(db: asyncpg.Pool, tmp_path: Path) -> None:
+    path = tmp_path / "mailboxes.yaml"
+    path.write_text(
+        "mailboxes:\n"
+        "  - id: ramp\n    email: ramp@example.com\n    smtp_host: smtp.gmail.com\n"
+        "    username: ramp@example.com\n"
+        "    oauth: {provider: google, client_id: cid, refresh_token: rt}\n"
+        "    warmup: {start: 5, increment: 3}\n    daily_limit: 40\n"
+    )
+    await import_mailboxes(db, load_mailboxes_file(path))
+    row = await db.fetchrow("SELECT * FROM mailboxes WHERE id = 'ramp'")
+    assert (row["auth_kind"], row["oauth_provider"], row["oauth_refresh_token"]) == ("oauth2", "google", "rt")
+    assert (row["warmup_start"], row["warmup_increment"]) == (5, 3)
+    record = await mailbox_record(db, "ramp")
+    assert record.cap_on(record.warmup.began if record.warmup else row["created_at"]) == 5
+
+
+def test_oauth_and_a_password_together_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "mailboxes.yaml"
+    path.write_text(
+        "- id: both\n  email: both@example.com\n  smtp_host: smtp.gmail.com\n  username: u\n"
+        "  password: p\n  oauth: {provider: google, client_id: cid, refresh_token: rt}\n"
+    )
+    with pytest.raises(SpecError, match="either oauth or a password"):
+        load_mailboxes_file(path)

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,22 @@ async def test_right_credentials_are_accepted(transport: MailTransport) -> None:
     async with Inbox(credentials={"jane": "right"}) as inbox:
         await send(transport, account(inbox, password="right"))
         assert inbox.messages[0].auth_user == "jane"
+
+
+async def test_oauth_token_authenticates_with_xoauth2(transport: MailTransport) -> None:
+    async with Inbox(tokens={"jane": "ya29.token"}) as inbox:
+        oauth = replace(account(inbox), password=None, oauth_token="ya29.token")
+        await send(transport, oauth)
+        assert inbox.messages[0].auth_user == "jane"
+
+
+async def test_a_wrong_oauth_token_is_a_sender_problem_at_auth(transport: MailTransport) -> None:
+    async with Inbox(tokens={"jane": "ya29.token"}) as inbox:
+        with pytest.raises(SmtpRejected) as caught:
+            await send(transport, replace(account(inbox), password=None, oauth_token="expired"))
+        assert caught.value.stage == "auth"
+        assert caught.value.reply_class is ReplyClass.SENDER_PROBLEM
+        assert inbox.messages == []
 
 
 async def test_server_that_never_greets_fails_fast_as_a_connection_error(inbox: Inbox) -> None:

@@ -92,7 +92,7 @@ async def test_queued_sends_behind_daily_caps_cost_a_constant_per_email(
         await env.client.execute_workflow(
             CampaignWorkflow.run,
             CampaignInput(id_prefix=settings.task_queue, campaign_id=campaign_id,
-                          delays=[timedelta(0)], tuning=StepTuning(per_mailbox=3)),
+                          delays=[timedelta(0)], tuning=StepTuning(per_mailbox=3, search_attributes=False)),
             id=workflow_id, task_queue=send_task_queue(settings.task_queue),
         )
         simulated = await env.get_current_time() - started

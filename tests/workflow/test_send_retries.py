@@ -14,7 +14,10 @@ from inbox.server import Inbox
 from tests.factories import add_campaign, add_mailbox, send_row
 from tests.workflow.conftest import AttemptLog
 from workflows.campaign import CampaignWorkflow
-from workflows.models import CampaignInput, CampaignResult
+from workflows.models import CampaignInput, CampaignResult, StepTuning
+
+# The time-skipping test server has no custom search attributes.
+NO_SEARCH_ATTRIBUTES = StepTuning(search_attributes=False)
 
 
 async def run_campaign(
@@ -23,7 +26,7 @@ async def run_campaign(
     return await env.client.execute_workflow(
         CampaignWorkflow.run,
         CampaignInput(id_prefix=settings.task_queue, campaign_id=campaign_id,
-                      delays=[timedelta(0)] * steps),
+                      delays=[timedelta(0)] * steps, tuning=NO_SEARCH_ATTRIBUTES),
         id=campaign_workflow_id(settings.task_queue, campaign_id),
         task_queue=send_task_queue(settings.task_queue),
     )
