@@ -9,7 +9,6 @@ and `SmtpConfigError` when the account cannot be used safely.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +17,7 @@ import aiosmtplib
 
 from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected, SmtpTimeout
 from mail.replies import SmtpReply
-from mail.transport import SmtpAccount, SmtpTimeouts
+from mail.transport import SmtpAccount, SmtpTimeouts, check_security
 
 TokenSource = Callable[[], Awaitable[str]]
 
@@ -30,8 +29,7 @@ async def probe_account(
     oauth_token: TokenSource | None = None,
 ) -> None:
     """Log in to the account's server and quit; XOAUTH2 when ``oauth_token`` is given."""
-    if account.security == "none" and not _loopback(account.host):
-        raise SmtpConfigError(f"plaintext SMTP is allowed only to loopback, not {account.host}")
+    check_security(account)
     credentials: dict[str, Any] = {}
     if account.username is not None:
         credentials["username"] = account.username
@@ -66,12 +64,3 @@ def _translate(exc: aiosmtplib.SMTPException) -> Exception:
         return SmtpConnectionFailed(str(exc))
     # e.g. "SMTP AUTH extension not supported", "STARTTLS not supported", bad certificate
     return SmtpConfigError(str(exc))
-
-
-def _loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -133,7 +133,7 @@ class MailTransport:
         before_data: Callable[[], Awaitable[None]],
     ) -> SmtpReply:
         """Deliver one message; the 2xx reply to DATA, or one of `mail.errors`."""
-        _check_security(account)
+        check_security(account)
         sender, rcpt = normalize_address(envelope_from), normalize_address(recipient)
         if self._slots is not None and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_idle())
@@ -311,7 +311,8 @@ class MailTransport:
                 conn.close()
 
 
-def _check_security(account: SmtpAccount) -> None:
+def check_security(account: SmtpAccount) -> None:
+    """Refuse an account that cannot be used safely (plaintext off this machine)."""
     if account.security not in ("tls", "starttls", "none"):
         raise SmtpConfigError(f"unknown security {account.security!r}")
     if account.security == "none" and not _is_loopback(account.host):
