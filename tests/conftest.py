@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from inbox.server import Inbox
 from store.db import create_pool
 from store.migrate import migrate
 
@@ -77,3 +78,12 @@ def settings(database_url: str, key_prefix: str) -> Settings:
         database_url=database_url, redis_url=REDIS_URL, task_queue=key_prefix,
         mailbox_spacing=0.0, limit_other_per_minute=100_000, limit_other_connections=100,
     )
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    """An in-process SMTP server on a free loopback port, for one test."""
+    box = Inbox()
+    await box.start("127.0.0.1", 0)
+    yield box
+    await box.stop()

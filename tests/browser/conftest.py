@@ -17,7 +17,6 @@ from temporalio.worker import Worker
 from config.converter import data_converter
 from config.names import SEARCH_ATTRIBUTES, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
 from workers.registry import WORKFLOWS, build_activities
 
@@ -51,14 +50,6 @@ def ui_settings(settings: Settings, ui_server: tuple[WorkflowEnvironment, str]) 
         "temporal_address": env.client.service_client.config.target_host, "ui_url": ui_url,
         "step_min_sleep_seconds": 0.5, "paused_recheck_seconds": 0.5,
     })
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start("127.0.0.1", 0)
-    yield box
-    await box.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from client.api import OutreachClient
 from config.converter import data_converter
 from config.names import SEARCH_ATTRIBUTES, maintenance_task_queue, schedule_id, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
 from telemetry.log_context import ActivityLogContext
 from workers.registry import (
@@ -44,14 +43,6 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 def temporal_address(env: WorkflowEnvironment) -> str:
     return env.client.service_client.config.target_host
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start("127.0.0.1", 0)
-    yield box
-    await box.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosmtplib
@@ -20,12 +19,6 @@ RAW = (
     b"Message-ID: <c1.2.7.b@sender.example>\r\nIn-Reply-To: <c1.1.7.a@sender.example>\r\n"
     b"References: <c1.1.7.a@sender.example>\r\n\r\nHello again\r\n"
 )
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    async with Inbox() as server:
-        yield server
 
 
 def client(inbox: Inbox) -> aiosmtplib.SMTP:

@@ -59,12 +59,6 @@ def message(message_id: str = "<c1.1.1.abc@sender.example>", to: str = BOB) -> b
 
 
 @pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    async with Inbox() as server:
-        yield server
-
-
-@pytest.fixture
 async def transport() -> AsyncIterator[MailTransport]:
     t = MailTransport(QUICK, local_hostname="client.sender.example")
     yield t

@@ -4,9 +4,10 @@ PostgreSQL, Redis and an in-process SMTP inbox."""
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,7 +21,6 @@ from activities.smtp import SendActivities
 from config.converter import data_converter
 from config.names import send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
 from workers.registry import WORKFLOWS, build_activities
 
@@ -36,12 +36,11 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
 
 
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start("127.0.0.1", 0)
-    yield box
-    await box.stop()
+def take_activity(activities: list[Callable[..., Any]], name: str) -> tuple[Any, list[Callable[..., Any]]]:
+    """The object behind the activity method ``name``, and the other activities: for a
+    test double that wraps the real activity under its real name."""
+    method = next(a for a in activities if getattr(a, "__name__", "") == name)
+    return method.__self__, [a for a in activities if a is not method]  # type: ignore[attr-defined]
 
 
 class AttemptLog:
@@ -64,10 +63,8 @@ async def running_worker(
     env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[AttemptLog]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    activities = build_activities(settings, db, redis_client, transport)
-    real = next(a for a in activities if getattr(a, "__name__", "") == "send_email")
-    log = AttemptLog(real.__self__)  # type: ignore[attr-defined]
-    activities = [a for a in activities if a is not real]
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), "send_email")
+    log = AttemptLog(real)
     async with Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
         activities=[*activities, log.send_email],

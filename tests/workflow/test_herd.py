@@ -23,6 +23,7 @@ from config.settings import Settings
 from inbox.server import Inbox
 from mail.transport import MailTransport, SmtpTimeouts
 from tests.factories import add_campaign, add_mailbox
+from tests.workflow.conftest import take_activity
 from workers.registry import WORKFLOWS, build_activities
 from workflows.campaign import CampaignWorkflow
 from workflows.models import CampaignInput, StepTuning
@@ -46,12 +47,11 @@ async def counted_worker(
     env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[CountedGate]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    activities = build_activities(settings, db, redis_client, transport)
-    real = next(a for a in activities if getattr(a, "__name__", "") == "gate_send")
-    gate = CountedGate(real.__self__)  # type: ignore[attr-defined]
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), "gate_send")
+    gate = CountedGate(real)
     async with Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
-        activities=[*(a for a in activities if a is not real), gate.gate_send],
+        activities=[*activities, gate.gate_send],
         max_concurrent_activities=50,
     ):
         yield gate
