@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore")
+    # A .env in the working directory is read too (`outreach dev` writes its
+    # development key there); real environment variables win over it.
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore", env_file=".env")
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -24,6 +26,10 @@ class Settings(BaseSettings):
     task_queue: str = "outreach"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/outreach"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # AES-256-GCM keys as "id:base64key" entries, newest first (config/secrets.py).
+    # They encrypt stored credentials and every Temporal payload; without them
+    # credentials are refused rather than stored in the clear.
+    secret_keys: str = Field(default="", repr=False)
 
     # SMTP timeouts (seconds): connect / greeting / each socket read or write.
     smtp_connect_timeout: float = 60.0

@@ -11,10 +11,15 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from config.secrets import generate_entry
 from config.settings import Settings
 from inbox.server import Inbox
 from store.db import create_pool
 from store.migrate import migrate
+
+# Every test, and every process a test starts, encrypts under this ring (a
+# fresh key per run): credentials at rest and Temporal payloads need one.
+TEST_SECRET_KEYS = os.environ.setdefault("OUTREACH_SECRET_KEYS", generate_entry("test1"))
 
 PG_ADMIN_URL = os.environ.get("OUTREACH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OUTREACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
