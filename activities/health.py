@@ -22,13 +22,16 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
 from activities.oauth_tokens import access_token
 from config.names import mailbox_workflow_id, send_task_queue
+from config.secrets import KeyRing, key_ring
+from config.settings import get_settings
 from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected
 from mail.oauth import TokenEndpoint, TokenRefreshFailed
 from mail.probe import TokenSource, probe_account
 from mail.replies import ReplyClass
 from mail.transport import SmtpAccount, SmtpTimeouts
 from store import accounts
-from workflows.mailbox import HEALTH_CHECK, MailboxWorkflow
+from store.secret_values import CredentialError
+from workflows.mailbox import CONFIG_ERROR, HEALTH_CHECK, MailboxWorkflow
 from workflows.models import MailboxInput
 
 log = structlog.get_logger(__name__)
@@ -46,7 +49,9 @@ def pause_reason(exc: Exception) -> str | None:
     if isinstance(exc, TokenRefreshFailed):
         return f"auth_failed: token refresh: {exc}"[:300]
     if isinstance(exc, SmtpConfigError):
-        return f"config_error: {exc}"[:300]
+        return f"{CONFIG_ERROR}: {exc}"[:300]
+    if isinstance(exc, CredentialError):  # its key was removed, or the value was altered
+        return f"{CONFIG_ERROR}: credentials: {exc}"[:300]
     return None
 
 
@@ -54,8 +59,12 @@ class MailboxHealth:
     def __init__(
         self, pool: asyncpg.Pool, temporal: Client, id_prefix: str, timeouts: SmtpTimeouts,
         tokens: TokenEndpoint, tls_context: ssl.SSLContext | None = None,
+        ring: KeyRing | None = None,
     ) -> None:
         self._pool = pool
+        # Opens the mailboxes' stored credentials (store/accounts.py); by default
+        # the ring of OUTREACH_SECRET_KEYS.
+        self._ring = ring or key_ring(get_settings().secret_keys)
         self._temporal = temporal
         self._prefix = id_prefix
         self._timeouts = timeouts
@@ -81,7 +90,7 @@ class MailboxHealth:
         async with gate:
             try:
                 await self._probe(mailbox_id)
-            except (SmtpRejected, SmtpConfigError, TokenRefreshFailed) as exc:
+            except (SmtpRejected, SmtpConfigError, TokenRefreshFailed, CredentialError) as exc:
                 reason = pause_reason(exc)
                 if reason is None:
                     log.warning("mailbox_check_refused", mailbox_id=mailbox_id, error=str(exc))
@@ -103,8 +112,9 @@ class MailboxHealth:
 
     async def _probe(self, mailbox_id: str) -> None:
         record = await accounts.mailbox_record(self._pool, mailbox_id)
-        grant = await accounts.oauth_grant(self._pool, mailbox_id)
-        password = None if grant else await accounts.mailbox_password(self._pool, mailbox_id)
+        grant = await accounts.oauth_grant(self._pool, mailbox_id, ring=self._ring)
+        password = (None if grant
+                    else await accounts.mailbox_password(self._pool, mailbox_id, ring=self._ring))
         account = SmtpAccount(
             mailbox_id=mailbox_id, host=record.smtp_host, port=record.smtp_port,
             security=record.security,  # type: ignore[arg-type]  # checked by the schema
@@ -121,7 +131,7 @@ class MailboxHealth:
         await probe_account(account, self._timeouts, self._tls, token)
 
     async def _access_token(self, mailbox_id: str, grant: accounts.OAuthGrant) -> str:
-        return await access_token(self._pool, self._tokens, mailbox_id, grant)
+        return await access_token(self._pool, self._tokens, mailbox_id, grant, ring=self._ring)
 
     async def _signal(self, mailbox_id: str, signal: str, *args: str) -> None:
         """Signal the mailbox's workflow, starting it first if it is not running."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from config.secrets import KeyRing
 from mail.oauth import TokenEndpoint
 from store import accounts
 
@@ -20,7 +21,8 @@ REFRESH_MARGIN = timedelta(minutes=10)  # refresh a token this long before it ex
 
 
 async def access_token(
-    pool: asyncpg.Pool, tokens: TokenEndpoint, mailbox_id: str, grant: accounts.OAuthGrant
+    pool: asyncpg.Pool, tokens: TokenEndpoint, mailbox_id: str, grant: accounts.OAuthGrant,
+    *, ring: KeyRing,
 ) -> str:
     """The stored access token, or a fresh one when it expires within the margin."""
     now = datetime.now(UTC)
@@ -29,6 +31,8 @@ async def access_token(
     fresh = await tokens.refresh(
         grant.provider, grant.client_id, grant.client_secret, grant.refresh_token
     )
-    await accounts.store_access_token(pool, mailbox_id, fresh.token, fresh.expires_at, fresh.refresh_token)
+    await accounts.store_access_token(
+        pool, mailbox_id, fresh.token, fresh.expires_at, fresh.refresh_token, ring=ring
+    )
     log.info("oauth_token_refreshed", mailbox_id=mailbox_id, expires_at=fresh.expires_at.isoformat())
     return fresh.token

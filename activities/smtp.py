@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
+from config.secrets import KeyRing
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
 from limits.store import LimitStore
@@ -45,6 +46,7 @@ from specs.templates import render
 from store import accounts, ledger
 from store.accounts import MailboxRecord
 from store.ledger import Reply, SendContext
+from store.secret_values import CredentialError
 from telemetry.metrics import CIRCUIT_OPEN, RAISED_OUTCOMES, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION
 
 log = structlog.get_logger(__name__)
@@ -57,9 +59,10 @@ class MailboxPausedBeforeData(Exception):
 class SendActivities:
     def __init__(
         self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy,
-        tokens: TokenEndpoint | None = None,
+        tokens: TokenEndpoint | None = None, *, ring: KeyRing,
     ) -> None:
         self._pool = pool
+        self._ring = ring  # opens the mailboxes' stored credentials (store/accounts.py)
         self._transport = transport
         self._store = store
         self._policy = policy
@@ -114,6 +117,9 @@ class SendActivities:
         except TokenRefreshFailed as exc:  # the grant was revoked or the client changed
             return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
                               reason=f"auth_failed: token refresh: {exc}"[:300])
+        except CredentialError as exc:  # its key was removed, or the value was altered
+            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
+                              reason=f"config_error: credentials: {exc}"[:300])
         in_flight = f"workspace:{ctx.workspace_id}"
         lease = f"{k}#{activity.info().attempt}"
         try:
@@ -177,7 +183,9 @@ class SendActivities:
             return await self._rejected(inp, mailbox, attempt_id, exc)
         except SmtpConfigError as exc:
             await self._finish(inp, attempt_id, "queued", "config_error", None, str(exc))
-            return SendResult(outcome=SendOutcome.SENDER_PROBLEM, reason=f"config_error: {exc}")
+            # MailboxWorkflow.pause knows this kind: a later good health check lifts it.
+            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
+                              reason=f"config_error: {exc}"[:300])
         except SmtpConnectionFailed as exc:
             await self._connection_result(mailbox, ok=False)
             return await self._retry_or_fail(inp, attempt_id, "connection", None, str(exc))
@@ -187,9 +195,11 @@ class SendActivities:
         return SendResult(outcome=SendOutcome.SENT, code=reply.code, reply=reply.text)
 
     async def _account(self, mailbox: MailboxRecord) -> SmtpAccount:
-        grant = await accounts.oauth_grant(self._pool, mailbox.id)
-        token = await access_token(self._pool, self._tokens, mailbox.id, grant) if grant else None
-        password = None if grant else await accounts.mailbox_password(self._pool, mailbox.id)
+        grant = await accounts.oauth_grant(self._pool, mailbox.id, ring=self._ring)
+        token = (await access_token(self._pool, self._tokens, mailbox.id, grant, ring=self._ring)
+                 if grant else None)
+        password = (None if grant
+                    else await accounts.mailbox_password(self._pool, mailbox.id, ring=self._ring))
         return SmtpAccount(
             mailbox_id=mailbox.id, host=mailbox.smtp_host, port=mailbox.smtp_port,
             security=mailbox.security,  # type: ignore[arg-type]  # checked by the schema

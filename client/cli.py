@@ -16,7 +16,10 @@ import click
 
 from client import ClientError
 from client.api import OutreachClient
+from client.codec_server import codec_server
+from client.keys_cli import keys
 from config.logs import configure_logging
+from config.secrets import SecretKeyError, key_ring
 from config.settings import Settings, get_settings
 from specs import SpecError
 from store import StoreError
@@ -32,7 +35,7 @@ def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return asyncio.run(func(*args, **kwargs))
-        except (SpecError, StoreError, ClientError) as exc:
+        except (SpecError, StoreError, ClientError, SecretKeyError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -392,6 +395,11 @@ def worker() -> None:
     from workers.main import main as worker_main
 
     configure_logging("INFO")
+    try:
+        key_ring(get_settings().secret_keys)  # before connecting: one clear line, no traceback
+    except SecretKeyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     _require_search_attributes(get_settings())
     asyncio.run(worker_main(get_settings()))
 
@@ -401,12 +409,14 @@ def worker() -> None:
 @click.option("--smtp-port", default=2525, show_default=True)
 @click.option("--state-dir", default=".outreach", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-def dev(ui_port: int, smtp_port: int, state_dir: Path) -> None:
+@click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
+def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int) -> None:
     """The local stack: Temporal dev server + Web UI, migrations, a worker, a local inbox."""
     from client.devstack import run_dev
 
     configure_logging("INFO")
-    asyncio.run(run_dev(get_settings(), ui_port=ui_port, smtp_port=smtp_port, state_dir=state_dir))
+    asyncio.run(run_dev(get_settings(), ui_port=ui_port, smtp_port=smtp_port, state_dir=state_dir,
+                        codec_port=codec_port))
 
 
 @main.command()
@@ -415,12 +425,17 @@ def dev(ui_port: int, smtp_port: int, state_dir: Path) -> None:
 @click.option("--state-dir", default=".outreach", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--keep-running", is_flag=True, help="Leave the stack up after the demo.")
-def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool) -> None:
+@click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
+def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, codec_port: int) -> None:
     """Run the example campaign through the local stack and print a summary."""
     from client.devstack import run_demo
 
     asyncio.run(run_demo(get_settings(), ui_port=ui_port, smtp_port=smtp_port,
-                         state_dir=state_dir, keep_running=keep_running))
+                         state_dir=state_dir, keep_running=keep_running, codec_port=codec_port))
+
+
+main.add_command(codec_server)
+main.add_command(keys)
 
 
 def run() -> None:

@@ -36,6 +36,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
+from config.codec import KEY_ID, PayloadEncryption
 from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
 from config.settings import Settings
 
@@ -106,7 +107,7 @@ async def _apply(client: Client, sid: str, wanted: Schedule) -> str:
             raise
         await client.create_schedule(sid, wanted)
         return "created"
-    if _fingerprint(client, current.schedule) == _fingerprint(client, wanted):
+    if await _fingerprint(client, current.schedule) == await _fingerprint(client, wanted):
         return "unchanged"
 
     def update(inp: ScheduleUpdateInput) -> ScheduleUpdate:
@@ -119,14 +120,22 @@ async def _apply(client: Client, sid: str, wanted: Schedule) -> str:
     return "updated"
 
 
-def _fingerprint(client: Client, schedule: Schedule) -> str | None:
+async def _fingerprint(client: Client, schedule: Schedule) -> str | None:
     action = schedule.action
     if not isinstance(action, ScheduleActionStartWorkflow) or not action.memo:
         return None
     value = action.memo.get(_FINGERPRINT)
-    if isinstance(value, Payload):  # as described by the server
-        return str(client.data_converter.payload_converter.from_payload(value, str))
-    return None if value is None else str(value)
+    if isinstance(value, Payload):  # as described by the server: encrypted, so through the codec
+        # The key id is part of the fingerprint: after a key rotation the
+        # schedule is rewritten, so its arguments are re-encrypted under the
+        # new key before the old one is retired.
+        key_id = value.metadata.get(KEY_ID, b"").decode(errors="replace")
+        return f"{key_id}|{(await client.data_converter.decode([value], [str]))[0]}"
+    if value is None:
+        return None
+    codec = client.data_converter.payload_codec
+    key_id = codec.ring.current_id if isinstance(codec, PayloadEncryption) else ""
+    return f"{key_id}|{value}"
 
 
 async def describe_schedules(client: Client, settings: Settings) -> list[dict[str, Any]]:

@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     # gaps; 0 sends as fast as the other limits allow (tests, demos).
     mailbox_spacing: float = Field(default=1.0, ge=0)
 
+    # Input files (specs/bounds.py, docs/decisions/0018): what an import accepts.
+    # A campaign or mailboxes YAML file, or a prospects CSV file.
+    max_input_file_bytes: int = Field(default=64 * 2**20, ge=1)
+    # Prospects of one campaign (CSV rows or inline items).
+    max_prospects: int = Field(default=500_000, ge=1)
+    # One prospect field (a CSV cell), and a whole row of them.
+    max_field_chars: int = Field(default=2_000, ge=1)
+    max_row_chars: int = Field(default=20_000, ge=1)
+    # A subject and a body, as written and as rendered for each prospect; the
+    # message builder's own ceilings (mail/message.py) are the upper bounds.
+    max_subject_chars: int = Field(default=300, ge=1, le=998)
+    max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

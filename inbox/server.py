@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import functools
 import mailbox
+import os
+import socket
 import ssl
 from base64 import b64decode
 from collections import deque
@@ -27,7 +30,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -56,6 +59,18 @@ class ConnectionEvent:
     kind: Literal["open", "close"]
 
 
+class HostRules(Protocol):
+    """A provider's rules on top of the Inbox's scripted misbehaviour (inbox/provider.py):
+    each `admit_*` returns a refusal reply or None to go on."""
+
+    def admit_connection(self, peer: str) -> Reply | None: ...
+    def connection_closed(self, peer: str) -> None: ...
+    def admit_recipient(self, recipient: str) -> Reply | None: ...
+    def admit_message(self, message: AcceptedMessage) -> Reply | None: ...
+    def drop_message(self, message: AcceptedMessage) -> bool: ...
+    def received(self, message: AcceptedMessage, acknowledged: bool) -> None: ...
+
+
 class Inbox:
     """Plaintext SMTP on 127.0.0.1; AUTH accepts anything unless `credentials` is given."""
 
@@ -72,9 +87,13 @@ class Inbox:
         self.messages: list[AcceptedMessage] = []
         self.connection_events: list[ConnectionEvent] = []
         self.auth_attempts: list[str] = []  # user names, in order, right or wrong
+        # Every command verb clients sent ("EHLO", "STARTTLS", "AUTH", ...), in order,
+        # whether or not it was accepted: shows that a client never even tried AUTH.
+        self.commands: list[str] = []
         self.concurrent_connections = 0
         self.max_concurrent_connections = 0
         self.on_data: Callable[[AcceptedMessage], None] | None = None
+        self.rules: HostRules | None = None
         self.port = 0
         self._credentials = credentials
         self._tokens = tokens  # user -> OAuth2 access token accepted by AUTH XOAUTH2
@@ -167,6 +186,15 @@ class Inbox:
         except TimeoutError:
             raise TimeoutError(f"condition not met within {timeout} s") from None
 
+    def client_left(self, peer: str) -> bool:
+        """Whether the client at `peer` has closed its end, even if this loop has not
+        read its FIN yet: a connection count must not depend on which of two events
+        that arrived together one loop turn handles first."""
+        for session in self._sessions:
+            if session.peer_name == peer:
+                return session.client_left()
+        return True
+
     def messages_to(self, recipient: str) -> list[AcceptedMessage]:
         key = _key(recipient)
         return [m for m in self.messages if key in map(_key, m.rcpt_tos)]
@@ -188,6 +216,8 @@ class Inbox:
             self._sessions.remove(session)
         else:
             return  # aiosmtpd reports a failed STARTTLS handshake's loss twice
+        if kind == "close" and self.rules is not None:
+            self.rules.connection_closed(session.peer_name)
         self.concurrent_connections = len(self._sessions)
         self.max_concurrent_connections = max(
             self.max_concurrent_connections, self.concurrent_connections
@@ -253,6 +283,9 @@ class _InboxSMTP(SMTP):
         )
         self.inbox = inbox
         self.peer_name = "?"
+        self._smtp_methods = {
+            verb: _recorded(inbox, verb, method) for verb, method in self._smtp_methods.items()
+        }
 
     def _create_session(self) -> Session:
         return _QuietSession(self.loop)
@@ -282,6 +315,18 @@ class _InboxSMTP(SMTP):
         super().connection_lost(error)
         self.inbox._connection(self, "close")
 
+    def client_left(self) -> bool:
+        sock = None if self.transport is None else self.transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:  # peek on a duplicate: asyncio's socket wrapper has no recv()
+            with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                return dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # nothing to read: still connected
+        except OSError:
+            return True
+
     def hang_up(self) -> None:
         for transport in (self.transport, self._original_transport):
             if transport is not None:
@@ -292,6 +337,13 @@ class _InboxSMTP(SMTP):
             self._timeout_handle.cancel()
 
     async def _handle_client(self) -> None:
+        rules = self.inbox.rules
+        refused = None if rules is None else rules.admit_connection(self.peer_name)
+        if refused is not None:
+            await self.push(f"{refused[0]} {refused[1]}")
+            assert self.transport is not None
+            self.transport.close()
+            return
         try:
             await self.inbox._stall("connect")
         except asyncio.CancelledError:  # the client left; aiosmtpd closes in this case too
@@ -359,6 +411,10 @@ class _Handler:
         refusal = self._inbox._scripted("rcpt", (address,))
         if refusal is not None:
             return refusal
+        rules = self._inbox.rules
+        refused = None if rules is None else rules.admit_recipient(address)
+        if refused is not None:
+            return f"{refused[0]} {refused[1]}"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
@@ -370,8 +426,15 @@ class _Handler:
         if refusal is not None:
             return refusal
         message = _accepted(session, envelope)
+        rules = inbox.rules
+        refused = None if rules is None else rules.admit_message(message)
+        if refused is not None:
+            return f"{refused[0]} {refused[1]}"
         inbox._accept(message)
-        if inbox._take_drop(envelope.rcpt_tos):
+        dropped = inbox._take_drop(envelope.rcpt_tos) or (rules is not None and rules.drop_message(message))
+        if rules is not None:
+            rules.received(message, not dropped)
+        if dropped:
             assert server.transport is not None
             server.transport.close()
             # connection_lost cancels this session's task, so no reply is ever written.
@@ -395,6 +458,16 @@ def _accepted(session: Session, envelope: Envelope) -> AcceptedMessage:
         raw=raw,
         auth_user=auth.login.decode(errors="replace") if isinstance(auth, LoginPassword) else None,
     )
+
+
+def _recorded(inbox: Inbox, verb: str, method: Callable[[str], Any]) -> Callable[[str], Any]:
+    @functools.wraps(method)  # keeps the syntax attributes HELP reads
+    async def recording(arg: str) -> Any:
+        inbox.commands.append(verb)
+        inbox._notify()
+        return await method(arg)
+
+    return recording
 
 
 def _peer(address: object) -> str:

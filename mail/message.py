@@ -1,8 +1,11 @@
 """Building one outgoing email: checked headers, threading, a stable Message-ID.
 
-Nothing here trusts its input: every value that becomes a header is checked for
-CR, LF and NUL (header injection), and addresses are validated by
-email_validator rather than by the SMTP library's parsing.
+Nothing here trusts its input, even though imports check the same things
+(specs/): a value changed in the database after import meets the same rules.
+Every value that becomes a header is checked for CR, LF and NUL (header
+injection), addresses are validated by email_validator rather than by the SMTP
+library's parsing (aiosmtplib quietly cuts ``a@example.com>x@evil.example``
+short), and subject and body sizes are bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from pydantic import BaseModel, ConfigDict
 from mail.errors import HeaderInjection, InvalidAddress, InvalidMessage
 
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
+# Ceilings above any import setting (OUTREACH_MAX_SUBJECT_CHARS, _MAX_BODY_BYTES):
+# RFC 5322's line length for the subject, and a body no cold email comes near.
+MAX_SUBJECT_CHARS = 998
+MAX_BODY_BYTES = 1_000_000
 # <id-left@id-right> with no spaces, brackets or second "@" (RFC 5322 msg-id, dot-atom form).
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 _ID_PART = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -72,9 +79,10 @@ def normalize_address(address: str) -> str:
 def build_message(mail: OutgoingMail, now: datetime | None = None) -> bytes:
     """The message as bytes for DATA (CRLF line ends, quoted-printable UTF-8 body)."""
     _check_headers(mail)
+    _check_sizes(mail)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = _from_header(mail)
-    msg["To"] = normalize_address(mail.to_address)
+    msg["To"] = _address("to_address", mail.to_address)
     msg["Subject"] = mail.subject.strip()  # a trailing space folds into a blank line
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = mail.message_id
@@ -88,12 +96,29 @@ def build_message(mail: OutgoingMail, now: datetime | None = None) -> bytes:
 
 
 def _from_header(mail: OutgoingMail) -> str:
-    address = normalize_address(mail.from_address)
+    address = _address("from_address", mail.from_address)
     if not mail.from_name:
         return address
     # Address quotes and encodes the display name; a bare f-string would not.
     local, _, domain = address.rpartition("@")
     return str(Address(display_name=mail.from_name, username=local, domain=domain))
+
+
+def _address(name: str, value: str) -> str:
+    try:
+        return normalize_address(value)
+    except InvalidAddress as exc:
+        raise InvalidAddress(f"{name}: {exc}") from exc
+
+
+def _check_sizes(mail: OutgoingMail) -> None:
+    if len(mail.subject) > MAX_SUBJECT_CHARS:
+        raise InvalidMessage(f"subject is {len(mail.subject)} characters, over {MAX_SUBJECT_CHARS}")
+    size = len(mail.body.encode())
+    if size > MAX_BODY_BYTES:
+        raise InvalidMessage(f"body is {size} bytes, over {MAX_BODY_BYTES}")
+    if "\x00" in mail.body:
+        raise InvalidMessage("body contains NUL")
 
 
 def _check_headers(mail: OutgoingMail) -> None:

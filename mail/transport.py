@@ -10,6 +10,11 @@ handshake of implicit TLS plus the 220 greeting (`greeting`), and every later
 command's reply (`socket`, aiosmtplib's per-command timeout). aiosmtplib alone
 would use one value for connect and greeting, so the socket is opened here.
 
+TLS cannot be stripped: "starttls" requires the server to offer STARTTLS (else
+`SmtpConfigError`, before any AUTH), certificates and host names are verified,
+"none" is for loopback only. A TLS failure a retry will not fix (certificate,
+host name, protocol) is an `SmtpConfigError` too: it pauses the mailbox.
+
 Errors are translated at this boundary (see `mail.errors`).
 """
 
@@ -150,6 +155,17 @@ class MailTransport:
             finally:
                 self._touch(account.mailbox_id)
 
+    async def probe(self, account: SmtpAccount) -> None:
+        """Connect, TLS, EHLO, AUTH and QUIT on a connection of its own (health
+        checks): the same security as a send, nothing sent, nothing pooled."""
+        check_security(account)
+        smtp = await self._connect(account)
+        try:
+            with _translate("connect", account.host):
+                await smtp.quit()
+        finally:
+            smtp.close()
+
     async def close(self) -> None:
         """QUIT every pooled connection (best effort, briefly), each after the
         transaction in flight on it, if any, has finished."""
@@ -256,7 +272,7 @@ class MailTransport:
             local_hostname=await self._ehlo_name(),
         )
         try:
-            with _translate("connect"):
+            with _translate("connect", account.host):
                 await self._greet(smtp, account)
                 await smtp.ehlo()
                 if account.security == "starttls":
@@ -383,7 +399,7 @@ async def _step(conn: _Connection, stage: SmtpStage, command: Callable[[], Await
 
 
 @contextmanager
-def _translate(stage: SmtpStage) -> Iterator[None]:
+def _translate(stage: SmtpStage, host: str | None = None) -> Iterator[None]:
     """aiosmtplib's and the socket's errors, as `mail.errors` (only before DATA)."""
     try:
         yield
@@ -396,16 +412,26 @@ def _translate(stage: SmtpStage) -> Iterator[None]:
     except TimeoutError as exc:  # asyncio's and aiosmtplib's timeouts alike
         raise SmtpTimeout(f"{stage}: timed out") from exc
     except OSError as exc:  # refused, reset, disconnected, TLS failures
-        if _certificate_rejected(exc):
-            raise SmtpConfigError(f"{stage}: TLS certificate not trusted: {exc}") from exc
+        refused = tls_failure(exc, host or stage)
+        if refused is not None:
+            raise refused from exc
         raise SmtpConnectionFailed(f"{stage}: {exc}") from exc
     except aiosmtplib.SMTPException as exc:  # AUTH not offered, and the like
         raise SmtpConfigError(f"{stage}: {exc.message}") from exc
 
 
-def _certificate_rejected(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return True
-        exc = exc.__cause__
-    return False
+# A peer that hangs up mid-handshake: a network fault, retried like any other.
+_TLS_HANGUPS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def tls_failure(exc: BaseException, host: str) -> SmtpConfigError | None:
+    """The config error of a TLS failure that no retry will fix (certificate not
+    trusted, wrong host name, no common protocol, plaintext on a TLS port), or None."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__  # aiosmtplib wraps the handshake's error
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return SmtpConfigError(f"{host}: TLS certificate refused ({cause.verify_message})")
+    if cause is None or isinstance(cause, _TLS_HANGUPS):
+        return None
+    return SmtpConfigError(f"{host}: TLS handshake failed ({cause.reason or cause})")

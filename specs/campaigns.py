@@ -12,11 +12,12 @@ import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from specs import BadTemplate, Problem, SpecError
+from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
 from specs.scalars import OneLine, Slug, SpecModel, Text, forbid_line_breaks
 from specs.templates import render, required_fields
-from specs.yamlfile import child
+from specs.yamlfile import child, describe, line_of
 
 REPLY_PREFIX = "Re: "
 
@@ -120,19 +121,29 @@ def resolve_campaign(
     base_dir: Path = Path("."),
     source: str = "<campaign>",
     node: yaml.Node | None = None,
+    bounds: InputBounds | None = None,
 ) -> LoadedCampaign:
     """Reads and checks the prospects of ``spec`` against its templates."""
+    bounds = bounds or InputBounds.from_settings()
+    problems = _step_size_problems(spec, bounds, source, node)
+    if problems:  # rendering an oversized template for every prospect tells nothing more
+        raise SpecError(problems)
     columns: list[str] | None = None
     if spec.prospects_csv is not None:
         label = spec.prospects_csv
-        csv_file = read_csv(base_dir / spec.prospects_csv, label, source)
+        csv_file = read_csv(base_dir / spec.prospects_csv, label, source, bounds)
         columns, rows, problems = csv_file.columns, csv_file.rows, csv_file.problems
     else:
         label = "prospects"
-        rows, problems = inline_rows(spec.prospects or [], child(node, "prospects")), []
-    valid = [p for row in rows if (p := to_prospect(row, source, problems)) is not None]
+        rows = inline_rows(spec.prospects or [], child(node, "prospects"))
+        if len(rows) > bounds.prospects:
+            message = f"more than {bounds.prospects} prospects (OUTREACH_MAX_PROSPECTS)"
+            raise SpecError([Problem(source, label, message)])
+    if problems:  # the file itself is unusable (too big, too many rows, bad header)
+        raise SpecError(problems)
+    valid = [p for row in rows if (p := to_prospect(row, source, problems, bounds)) is not None]
     prospects, warnings = deduplicate(valid, source)
-    problems += _template_problems(spec, prospects, columns, label, source)
+    problems += _template_problems(spec, prospects, columns, label, source, bounds)
     if not prospects and not problems:
         problems.append(Problem(source, label, "has no prospects"))
     if problems:
@@ -140,12 +151,34 @@ def resolve_campaign(
     return LoadedCampaign(spec, prospects, warnings, source)
 
 
+def _step_size_problems(
+    spec: CampaignSpec, bounds: InputBounds, source: str, node: yaml.Node | None
+) -> list[Problem]:
+    problems = []
+    for n, step in enumerate(spec.steps):
+        for key, too_big in (("subject", _subject_too_big(step.subject, bounds)),
+                             ("body", _body_too_big(step.body, bounds))):
+            if too_big is not None:
+                path = ("steps", n, key)
+                where = f"{describe(path)} (line {line_of(node, path)})" if node else describe(path)
+                problems.append(Problem(source, where, too_big))
+    return problems
+
+
+def _subject_too_big(subject: str, bounds: InputBounds) -> str | None:
+    return over(len(subject), bounds.subject_chars, "characters", "max_subject_chars")
+
+
+def _body_too_big(body: str, bounds: InputBounds) -> str | None:
+    return over(len(body.encode()), bounds.body_bytes, "bytes", "max_body_bytes")
+
+
 Needs = list[tuple[str, set[str]]]  # ("step 2 body", fields it reads besides email)
 
 
 def _template_problems(
     spec: CampaignSpec, prospects: list[Prospect], columns: list[str] | None, label: str,
-    source: str,
+    source: str, bounds: InputBounds,
 ) -> list[Problem]:
     templates = _distinct_templates(spec)
     needs: Needs = [(what, required_fields(text) - {"email"}) for what, text, _ in templates]
@@ -160,12 +193,13 @@ def _template_problems(
             return [Problem(source, f"{label} line 1 (header)", gap) for gap in gaps]
     problems: list[Problem] = []
     for prospect in prospects:
-        problems += _prospect_problems(needs, templates, prospect, source)
+        problems += _prospect_problems(needs, templates, prospect, source, bounds)
     return problems
 
 
 def _prospect_problems(
-    needs: Needs, templates: list[tuple[str, str, bool]], prospect: Prospect, source: str
+    needs: Needs, templates: list[tuple[str, str, bool]], prospect: Prospect, source: str,
+    bounds: InputBounds,
 ) -> list[Problem]:
     absent = [
         f"{what} uses {{{{ {name} }}}}, which this prospect lacks"
@@ -174,7 +208,7 @@ def _prospect_problems(
     ]
     if absent:
         return [Problem(source, prospect.where, message) for message in absent]
-    return _render_problems(templates, prospect, source)
+    return _render_problems(templates, prospect, source, bounds)
 
 
 def _distinct_templates(spec: CampaignSpec) -> list[tuple[str, str, bool]]:
@@ -191,7 +225,7 @@ def _distinct_templates(spec: CampaignSpec) -> list[tuple[str, str, bool]]:
 
 
 def _render_problems(
-    templates: list[tuple[str, str, bool]], prospect: Prospect, source: str
+    templates: list[tuple[str, str, bool]], prospect: Prospect, source: str, bounds: InputBounds
 ) -> list[Problem]:
     problems = []
     fields = prospect.template_fields()
@@ -206,4 +240,9 @@ def _render_problems(
                 forbid_line_breaks(rendered)  # a rendered subject becomes a header
         except ValueError as exc:
             problems.append(Problem(source, prospect.where, f"{what} as rendered {exc}"))
+            continue
+        check = _subject_too_big if is_subject else _body_too_big
+        too_big = check(rendered, bounds)
+        if too_big is not None:
+            problems.append(Problem(source, prospect.where, f"{what} as rendered {too_big}"))
     return problems

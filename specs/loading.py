@@ -12,15 +12,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from specs import Problem, SpecError
+from specs.bounds import InputBounds
 from specs.campaigns import CampaignSpec, LoadedCampaign, resolve_campaign
 from specs.mailboxes import MailboxSpec
 from specs.yamlfile import child, describe, line_of, read_yaml, validation_problems
 
 
-def load_mailboxes_file(path: str | Path) -> list[MailboxSpec]:
+def load_mailboxes_file(path: str | Path, bounds: InputBounds | None = None) -> list[MailboxSpec]:
     """Mailboxes from YAML: a list, or a mapping with a ``mailboxes`` list."""
     source, path = str(path), Path(path)
-    data, node = read_yaml(path, source)
+    data, node = read_yaml(path, source, bounds)
     if isinstance(data, dict) and set(data) == {"mailboxes"}:
         data, node = data["mailboxes"], child(node, "mailboxes")
     if not isinstance(data, list):
@@ -46,12 +47,14 @@ def load_mailboxes_file(path: str | Path) -> list[MailboxSpec]:
     return specs
 
 
-def load_campaign_file(path: str | Path) -> LoadedCampaign:
-    """A campaign from YAML with its prospects read, checked and deduplicated."""
+def load_campaign_file(path: str | Path, bounds: InputBounds | None = None) -> LoadedCampaign:
+    """A campaign from YAML with its prospects read, checked and deduplicated.
+    ``bounds`` default to the settings' (``OUTREACH_MAX_*``)."""
     source, path = str(path), Path(path)
-    data, node = read_yaml(path, source)
+    bounds = bounds or InputBounds.from_settings()
+    data, node = read_yaml(path, source, bounds)
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(validation_problems(source, exc, node)) from exc
-    return resolve_campaign(spec, base_dir=path.parent, source=source, node=node)
+    return resolve_campaign(spec, base_dir=path.parent, source=source, node=node, bounds=bounds)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from specs import Problem
+from specs.bounds import InputBounds, file_too_big, over
 from specs.scalars import forbid_line_breaks, normalize_address
 from specs.yamlfile import line_of
 
@@ -63,13 +64,16 @@ class CsvProspects:
     problems: list[Problem]
 
 
-def read_csv(path: Path, label: str, source: str) -> CsvProspects:
+def read_csv(path: Path, label: str, source: str, bounds: InputBounds) -> CsvProspects:
     """Rows of a CSV file whose header names the fields and includes ``email``."""
+    too_big = file_too_big(path, bounds)
+    if too_big is not None:
+        return CsvProspects(None, [], [Problem(source, label, f"the file {too_big}")])
     try:
         with path.open(encoding="utf-8-sig", newline="") as file:
             reader = csv.reader(file)
             try:
-                return _parse_csv(reader, label, source)
+                return _parse_csv(reader, label, source, bounds.prospects)
             except (csv.Error, UnicodeDecodeError) as exc:
                 where = f"{label} near line {reader.line_num}"
                 return CsvProspects(None, [], [Problem(source, where, f"cannot read it ({exc})")])
@@ -77,16 +81,21 @@ def read_csv(path: Path, label: str, source: str) -> CsvProspects:
         return CsvProspects(None, [], [Problem(source, label, f"cannot read the file ({exc})")])
 
 
-def _parse_csv(reader: Iterator[list[str]], label: str, source: str) -> CsvProspects:
+def _parse_csv(
+    reader: Iterator[list[str]], label: str, source: str, max_rows: int
+) -> CsvProspects:
     header = [name.strip() for name in next(reader, [])]
     problems = [Problem(source, f"{label} line 1 (header)", m) for m in _header_faults(header)]
     if problems:
         return CsvProspects(None, [], problems)
     header = ["email" if name.lower() == "email" else name for name in header]
-    rows = []
+    rows: list[ProspectRow] = []
     for number, cells in enumerate(reader, start=2):
         if not any(cells):  # blank lines, and the empty rows spreadsheets append
             continue
+        if len(rows) == max_rows:  # stop reading: the rest would only use memory
+            message = f"more than {max_rows} prospects (OUTREACH_MAX_PROSPECTS)"
+            return CsvProspects(header, rows, [Problem(source, f"{label} line {number}", message)])
         if len(cells) != len(header):
             fault = f"has {len(cells)} cells, the header has {len(header)}"
             rows.append(ProspectRow({}, label, number, fault=fault))
@@ -122,10 +131,13 @@ def inline_rows(items: Sequence[dict[str, Any]], node: yaml.Node | None) -> list
     ]
 
 
-def to_prospect(row: ProspectRow, source: str, problems: list[Problem]) -> Prospect | None:
+def to_prospect(
+    row: ProspectRow, source: str, problems: list[Problem], bounds: InputBounds
+) -> Prospect | None:
     """The validated prospect of ``row``, or None after adding its problems."""
-    if row.fault is not None:
-        problems.append(Problem(source, row.where(), row.fault))
+    fault = row.fault or _row_too_big(row, bounds)
+    if fault is not None:
+        problems.append(Problem(source, row.where(), fault))
         return None
     before = len(problems)
     fields: dict[str, Any] = {}
@@ -139,14 +151,23 @@ def to_prospect(row: ProspectRow, source: str, problems: list[Problem]) -> Prosp
             if key == "email":
                 email = normalize_address(value if isinstance(value, str) else str(value))
             else:
-                fields[key] = _field_value(value)
+                fields[key] = _field_value(value, bounds.field_chars)
         except ValueError as exc:
             problems.append(Problem(source, row.at(str(key)), str(exc)))
     return Prospect(email, fields, row.where()) if len(problems) == before else None
 
 
-def _field_value(value: Any) -> Any:
+def _row_too_big(row: ProspectRow, bounds: InputBounds) -> str | None:
+    size = sum(len(str(value)) for value in row.values.values())
+    too_big = over(size, bounds.row_chars, "characters", "max_row_chars")
+    return None if too_big is None else f"the row {too_big}"
+
+
+def _field_value(value: Any, max_chars: int) -> Any:
     if isinstance(value, str):
+        too_big = over(len(value), max_chars, "characters", "max_field_chars")
+        if too_big is not None:
+            raise ValueError(too_big)
         return forbid_line_breaks(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")  # JSON, hence jsonb, has no NaN

@@ -35,10 +35,14 @@ def check_slug(value: str) -> str:
 
 
 def normalize_address(value: str) -> str:
-    """The normalized form of an email address, or ValueError saying why not."""
+    """The normalized form of an email address, or ValueError saying why not.
+
+    Non-ASCII local parts (SMTPUTF8) are refused here as they are at send time
+    (mail/message.py): better at import than as a failed send."""
     forbid_line_breaks(value)
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
+        valid = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
+        return valid.normalized
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid address ({exc})") from exc
 

@@ -2,7 +2,10 @@
 
 Templates come from operators, not from code, so they run in the sandbox; a
 field a template names but a prospect lacks is an error, never an empty string
-in a sent email.
+in a sent email. On top of Jinja's sandbox (no attribute starting with "_", no
+unsafe methods), a template that even names a dunder (``''.__class__``) is
+refused when it is read, and no template can build or render more than
+``MAX_OUTPUT_CHARS``: ``'x' * 10**9`` is an error, not a gigabyte.
 """
 
 from __future__ import annotations
@@ -12,26 +15,60 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from specs import BadTemplate
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+# Above any body the settings allow (OUTREACH_MAX_BODY_BYTES is at most 1 MB).
+MAX_OUTPUT_CHARS = 1_000_000
+_MAX_POWER_BITS = 10_000  # 2**10000 has 3011 digits: plenty for any arithmetic in an email
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with ``*`` and ``**`` refusing results too large to be useful."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*" and _repeat_size(left, right) > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"'*' would build more than {MAX_OUTPUT_CHARS} items")
+        if operator == "**" and _power_bits(left, right) > _MAX_POWER_BITS:
+            raise SecurityError("'**' would build a number too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeat_size(left: Any, right: Any) -> int:
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple) and isinstance(times, int):
+            return len(seq) * times
+    return 0
+
+
+def _power_bits(base: Any, exponent: Any) -> int:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        return base.bit_length() * exponent
+    return 0
+
+
+_ENV = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=512)
 def _compiled(template_text: str) -> jinja2.Template:
     # Compiling costs about a millisecond; sends reuse a handful of templates.
+    _parsed(template_text)
     try:
         return _ENV.from_string(template_text)
-    except jinja2.TemplateSyntaxError as exc:
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter, found when compiling
         raise BadTemplate(f"template error on its line {exc.lineno}: {exc.message}") from exc
 
 
 def render(template_text: str, fields: Mapping[str, Any]) -> str:
     try:
-        return _compiled(template_text).render(fields)
+        return _bounded(_compiled(template_text).generate(fields))
     except BadTemplate:
         raise
     except jinja2.TemplateError as exc:
@@ -41,10 +78,38 @@ def render(template_text: str, fields: Mapping[str, Any]) -> str:
         raise BadTemplate(f"cannot render: {type(exc).__name__}: {exc}") from exc
 
 
+def _bounded(chunks: Any) -> str:
+    out, size = [], 0
+    for chunk in chunks:  # a loop can emit a little many times: stop at the bound
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise BadTemplate(f"cannot render: the result is over {MAX_OUTPUT_CHARS} characters")
+        out.append(chunk)
+    return "".join(out)
+
+
 def required_fields(template_text: str) -> set[str]:
     """The fields a template reads from its context (Jinja's own globals excluded)."""
+    return meta.find_undeclared_variables(_parsed(template_text)) - set(_ENV.globals)
+
+
+def _parsed(template_text: str) -> nodes.Template:
     try:
         ast = _ENV.parse(template_text)
     except jinja2.TemplateSyntaxError as exc:
         raise BadTemplate(f"template error on its line {exc.lineno}: {exc.message}") from exc
-    return meta.find_undeclared_variables(ast) - set(_ENV.globals)
+    _refuse_internals(ast)
+    return ast
+
+
+def _refuse_internals(ast: nodes.Template) -> None:
+    """A dunder in a template is an attempt on Python's internals, never a field:
+    refuse it at import, with its line, before the sandbox has to."""
+    named = [(n.attr, n.lineno) for n in ast.find_all(nodes.Getattr)]
+    named += [(n.value, n.lineno) for n in ast.find_all(nodes.Const)]  # x['__class__'], |attr
+    for name, line in sorted(named, key=lambda found: found[1]):
+        if isinstance(name, str) and name.startswith("__"):
+            raise BadTemplate(
+                f"template error on its line {line}: {name!r} is not allowed"
+                " (templates may not reach Python internals)"
+            )

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from specs import Problem, SpecError
+from specs.bounds import InputBounds, file_too_big
 
 
 class _Loader(yaml.SafeLoader):
@@ -37,8 +38,13 @@ _Loader.add_implicit_resolver(
 )
 
 
-def read_yaml(path: Path, source: str) -> tuple[Any, yaml.Node | None]:
+def read_yaml(
+    path: Path, source: str, bounds: InputBounds | None = None
+) -> tuple[Any, yaml.Node | None]:
     """The document in ``path`` and its root node; SpecError naming the line if unreadable."""
+    too_big = file_too_big(path, bounds or InputBounds.from_settings())
+    if too_big is not None:
+        raise SpecError([Problem(source, "", f"the file {too_big}")])
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -65,8 +71,14 @@ def _repeated_keys(root: yaml.Node | None) -> list[tuple[int, str]]:
     # silently replace the first.
     found: list[tuple[int, str]] = []
     todo = [root]
+    seen_nodes: set[int] = set()
     while todo:
         node = todo.pop()
+        # An alias (*name) is the same node again: walking it once keeps a
+        # "billion laughs" file of nested aliases from taking forever.
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:

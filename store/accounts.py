@@ -2,7 +2,9 @@
 
 The one place that reads mailbox credentials (DESIGN.md section 6): a password
 is taken from the row, or from the worker's environment variable the row names,
-and never leaves the activity that asked for it.
+and never leaves the activity that asked for it. Stored credentials are
+encrypted (store/secret_values.py, docs/decisions/0015): reading one needs the
+key ring, and ``rotate_credentials`` moves them all to its newest key.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
+from config.secrets import KeyRing
 from limits.policy import WarmUp
 from limits.window import SendingWindow
 from store import StoreError, UnknownRecord
+from store.secret_values import CREDENTIAL_COLUMNS, PREFIX, key_id_of, open_, seal
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,21 @@ async def mailbox_record(conn: asyncpg.Pool | asyncpg.Connection, mailbox_id: st
     )
 
 
-async def mailbox_password(conn: asyncpg.Pool | asyncpg.Connection, mailbox_id: str) -> str | None:
+def _open(ring: KeyRing, stored: str | None, column: str, mailbox_id: str) -> str | None:
+    if stored is None:
+        return None
+    return open_(ring, stored, table_column=f"mailboxes.{column}", mailbox_id=mailbox_id)
+
+
+def _seal(ring: KeyRing, value: str | None, column: str, mailbox_id: str) -> str | None:
+    if value is None:
+        return None
+    return seal(ring, value, table_column=f"mailboxes.{column}", mailbox_id=mailbox_id)
+
+
+async def mailbox_password(
+    conn: asyncpg.Pool | asyncpg.Connection, mailbox_id: str, *, ring: KeyRing
+) -> str | None:
     row = await conn.fetchrow("SELECT password, password_env FROM mailboxes WHERE id = $1", mailbox_id)
     if row is None:
         raise UnknownRecord(f"mailbox {mailbox_id!r} does not exist")
@@ -81,8 +100,7 @@ async def mailbox_password(conn: asyncpg.Pool | asyncpg.Connection, mailbox_id: 
                 f"mailbox {mailbox_id!r}: environment variable {row['password_env']} is not set"
             )
         return value
-    password: str | None = row["password"]
-    return password
+    return _open(ring, row["password"], "password", mailbox_id)
 
 
 async def set_paused(
@@ -147,7 +165,7 @@ class OAuthGrant:
     expires_at: datetime | None = None
 
 
-async def oauth_grant(pool: asyncpg.Pool, mailbox_id: str) -> OAuthGrant | None:
+async def oauth_grant(pool: asyncpg.Pool, mailbox_id: str, *, ring: KeyRing) -> OAuthGrant | None:
     """The mailbox's OAuth2 grant, or None if it authenticates with a password."""
     row = await pool.fetchrow(
         "SELECT auth_kind, oauth_provider, oauth_client_id, oauth_client_secret,"
@@ -160,17 +178,120 @@ async def oauth_grant(pool: asyncpg.Pool, mailbox_id: str) -> OAuthGrant | None:
         return None
     return OAuthGrant(
         provider=row["oauth_provider"], client_id=row["oauth_client_id"],
-        client_secret=row["oauth_client_secret"], refresh_token=row["oauth_refresh_token"],
-        access_token=row["oauth_access_token"], expires_at=row["oauth_expires_at"],
+        client_secret=_open(ring, row["oauth_client_secret"], "oauth_client_secret", mailbox_id),
+        refresh_token=_open(ring, row["oauth_refresh_token"], "oauth_refresh_token", mailbox_id) or "",
+        access_token=_open(ring, row["oauth_access_token"], "oauth_access_token", mailbox_id),
+        expires_at=row["oauth_expires_at"],
     )
 
 
 async def store_access_token(
-    pool: asyncpg.Pool, mailbox_id: str, token: str, expires_at: datetime, refresh_token: str | None
+    pool: asyncpg.Pool, mailbox_id: str, token: str, expires_at: datetime, refresh_token: str | None,
+    *, ring: KeyRing,
 ) -> None:
     """Keep a refreshed access token (and the new refresh token, if the provider rotated it)."""
     await pool.execute(
         "UPDATE mailboxes SET oauth_access_token = $2, oauth_expires_at = $3,"
         " oauth_refresh_token = coalesce($4, oauth_refresh_token), updated_at = now() WHERE id = $1",
-        mailbox_id, token, expires_at, refresh_token,
+        mailbox_id, _seal(ring, token, "oauth_access_token", mailbox_id), expires_at,
+        _seal(ring, refresh_token, "oauth_refresh_token", mailbox_id),
     )
+
+
+async def refresh_tokens(
+    conn: asyncpg.Connection | PoolConnectionProxy, mailbox_ids: list[str],
+    *, ring: KeyRing,
+) -> dict[str, str | None]:
+    """The stored refresh token of each mailbox that has one (None where it cannot be
+    read), its row locked until the transaction ends: an import compares them."""
+    rows = await conn.fetch(
+        "SELECT id, oauth_refresh_token FROM mailboxes WHERE id = any($1::text[])"
+        " AND oauth_refresh_token IS NOT NULL FOR UPDATE",
+        mailbox_ids,
+    )
+    found: dict[str, str | None] = {}
+    for row in rows:
+        try:
+            found[row["id"]] = _open(ring, row["oauth_refresh_token"], "oauth_refresh_token", row["id"])
+        except StoreError:
+            found[row["id"]] = None  # unreadable: the import replaces it anyway
+    return found
+
+
+# -- key rotation (docs/decisions/0015) ----------------------------------------
+
+
+@dataclass
+class Rotation:
+    """What ``rotate_credentials`` did, in stored values (not mailboxes)."""
+
+    key_id: str
+    resealed: int = 0  # moved from an older key to the newest
+    sealed_clear: int = 0  # stored in the clear before encryption existed, now sealed
+    current: int = 0  # already under the newest key: left as they were
+
+
+_COLUMNS_SQL = ", ".join(CREDENTIAL_COLUMNS)
+_HAS_CREDENTIAL = " OR ".join(f"{c} IS NOT NULL" for c in CREDENTIAL_COLUMNS)
+
+
+async def rotate_credentials(pool: asyncpg.Pool, ring: KeyRing, batch_size: int = 500) -> Rotation:
+    """Re-encrypt every stored credential under the ring's newest key.
+
+    Batches of mailboxes, each in its own transaction with its rows locked, so a
+    token refreshed meanwhile is never overwritten with an older one. Running it
+    again changes nothing. A value no key of the ring opens stops it with a
+    CredentialError naming the mailbox, column and key id; the batches before
+    it are done, and a rerun (with that key back in the ring) carries on.
+    """
+    done = Rotation(ring.current_id)
+    last = ""
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT id, {_COLUMNS_SQL} FROM mailboxes WHERE id > $1 AND ({_HAS_CREDENTIAL})"
+                " ORDER BY id LIMIT $2 FOR UPDATE",
+                last, batch_size,
+            )
+            for row in rows:
+                values = [_rotated(ring, row, column, done) for column in CREDENTIAL_COLUMNS]
+                if values != [row[c] for c in CREDENTIAL_COLUMNS]:
+                    await conn.execute(
+                        "UPDATE mailboxes SET "
+                        + ", ".join(f"{c} = ${n}" for n, c in enumerate(CREDENTIAL_COLUMNS, 2))
+                        + " WHERE id = $1",
+                        row["id"], *values,
+                    )
+        if len(rows) < batch_size:
+            return done
+        last = rows[-1]["id"]
+
+
+def _rotated(ring: KeyRing, row: asyncpg.Record, column: str, done: Rotation) -> str | None:
+    stored: str | None = row[column]
+    if stored is None:
+        return None
+    key_id = key_id_of(stored)
+    if key_id == ring.current_id:
+        done.current += 1
+        return stored
+    if key_id is None:
+        done.sealed_clear += 1
+        value = stored
+    else:
+        done.resealed += 1
+        value = _open(ring, stored, column, row["id"]) or ""
+    return _seal(ring, value, column, row["id"])
+
+
+async def credential_key_ids(pool: asyncpg.Pool) -> dict[str | None, int]:
+    """How many stored credentials each key id holds (None: in the clear)."""
+    rows = await pool.fetch(
+        f"""
+        SELECT CASE WHEN left(v, {len(PREFIX)}) = '{PREFIX}' THEN split_part(v, ':', 3) END AS key_id,
+               count(*) AS n
+        FROM mailboxes, LATERAL (VALUES {", ".join(f"({c})" for c in CREDENTIAL_COLUMNS)}) AS c(v)
+        WHERE v IS NOT NULL GROUP BY 1 ORDER BY 1 NULLS FIRST
+        """
+    )
+    return {r["key_id"]: r["n"] for r in rows}

@@ -1,5 +1,9 @@
 """Writing validated specs: mailboxes (upserted) and new campaigns, each import
-in one transaction, so a failed import leaves the database as it was."""
+in one transaction, so a failed import leaves the database as it was.
+
+Mailbox credentials are sealed with the key ring before they reach the
+database (docs/decisions/0015); without a key, an import that carries one is
+refused and nothing is written."""
 
 from __future__ import annotations
 
@@ -11,9 +15,13 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from config.secrets import KeyRing, SecretKeyError, key_ring
+from config.settings import Settings
 from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
+from store import StoreError, accounts
+from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -37,10 +45,9 @@ ON CONFLICT (id) DO UPDATE SET
     oauth_provider = excluded.oauth_provider, oauth_client_id = excluded.oauth_client_id,
     oauth_client_secret = excluded.oauth_client_secret,
     oauth_refresh_token = excluded.oauth_refresh_token,
-    -- a new refresh token makes the cached access token suspect
-    oauth_access_token = CASE WHEN excluded.oauth_refresh_token
-        IS DISTINCT FROM mailboxes.oauth_refresh_token THEN NULL
-        ELSE mailboxes.oauth_access_token END,
+    -- a new refresh token makes the cached access token suspect ($22: the file's
+    -- refresh token is the stored one; sealed values differ even when equal)
+    oauth_access_token = CASE WHEN $22::boolean THEN mailboxes.oauth_access_token END,
     updated_at = now()
 """
 
@@ -52,30 +59,65 @@ class CampaignCreated:
     warnings: list[str]  # duplicates dropped, one line each
 
 
-async def import_mailboxes(pool: asyncpg.Pool, specs: Sequence[MailboxSpec]) -> list[str]:
-    """Inserts or updates ``specs``; returns their ids in order."""
+async def import_mailboxes(
+    pool: asyncpg.Pool, specs: Sequence[MailboxSpec], ring: KeyRing | None = None
+) -> list[str]:
+    """Inserts or updates ``specs``; returns their ids in order.
+
+    ``ring`` seals the credentials; by default the one OUTREACH_SECRET_KEYS (or
+    .env) holds, needed only if some mailbox carries a credential.
+    """
     ids = [spec.id for spec in specs]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise SpecError([Problem("<mailboxes>", "", f"ids given twice: {', '.join(repeated)}")])
+    if ring is None and any(_has_credential(spec) for spec in specs):
+        ring = _settings_ring()
     async with pool.acquire() as conn, conn.transaction():
-        await conn.executemany(_UPSERT_MAILBOX, [_mailbox_row(spec) for spec in specs])
+        stored = await accounts.refresh_tokens(conn, ids, ring=ring) if ring else {}
+        rows = [_mailbox_row(spec, ring, stored) for spec in specs]
+        await conn.executemany(_UPSERT_MAILBOX, rows)
     return ids
 
 
-def _mailbox_row(spec: MailboxSpec) -> tuple[Any, ...]:
+def _has_credential(spec: MailboxSpec) -> bool:
+    return spec.password is not None or spec.oauth is not None
+
+
+def _settings_ring() -> KeyRing:
+    try:
+        # Read now, not from get_settings()'s cache: `outreach dev`/`demo` may
+        # have just created the development key.
+        return key_ring(Settings().secret_keys)
+    except SecretKeyError as exc:
+        # One line for the operator; nothing has been written yet.
+        raise StoreError(f"no mailbox imported: {exc}") from None
+
+
+def _mailbox_row(
+    spec: MailboxSpec, ring: KeyRing | None, stored_refresh_tokens: dict[str, str | None]
+) -> tuple[Any, ...]:
+    def sealed(column: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        assert ring is not None  # import_mailboxes got one for any credential
+        return seal(ring, value, table_column=f"mailboxes.{column}", mailbox_id=spec.id)
+
     w = spec.window
+    oauth = spec.oauth
+    same_refresh_token = oauth is not None and stored_refresh_tokens.get(spec.id) == oauth.refresh_token
     return (
         spec.id, spec.email, spec.provider, spec.smtp_host, spec.smtp_port, spec.security,
-        spec.username, spec.password, spec.password_env, spec.daily_limit, spec.timezone,
-        w.start, w.end, list(w.days),
+        spec.username, sealed("password", spec.password), spec.password_env, spec.daily_limit,
+        spec.timezone, w.start, w.end, list(w.days),
         spec.warmup.start if spec.warmup else None, spec.warmup.increment if spec.warmup else 0,
-        "oauth2" if spec.oauth else "password",
+        "oauth2" if oauth else "password",
         *(
-            (spec.oauth.provider, spec.oauth.client_id, spec.oauth.client_secret,
-             spec.oauth.refresh_token)
-            if spec.oauth else (None, None, None, None)
+            (oauth.provider, oauth.client_id, sealed("oauth_client_secret", oauth.client_secret),
+             sealed("oauth_refresh_token", oauth.refresh_token))
+            if oauth else (None, None, None, None)
         ),
+        same_refresh_token,
     )
 
 

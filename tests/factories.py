@@ -7,6 +7,25 @@ from datetime import time
 
 import asyncpg
 
+from config.secrets import KeyRing, key_ring
+from config.settings import Settings
+from store.secret_values import seal
+
+
+def settings_ring() -> KeyRing:
+    """The ring tests/conftest.py puts in OUTREACH_SECRET_KEYS (or a test's own)."""
+    return key_ring(Settings().secret_keys)
+
+
+def sealed(mailbox_id: str, column: str, value: str, ring: KeyRing | None = None) -> str:
+    """A credential as the store keeps it in ``mailboxes.<column>``, for tests that
+    write the column directly (the database refuses one in the clear)."""
+    return seal(ring or settings_ring(), value, table_column=f"mailboxes.{column}", mailbox_id=mailbox_id)
+
+
+def sealed_password(mailbox_id: str, password: str, ring: KeyRing | None = None) -> str:
+    return sealed(mailbox_id, "password", password, ring)
+
 
 async def add_mailbox(
     pool: asyncpg.Pool, mailbox_id: str, port: int, *, daily_limit: int = 10_000,
@@ -16,10 +35,10 @@ async def add_mailbox(
         """
         INSERT INTO mailboxes (id, email, provider, smtp_host, smtp_port, security, username,
                                password, daily_limit, timezone, window_start, window_end, window_days)
-        VALUES ($1, $2, $3, '127.0.0.1', $4, 'none', $1, 'secret', $5, 'UTC', $6, $7, $8)
+        VALUES ($1, $2, $3, '127.0.0.1', $4, 'none', $1, $9, $5, 'UTC', $6, $7, $8)
         """,
         mailbox_id, email or f"{mailbox_id}@sender.example.com", provider, port, daily_limit,
-        time.min, time.max, [1, 2, 3, 4, 5, 6, 7],
+        time.min, time.max, [1, 2, 3, 4, 5, 6, 7], sealed(mailbox_id, "password", "secret"),
     )
 
 

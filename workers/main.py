@@ -38,7 +38,7 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(),
+        data_converter=data_converter(settings),
         runtime=runtime,
     )
 

@@ -13,6 +13,7 @@ from activities.gate import GateActivities
 from activities.ledger import LedgerActivities
 from activities.mailbox import MailboxActivities
 from activities.smtp import SendActivities
+from config.secrets import key_ring
 from config.settings import Settings
 from limits.host_slots import HostSlots
 from limits.policy import policy_from
@@ -45,7 +46,7 @@ def build_activities(
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
-    send = SendActivities(pool, transport, store, policy)
+    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys))
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
@@ -77,5 +78,5 @@ def build_maintenance_activities(
 
     ledger = LedgerMaintenance(pool, temporal, settings.task_queue)
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
-                           tokens or HttpTokenEndpoint())
+                           tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys))
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes]

@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import StepInput, StepResult
 
+from workflows.mailbox import CONFIG_ERROR
+
 
 def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes:
     """What a step run starts with; the ids it holds are added as it claims them."""
@@ -283,7 +285,11 @@ class CampaignStepWorkflow:
             mailbox = workflow.get_external_workflow_handle(
                 mailbox_workflow_id(self._inp.id_prefix, mailbox_id)
             )
-            await mailbox.signal("pause", result.reason)
+            # An unusable account (no STARTTLS, refused certificate) is paused as
+            # the health check's kind: its next good login lifts it (decision 0018).
+            # Other sender problems (auth, quota, policy) wait for the operator.
+            kind = "health_pause" if result.reason.startswith(f"{CONFIG_ERROR}:") else "pause"
+            await mailbox.signal(kind, result.reason)
             self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
 
     async def _settle_failed(self, key: SendKey, err: ActivityError) -> None:

@@ -8,6 +8,11 @@ health checks and sender-problem replies all pause through here.
 ``pause``/``resume`` are the operator's. The health check sends
 ``health_pause``/``health_resume``: it never overrides an operator's pause, and
 it resumes only a pause of its own (docs/decisions/0012).
+
+A send that finds the account unusable as configured (no STARTTLS, a refused
+certificate: a ``config_error``) pauses through ``health_pause`` too: the
+health check's login takes the same TLS path, so its next good run lifts it;
+it never overrides an operator's pause (docs/decisions/0018).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
 OPERATOR = "operator"
 HEALTH_CHECK = "health_check"
+# The kind of reason (its text up to ":") of an account that cannot be used safely.
+CONFIG_ERROR = "config_error"
 _APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 

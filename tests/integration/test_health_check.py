@@ -16,12 +16,13 @@ from activities.health import MailboxHealth
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
 from client.api import OutreachClient
 from config.names import maintenance_task_queue
+from config.secrets import generate_entry, key_ring
 from config.settings import Settings
 from inbox.server import Inbox
 from mail.oauth import AccessToken
 from mail.transport import SmtpTimeouts
 from store import accounts
-from tests.factories import add_mailbox
+from tests.factories import add_mailbox, sealed, settings_ring
 from workflows.health_check import HealthCheckWorkflow
 
 
@@ -36,6 +37,10 @@ async def _check(env: WorkflowEnvironment, settings: Settings) -> HealthCheckRes
         HealthCheckWorkflow.run, HealthCheckInput(timeout=timedelta(seconds=30)),
         id=f"health-{secrets.token_hex(4)}", task_queue=maintenance_task_queue(settings.task_queue),
     )
+
+
+async def _set_password(db: asyncpg.Pool, password: str) -> None:
+    await db.execute("UPDATE mailboxes SET password = $1 WHERE id = 'mb'", sealed("mb", "password", password))
 
 
 async def _pause_state(db: asyncpg.Pool) -> tuple[bool, str | None, str | None]:
@@ -62,16 +67,36 @@ async def test_bad_credentials_pause_and_good_ones_resume_only_a_health_check_pa
     assert (good.checked, good.healthy, good.paused) == (1, 1, [])
     assert (await _pause_state(db))[0] is False
 
-    await db.execute("UPDATE mailboxes SET password = 'wrong' WHERE id = 'mb'")
+    await _set_password(db, "wrong")
     bad = await _check(dev_server, e2e_settings)
     assert bad.paused == ["mb"]
     _, reason, by = await _until(db, paused=True)
     assert reason is not None and reason.startswith("auth_failed: 535") and by == "health_check"
 
-    await db.execute("UPDATE mailboxes SET password = 'secret' WHERE id = 'mb'")
+    await _set_password(db, "secret")
     recovered = await _check(dev_server, e2e_settings)
     assert recovered.resumed == ["mb"]
     assert await _until(db, paused=False) == (False, None, None)
+
+
+async def test_a_password_under_a_retired_key_pauses_the_mailbox_as_config_error(
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: Inbox,
+    worker: None, maintenance_worker: None,
+) -> None:
+    await add_mailbox(db, "mb", guarded_inbox.port)
+    retired = key_ring(generate_entry("retired"))
+    await db.execute("UPDATE mailboxes SET password = $1 WHERE id = 'mb'",
+                     sealed("mb", "password", "secret", retired))
+
+    result = await _check(dev_server, e2e_settings)
+    assert result.paused == ["mb"]
+    _, reason, by = await _until(db, paused=True)
+    assert reason is not None and reason.startswith("config_error: credentials:"), reason
+    assert "'retired'" in reason and by == "health_check"
+    assert "AUTH" not in guarded_inbox.commands  # it never tried to log in
+
+    await _set_password(db, "secret")  # the operator re-imports it under a current key
+    assert (await _check(dev_server, e2e_settings)).resumed == ["mb"]
 
 
 async def test_an_operators_pause_survives_bad_and_good_health_checks(
@@ -81,9 +106,9 @@ async def test_an_operators_pause_survives_bad_and_good_health_checks(
     await add_mailbox(db, "mb", guarded_inbox.port)
     await client.pause_mailbox("mb", "bounce spike")
 
-    await db.execute("UPDATE mailboxes SET password = 'wrong' WHERE id = 'mb'")
+    await _set_password(db, "wrong")
     assert (await _check(dev_server, e2e_settings)).paused == []
-    await db.execute("UPDATE mailboxes SET password = 'secret' WHERE id = 'mb'")
+    await _set_password(db, "secret")
     assert (await _check(dev_server, e2e_settings)).resumed == []
 
     assert await _pause_state(db) == (True, "bounce spike", "operator")
@@ -96,12 +121,12 @@ async def test_an_operators_pause_over_a_health_check_pause_is_not_resumed(
     worker: None, maintenance_worker: None, client: OutreachClient,
 ) -> None:
     await add_mailbox(db, "mb", guarded_inbox.port)
-    await db.execute("UPDATE mailboxes SET password = 'wrong' WHERE id = 'mb'")
+    await _set_password(db, "wrong")
     await _check(dev_server, e2e_settings)
     await _until(db, paused=True)
     await client.pause_mailbox("mb", "investigating")
 
-    await db.execute("UPDATE mailboxes SET password = 'secret' WHERE id = 'mb'")
+    await _set_password(db, "secret")
     assert (await _check(dev_server, e2e_settings)).resumed == []
     assert await _pause_state(db) == (True, "investigating", "operator")
 
@@ -125,16 +150,17 @@ async def test_oauth_access_token_is_refreshed_before_it_expires_and_kept(
     await add_mailbox(db, "mb", 25, provider="gmail")
     await db.execute(
         "UPDATE mailboxes SET auth_kind = 'oauth2', oauth_provider = 'google', oauth_client_id = 'cid',"
-        " oauth_refresh_token = 'rt-1', oauth_access_token = 'old',"
-        " oauth_expires_at = now() + interval '5 minutes' WHERE id = 'mb'"
+        " oauth_refresh_token = $1, oauth_access_token = $2,"
+        " oauth_expires_at = now() + interval '5 minutes' WHERE id = 'mb'",
+        sealed("mb", "oauth_refresh_token", "rt-1"), sealed("mb", "oauth_access_token", "old"),
     )
     tokens = FakeTokenEndpoint()
     health = MailboxHealth(db, dev_server.client, e2e_settings.task_queue, SmtpTimeouts(), tokens)
-    grant = await accounts.oauth_grant(db, "mb")
+    grant = await accounts.oauth_grant(db, "mb", ring=settings_ring())
     assert grant is not None
 
     assert await health._access_token("mb", grant) == "access-1"  # 5 min left: refreshed
-    fresh = await accounts.oauth_grant(db, "mb")
+    fresh = await accounts.oauth_grant(db, "mb", ring=settings_ring())
     assert fresh is not None and (fresh.access_token, fresh.refresh_token) == ("access-1", "rt-2")
     assert await health._access_token("mb", fresh) == "access-1"  # an hour left: kept
     assert tokens.calls == ["rt-1"]

@@ -15,8 +15,9 @@ import pytest
 import store.importer
 from specs import SpecError
 from specs.loading import load_campaign_file, load_mailboxes_file
-from store.accounts import mailbox_record
+from store.accounts import mailbox_password, mailbox_record, oauth_grant
 from store.importer import create_campaign, import_mailboxes
+from tests.factories import settings_ring
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -57,8 +58,9 @@ async def test_mailboxes_import_writes_every_field(db: asyncpg.Pool) -> None:
     assert (gmail["window_start"], gmail["window_end"], gmail["window_days"]) == (
         clock(9, 0), clock(17, 30), [1, 2, 3, 4, 5])
     local = rows["local_2"]
-    assert (local["security"], local["smtp_port"], local["username"], local["password"]) == (
-        "none", 2525, "local-2", "secret")
+    assert (local["security"], local["smtp_port"], local["username"]) == ("none", 2525, "local-2")
+    assert local["password"].startswith("enc:v1:")  # sealed (docs/decisions/0015)
+    assert await mailbox_password(db, "local_2", ring=settings_ring()) == "secret"
     assert (local["window_start"], local["window_end"]) == (clock(0, 0), clock.max)
     assert not local["paused"]
 
@@ -81,7 +83,8 @@ async def test_reimport_updates_fields_but_keeps_pause_state(db: asyncpg.Pool, t
     await import_mailboxes(db, load_mailboxes_file(changed))
     row = await db.fetchrow("SELECT * FROM mailboxes WHERE id = 'sales-1'")
     assert (row["email"], row["provider"], row["daily_limit"]) == ("new@example.com", "outlook", 10)
-    assert (row["password"], row["password_env"]) == ("pw", None)
+    assert row["password_env"] is None
+    assert await mailbox_password(db, "sales-1", ring=settings_ring()) == "pw"
     assert (row["paused"], row["pause_reason"]) == (True, "auth failed")
     assert row["paused_at"] is not None and row["updated_at"] > row["created_at"]
     assert await db.fetchval("SELECT count(*) FROM mailboxes") == 2
@@ -259,7 +262,9 @@ async def test_warmup_and_oauth_are_imported(db: asyncpg.Pool, tmp_path: Path) -
     )
     await import_mailboxes(db, load_mailboxes_file(path))
     row = await db.fetchrow("SELECT * FROM mailboxes WHERE id = 'ramp'")
-    assert (row["auth_kind"], row["oauth_provider"], row["oauth_refresh_token"]) == ("oauth2", "google", "rt")
+    assert (row["auth_kind"], row["oauth_provider"]) == ("oauth2", "google")
+    grant = await oauth_grant(db, "ramp", ring=settings_ring())
+    assert grant is not None and grant.refresh_token == "rt"
     assert (row["warmup_start"], row["warmup_increment"]) == (5, 3)
     record = await mailbox_record(db, "ramp")
     assert record.cap_on(record.warmup.began if record.warmup else row["created_at"]) == 5

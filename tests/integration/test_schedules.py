@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import activity
-from temporalio.client import Client, ScheduleDescription
+from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleDescription
 from temporalio.testing import WorkflowEnvironment
 
 from activities.maintenance_models import (
@@ -21,9 +21,12 @@ from activities.maintenance_models import (
     ReconcileResult,
 )
 from client.schedules import apply_schedules, describe_schedules, set_namespace_retention
+from config.codec import KEY_ID
+from config.converter import data_converter
 from config.names import schedule_id
+from config.secrets import generate_entry
 from config.settings import Settings
-from tests.integration.conftest import MaintenanceWorkerFactory
+from tests.integration.conftest import MaintenanceWorkerFactory, temporal_address
 
 
 class FakeMaintenance:
@@ -91,6 +94,25 @@ async def test_apply_creates_then_changes_nothing_then_updates_what_changed(
     assert cleanup.schedule.state.paused  # the operator's pause survives an update
     rows = {r["id"]: r for r in await describe_schedules(client, settings)}
     assert rows[schedule_id(settings.task_queue, "reconcile")]["every_seconds"] == 600
+
+
+async def test_apply_after_a_key_rotation_rewrites_the_schedules_under_the_new_key(
+    dev_server: WorkflowEnvironment, e2e_settings: Settings, drop_schedules: None
+) -> None:
+    client, settings = dev_server.client, e2e_settings
+    await apply_schedules(client, settings)
+    rotated = settings.model_copy(
+        update={"secret_keys": f"{generate_entry('rotated')},{settings.secret_keys}"}
+    )
+    new_client = await Client.connect(
+        temporal_address(dev_server), data_converter=data_converter(rotated)
+    )
+    changed = await apply_schedules(new_client, rotated)
+    assert set(changed.values()) == {"updated"}
+    assert set((await apply_schedules(new_client, rotated)).values()) == {"unchanged"}
+    memo = (await _describe(new_client, settings, "cleanup")).schedule.action
+    assert isinstance(memo, ScheduleActionStartWorkflow)
+    assert all(p.metadata[KEY_ID] == b"rotated" for p in memo.args)
 
 
 async def test_schedules_fire_at_their_intervals(

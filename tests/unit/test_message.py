@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from mail.errors import HeaderInjection, InvalidAddress, InvalidMessage
-from mail.message import OutgoingMail, build_message, message_id_for, normalize_address
+from mail.message import (
+    MAX_BODY_BYTES,
+    MAX_SUBJECT_CHARS,
+    OutgoingMail,
+    build_message,
+    message_id_for,
+    normalize_address,
+)
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
 
@@ -163,3 +170,53 @@ def test_message_id_refuses_unsafe_parts() -> None:
 def test_a_generated_message_id_builds() -> None:
     message_id = message_id_for("c1", 1, 7, "sender.example")
     assert parsed(build_message(mail(message_id=message_id)))["Message-ID"] == message_id
+
+
+# -- what an import also checks, checked again at build (values changed after import) ----
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@example.com>x@evil.example",  # aiosmtplib alone would send to a@example.com
+        "<a@example.com> b",  # ... and this one too
+        '"a b"@example.com',  # a quoted local part: not ours to send to
+        "a@b@example.com",
+        "a b@example.com",
+    ],
+)
+def test_addresses_the_smtp_library_would_truncate_are_refused_naming_the_field(
+    address: str,
+) -> None:
+    with pytest.raises(InvalidAddress, match=r"^to_address: invalid address"):
+        build_message(mail(to_address=address))
+    with pytest.raises(InvalidAddress, match=r"^from_address: invalid address"):
+        build_message(mail(from_address=address))
+
+
+@pytest.mark.parametrize("address", ['"a\r\nb"@example.com', "a\r@example.com", "a@example.com\x00"])
+def test_line_breaks_and_nul_in_an_address_are_header_injection(address: str) -> None:
+    with pytest.raises(HeaderInjection, match="to_address contains CR, LF or NUL"):
+        build_message(mail(to_address=address))
+
+
+def test_lf_in_the_from_name_is_refused() -> None:
+    with pytest.raises(HeaderInjection, match="from_name contains CR, LF or NUL"):
+        build_message(mail(from_name="Jane\nBcc: x@example.org"))
+
+
+def test_a_subject_over_the_rfc_line_length_is_refused() -> None:
+    build_message(mail(subject="s" * MAX_SUBJECT_CHARS))
+    with pytest.raises(InvalidMessage, match=f"subject is {MAX_SUBJECT_CHARS + 1} characters"):
+        build_message(mail(subject="s" * (MAX_SUBJECT_CHARS + 1)))
+
+
+def test_a_body_over_the_ceiling_is_refused() -> None:
+    build_message(mail(body="b" * MAX_BODY_BYTES))
+    with pytest.raises(InvalidMessage, match="body is 1000001 bytes"):
+        build_message(mail(body="b" * (MAX_BODY_BYTES - 1) + "é"))
+
+
+def test_nul_in_the_body_is_refused() -> None:
+    with pytest.raises(InvalidMessage, match="body contains NUL"):
+        build_message(mail(body="Hi\x00there"))
