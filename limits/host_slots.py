@@ -3,6 +3,14 @@
 A pooled connection holds its slot while open (renewed at each transaction)
 and gives it back when closed; a worker that dies leaves leases that expire
 by themselves, so no slot is ever lost for good.
+
+A mailbox's connection has one lease (per transport), so a connection that
+replaces a closed one takes over that lease. The transport gives the closed
+connection's lease back in a task it does not wait for; if that task ran after
+the new connection renewed the lease, it would remove the new connection's
+lease and let another worker open one connection too many (the chaos suite
+saw the provider refuse it). So `release` notes, when called, which hold it
+gives back, and does nothing if the lease was held again since.
 """
 
 from __future__ import annotations
@@ -10,7 +18,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections import Counter
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from limits import LimitStoreUnavailable
 from limits.store import LimitStore
@@ -23,6 +34,7 @@ class HostSlots:
         self._ttl = ttl
         # Distinct per transport, so two workers' connections of one mailbox are two slots.
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._holds: Counter[str] = Counter()  # lease id -> times held, to tell a stale release
 
     def _lease(self, account: SmtpAccount) -> tuple[str, str]:
         return f"host:{account.host}", f"{self._owner}:{account.mailbox_id}"
@@ -31,14 +43,22 @@ class HostSlots:
         if account.max_connections is None:
             return True
         scope, lease = self._lease(account)
+        self._holds[lease] += 1  # before any await: a release already scheduled sees it
         return await self._store.acquire_lease(
             scope, lease, account.max_connections, datetime.now(UTC), self._ttl
         )
 
-    async def release(self, account: SmtpAccount) -> None:
-        if account.max_connections is None:
-            return
+    def release(self, account: SmtpAccount) -> Coroutine[Any, Any, None]:
+        """The release of the lease as held now (not a coroutine function: the hold
+        it gives back is fixed when it is called, not when it runs)."""
+        return self._release(account, self._holds[self._lease(account)[1]])
+
+    async def _release(self, account: SmtpAccount, holds: int) -> None:
+        scope, lease = self._lease(account)
+        if account.max_connections is None or self._holds[lease] != holds:
+            return  # held again since: the lease is the new connection's now
+        del self._holds[lease]
         try:
-            await self._store.release_lease(*self._lease(account))
+            await self._store.release_lease(scope, lease)
         except LimitStoreUnavailable:
             pass  # the lease expires by itself; the connection is closed either way
