@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -50,6 +50,10 @@ from store.secret_values import CredentialError
 from telemetry.metrics import CIRCUIT_OPEN, RAISED_OUTCOMES, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION
 
 log = structlog.get_logger(__name__)
+
+# How long a retry waits for a host connection slot (well inside the activity's
+# start-to-close, which also covers the workspace slot wait and the transaction).
+HOST_BUSY_PATIENCE_SECONDS = 30.0
 
 
 class MailboxPausedBeforeData(Exception):
@@ -161,9 +165,8 @@ class SendActivities:
                 raise MailboxPausedBeforeData(mailbox.id)
 
         try:
-            reply = await _timed(mailbox, self._transport.send(
-                account, mailbox.email, ctx.prospect_email, message, before_data=before_data
-            ))
+            reply = await self._send_patiently(mailbox, account, ctx.prospect_email, message,
+                                               before_data)
         except MailboxPausedBeforeData:
             await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
             return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.MAILBOX_PAUSED))
@@ -206,6 +209,26 @@ class SendActivities:
             username=mailbox.username, password=password, oauth_token=token,
             max_connections=self._policy.connections(mailbox.provider),
         )
+
+    async def _send_patiently(
+        self, mailbox: MailboxRecord, account: SmtpAccount, rcpt: str, message: bytes,
+        before_data: Callable[[], Awaitable[None]],
+    ) -> SmtpReply:
+        """The transaction; a retry that finds every connection slot of the host taken
+        waits a little for one instead of spending one of the recipient's attempts on
+        it (a killed worker's connection leases hold slots until they expire: found by
+        the chaos suite). A first attempt gives the send back to the workflow at once."""
+        patience = 0.0 if activity.info().attempt == 1 else HOST_BUSY_PATIENCE_SECONDS
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return await _timed(mailbox, self._transport.send(
+                    account, mailbox.email, rcpt, message, before_data=before_data
+                ))
+            except SmtpHostBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(random.uniform(0.5, 2.0))
 
     async def _wait_for_lease(self, scope: str, lease: str) -> bool:
         """A workspace in-flight slot; a first attempt gives up at once (the workflow

@@ -96,6 +96,7 @@ class CampaignStepWorkflow:
         # other claimed sends go back to the queue without asking again.
         self._gate_locks: dict[str, asyncio.Lock] = {}
         self._wake = False
+        self._ended = 0  # sends ended so far, to notice those that end during a claim
         self._held_prospects: list[str] = []  # this run's, for the search attributes
         self._held_mailboxes: list[str] = []
 
@@ -108,6 +109,7 @@ class CampaignStepWorkflow:
             self._blocked = {m: t for m, t in self._blocked.items() if t > now}
             room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started,
                        self._listable())
+            ended = self._ended
             batch = await self._claim(now, room) if room > 0 else None
             if batch and batch.sends:
                 self._hold(batch.sends)
@@ -121,7 +123,7 @@ class CampaignStepWorkflow:
             if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
                 if self._previous_done:
                     break
-            await self._sleep(batch, room, now)
+            await self._sleep(batch, room, now, ended_during_claim=self._ended != ended)
         return StepResult(
             campaign_id=inp.campaign_id, step=inp.step, outcomes=self._outcomes, runs=inp.runs
         )
@@ -176,7 +178,9 @@ class CampaignStepWorkflow:
             counts[mailbox] = counts.get(mailbox, 0) + 1
         return {m for m, n in counts.items() if n >= self._inp.tuning.per_mailbox}
 
-    async def _sleep(self, batch: DueSendsResult | None, room: int, now: datetime) -> None:
+    async def _sleep(
+        self, batch: DueSendsResult | None, room: int, now: datetime, ended_during_claim: bool
+    ) -> None:
         """Sleep until there may be work: slots free up, a prospect falls due, a mailbox
         unblocks, the previous step sends more, or a signal arrives."""
         wakes = list(self._blocked.values())
@@ -191,6 +195,10 @@ class CampaignStepWorkflow:
             # Fewer than asked: nothing else is due, or only for busy mailboxes.
             # Look again when half of those in flight have ended.
             threshold = len(self._in_flight) // 2
+        elif batch is not None and batch.pending and ended_during_claim:
+            # The claim counted sends that were in flight then and have ended since:
+            # claim again now, or nothing would wake this step to see it is done.
+            threshold = 0
         else:
             threshold = -1  # only a timer or a signal can bring work
         self._wake = False
@@ -222,6 +230,7 @@ class CampaignStepWorkflow:
         try:
             await self._deliver(key, due.mailbox_id)
         finally:
+            self._ended += 1
             del self._in_flight[due.prospect_id]
             del self._mailbox_of[due.prospect_id]
 
