@@ -232,7 +232,11 @@ class MailTransport:
             return True
         if await self._slots.hold(account):
             return True
-        self._close_idle(only_host=account.host)  # our own idle connections first
+        # Our own idle connections to the host first. Each ends with QUIT and its
+        # reply before its slot is reused: a provider counts a connection until
+        # its session ends, and one closed without a word may still be counted
+        # when the new one arrives (a benchmark saw a 421 "too many connections").
+        await self._say_goodbye(self._take_idle(account.host))
         await asyncio.gather(*self._releases, return_exceptions=True)
         return await self._slots.hold(account)
 
@@ -243,24 +247,15 @@ class MailTransport:
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    def _close_idle(self, only_host: str | None = None) -> None:
-        """Close pooled connections nobody is using that are idle past their time
-        (or, for ``only_host``, idle at all): each one frees a host slot."""
-        now = asyncio.get_running_loop().time()
-        for mailbox_id, conn in list(self._pool.items()):
-            if self._locks[mailbox_id].locked():
-                continue
-            stale = now - conn.last_used > self._idle_seconds
-            if stale or conn.account.host == only_host:
-                del self._pool[mailbox_id]
-                conn.close()
-
     async def _sweep_idle(self) -> None:
-        # An idle connection holds a host slot; close it when its idle time is up,
-        # not only when the mailbox next sends.
+        # An idle connection holds a host slot; end it (QUIT) when its idle time is
+        # up, not only when the mailbox next sends.
         while True:
             await asyncio.sleep(max(0.2, self._idle_seconds / 4))
-            self._close_idle()
+            now = asyncio.get_running_loop().time()
+            stale = [m for m, c in self._pool.items()
+                     if now - c.last_used > self._idle_seconds and not self._locks[m].locked()]
+            await self._say_goodbye([self._pool.pop(m) for m in stale])
 
     async def _connect(self, account: SmtpAccount) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
@@ -316,15 +311,25 @@ class MailTransport:
     async def _quit(self, mailbox_id: str) -> None:
         async with self._locks[mailbox_id]:
             conn = self._pool.pop(mailbox_id, None)
-            if conn is None:
-                return
+            if conn is not None:
+                await self._say_goodbye([conn])
+
+    def _take_idle(self, host: str) -> list[_Connection]:
+        """The pooled connections to ``host`` no transaction is using, out of the pool."""
+        idle = [m for m, c in self._pool.items() if c.account.host == host and not self._locks[m].locked()]
+        return [self._pool.pop(m) for m in idle]
+
+    async def _say_goodbye(self, conns: list[_Connection]) -> None:
+        async def one(conn: _Connection) -> None:
             try:
                 if conn.smtp.is_connected:
                     await conn.smtp.quit(timeout=min(5.0, self._timeouts.socket))
             except (aiosmtplib.SMTPException, OSError):
                 pass  # best effort: the server drops idle clients anyway
             finally:
-                conn.close()
+                conn.close()  # frees the slot
+
+        await asyncio.gather(*(one(c) for c in conns), return_exceptions=True)
 
 
 def check_security(account: SmtpAccount) -> None:

@@ -9,11 +9,16 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from inbox.provider import HostBehaviour, Provider
 from inbox.server import Inbox
+from limits.host_slots import HostSlots
+from limits.redis_store import RedisLimitStore
 from mail.errors import (
     SmtpConfigError,
     SmtpConnectionFailed,
@@ -377,3 +382,27 @@ async def test_untrusted_certificate_is_a_config_error(certificate: tuple[Path, 
             await send(transport, account(inbox, security="starttls"))
         await transport.close()
         assert inbox.auth_attempts == []
+
+
+async def test_a_slot_taken_from_an_idle_connection_is_reused_only_after_its_quit(
+    redis_client: aioredis.Redis, key_prefix: str,
+) -> None:
+    # One connection allowed at the host, ours and the provider's; three mailboxes
+    # take turns, so every send ends another mailbox's idle connection first.
+    provider = Provider([HostBehaviour("mx", max_connections=1)])
+    slots = HostSlots(RedisLimitStore(redis_client, key_prefix), timedelta(seconds=60))
+    transport = MailTransport(QUICK, local_hostname="client.sender.example", slots=slots)
+    async with provider:
+        for n in range(9):
+            acc = SmtpAccount(f"mb-{n % 3}", "127.0.0.1", provider.port("mx"), "none",
+                              max_connections=1)
+            assert await send(transport, acc, msg=message(f"<c1.1.{n}.abc@sender.example>")) \
+                is ReplyClass.ACCEPTED
+        await transport.close()
+        await provider.inbox("mx").wait_for(
+            lambda: all(c.closed_at is not None for c in provider.connections))
+    assert len(provider.accepted) == 9 and provider.refused_connections("mx") == 0
+    assert provider.peak_connections("mx") == 1
+    # Each of the 9 sessions ended with QUIT: none was dropped while the provider
+    # might still count it.
+    assert provider.inbox("mx").commands.count("QUIT") == len(provider.connections) == 9
