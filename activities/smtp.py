@@ -173,7 +173,7 @@ class SendActivities:
         except (SmtpHostBusy, LimitStoreUnavailable) as exc:
             await self._finish(inp, attempt_id, "queued", "host_busy", None, str(exc))
             if activity.info().attempt > 1:  # a retry must not start over with 4 new attempts
-                raise ApplicationError(f"host busy: {exc}", type="HostBusy") from exc
+                raise ApplicationError(f"host busy: {exc}", type="HostBusy") from None
             return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.BUSY,
                                                                reason=str(exc)))
         except SmtpOutcomeUnknown as exc:
@@ -295,7 +295,12 @@ class SendActivities:
                               reply=summary)
         state = "soft_bounced" if reply is not None else "queued"
         await self._finish(inp, attempt_id, state, outcome, reply, summary)
-        raise ApplicationError(f"{outcome}: {summary}", type="SoftBounce" if reply else "SmtpConnection")
+        # No cause chain (`from None`): the reply is in the message, and the chain's
+        # stack traces made the encrypted failure larger than the server keeps for
+        # a retry's last failure ("Failure exceeds size limit": the reply was lost).
+        raise ApplicationError(
+            f"{outcome}: {summary}", type="SoftBounce" if reply else "SmtpConnection"
+        ) from None
 
     async def _unknown(self, inp: SendInput, why: str) -> SendResult:
         k = inp.key
