@@ -236,8 +236,7 @@ class MailTransport:
         # reply before its slot is reused: a provider counts a connection until
         # its session ends, and one closed without a word may still be counted
         # when the new one arrives (a benchmark saw a 421 "too many connections").
-        await self._say_goodbye(self._take_idle(account.host))
-        await asyncio.gather(*self._releases, return_exceptions=True)
+        await self._end_idle(lambda c: c.account.host == account.host)
         return await self._slots.hold(account)
 
     def _release_later(self, account: SmtpAccount) -> None:
@@ -252,10 +251,8 @@ class MailTransport:
         # up, not only when the mailbox next sends.
         while True:
             await asyncio.sleep(max(0.2, self._idle_seconds / 4))
-            now = asyncio.get_running_loop().time()
-            stale = [m for m, c in self._pool.items()
-                     if now - c.last_used > self._idle_seconds and not self._locks[m].locked()]
-            await self._say_goodbye([self._pool.pop(m) for m in stale])
+            stale = asyncio.get_running_loop().time() - self._idle_seconds
+            await self._end_idle(lambda c, stale=stale: c.last_used < stale)  # type: ignore[misc]
 
     async def _connect(self, account: SmtpAccount) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
@@ -314,10 +311,20 @@ class MailTransport:
             if conn is not None:
                 await self._say_goodbye([conn])
 
-    def _take_idle(self, host: str) -> list[_Connection]:
-        """The pooled connections to ``host`` no transaction is using, out of the pool."""
-        idle = [m for m, c in self._pool.items() if c.account.host == host and not self._locks[m].locked()]
-        return [self._pool.pop(m) for m in idle]
+    async def _end_idle(self, chosen: Callable[[_Connection], bool]) -> None:
+        """End the pooled connections ``chosen`` picks that no transaction is using,
+        each under its mailbox's lock until its slot is given back: a send of that
+        mailbox meanwhile would renew the same lease for a new connection, and the
+        release would then take it from the new one (one connection too many)."""
+        idle = [m for m, c in self._pool.items() if chosen(c) and not self._locks[m].locked()]
+        for mailbox_id in idle:
+            await self._locks[mailbox_id].acquire()  # free, so taken at once
+        try:
+            await self._say_goodbye([self._pool.pop(m) for m in idle if m in self._pool])
+            await asyncio.gather(*self._releases, return_exceptions=True)
+        finally:
+            for mailbox_id in idle:
+                self._locks[mailbox_id].release()
 
     async def _say_goodbye(self, conns: list[_Connection]) -> None:
         async def one(conn: _Connection) -> None:
