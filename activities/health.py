@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
+from activities.models import CONFIG_ERROR
 from activities.oauth_tokens import access_token
 from config.names import mailbox_workflow_id, send_task_queue
 from config.secrets import KeyRing, key_ring
@@ -31,7 +32,7 @@ from mail.replies import ReplyClass
 from mail.transport import SmtpAccount, SmtpTimeouts
 from store import accounts
 from store.secret_values import CredentialError
-from workflows.mailbox import CONFIG_ERROR, HEALTH_CHECK, MailboxWorkflow
+from workflows.mailbox import HEALTH_CHECK, MailboxWorkflow
 from workflows.models import MailboxInput
 
 log = structlog.get_logger(__name__)

@@ -74,6 +74,12 @@ class GateResult(BaseModel):
     reservation: str = ""
 
 
+# The kind (a reason's text up to ":") of a mailbox paused because its account
+# cannot be used safely as configured: no STARTTLS, a refused certificate, an
+# unreadable credential (docs/decisions/0018).
+CONFIG_ERROR = "config_error"
+
+
 class SendOutcome(StrEnum):
     SENT = "sent"
     HARD_BOUNCED = "hard_bounced"

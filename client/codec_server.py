@@ -30,6 +30,7 @@ DEFAULT_PORT = 8081
 DEFAULT_UI_ORIGINS = ("http://127.0.0.1:8233", "http://localhost:8233")
 # What the Web UI sends with its requests (and so asks for in the preflight).
 ALLOWED_HEADERS = "content-type, x-namespace, authorization"
+MAX_REQUEST_BYTES = 256 * 2**20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
@@ -63,8 +64,9 @@ def build_app(codec: PayloadEncryption, ui_origins: Sequence[str], token: str | 
             ))
         try:
             return cors(request, await handler(request))
-        except web.HTTPException as exc:
-            return cors(request, exc)
+        except web.HTTPException as exc:  # 404, 405, 413: raised, with the CORS headers
+            cors(request, exc)
+            raise
 
     def route(transform: Transform) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -81,7 +83,9 @@ def build_app(codec: PayloadEncryption, ui_origins: Sequence[str], token: str | 
 
         return handle
 
-    app = web.Application(middlewares=[guard])
+    # A Web UI page or a history dump decodes many payloads in one request; aiohttp's
+    # default limit (1 MiB) refused a test's dump of a busy namespace with a 413.
+    app = web.Application(middlewares=[guard], client_max_size=MAX_REQUEST_BYTES)
     for prefix in ("", "/{namespace}"):
         app.router.add_post(f"{prefix}/encode", route(codec.encode))
         app.router.add_post(f"{prefix}/decode", route(codec.decode))

@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
+        CONFIG_ERROR,
         SEND_BACKOFF,
         SEND_FIRST_RETRY,
         SEND_MAX_ATTEMPTS,
@@ -49,8 +50,6 @@ with workflow.unsafe.imports_passed_through():
         mailbox_workflow_id,
     )
     from workflows.models import StepInput, StepResult
-
-from workflows.mailbox import CONFIG_ERROR
 
 
 def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes:

@@ -29,8 +29,6 @@ with workflow.unsafe.imports_passed_through():
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
 OPERATOR = "operator"
 HEALTH_CHECK = "health_check"
-# The kind of reason (its text up to ":") of an account that cannot be used safely.
-CONFIG_ERROR = "config_error"
 _APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 

@@ -3,6 +3,7 @@ under the newest key, any key of the ring reads it back, and nothing else does."
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -215,3 +216,17 @@ def test_dev_stack_with_a_malformed_key_stops_with_one_line(tmp_path: Path) -> N
     with pytest.raises(click.ClickException, match="not 'id:base64key'"):
         ensure_dev_key(Settings(secret_keys="no-colon-here"), tmp_path / ".env")
     assert not (tmp_path / ".env").exists()
+
+
+async def test_the_codec_server_decodes_a_request_larger_than_aiohttps_default_limit(
+    codec_url: str,
+) -> None:
+    many = [Payload(metadata={"encoding": b"json/plain"}, data=b"x" * 4096)] * 400
+    sealed = await PayloadEncryption(ring(NEW)).encode(many)
+    body = json_format.MessageToJson(Payloads(payloads=sealed)).encode()
+    assert len(body) > 2**20  # over aiohttp's default client_max_size
+    async with aiohttp.ClientSession() as http, http.post(
+        codec_url + "/decode", data=io.BytesIO(body), headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 200, await response.text()
+        assert len(payloads_of(await response.text())) == 400
