@@ -5,7 +5,7 @@ COPY config config
 COPY specs specs
 COPY store store
 COPY mail mail
-COPY inbox inbox
+COPY localsmtp localsmtp
 COPY limits limits
 COPY activities activities
 COPY workflows workflows

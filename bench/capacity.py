@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.engine import EngineRun, campaign_completed, percentile, run_campaign
 from bench.report import Figure
-from inbox.provider import HostBehaviour, Provider
+from localsmtp.provider import HostBehaviour, Provider
 
 HOST = "mx"
 UNCAPPED = 1_000_000

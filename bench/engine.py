@@ -30,7 +30,7 @@ from bench.temporal_cost import TemporalCost, run_cost, server_actions
 from client.api import OutreachClient
 from config.names import campaign_workflow_id, send_task_queue
 from config.settings import Settings
-from inbox.provider import AcceptedRecord, Provider
+from localsmtp.provider import AcceptedRecord, Provider
 
 
 @dataclass

@@ -22,7 +22,7 @@ from bench.engine import EngineRun, run_campaign
 from bench.report import Figure
 from bench.seed import Seeded, mailbox_email
 from client.api import OutreachClient
-from inbox.provider import AcceptedRecord, HostBehaviour, Provider
+from localsmtp.provider import AcceptedRecord, HostBehaviour, Provider
 
 HOST = "mx"
 UNCAPPED = 1_000_000

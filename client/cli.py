@@ -404,6 +404,20 @@ def worker() -> None:
     asyncio.run(worker_main(get_settings()))
 
 
+def _devstack() -> Any:
+    """client.devstack, which needs the local SMTP server (localsmtp/, aiosmtpd): production
+    installs and the image leave both out, so say what to install instead of a traceback."""
+    try:
+        import client.devstack
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in {"aiosmtpd", "localsmtp"}:
+            raise
+        raise click.ClickException(
+            f"the local stack needs the development extra ({exc.name} is not installed):"
+            " pip install 'outreach[dev]' from a source checkout") from exc
+    return client.devstack
+
+
 @main.command()
 @click.option("--ui-port", default=8233, show_default=True)
 @click.option("--smtp-port", default=2525, show_default=True)
@@ -412,8 +426,7 @@ def worker() -> None:
 @click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
 def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int) -> None:
     """The local stack: Temporal dev server + Web UI, migrations, a worker, a local inbox."""
-    from client.devstack import run_dev
-
+    run_dev = _devstack().run_dev
     configure_logging("INFO")
     asyncio.run(run_dev(get_settings(), ui_port=ui_port, smtp_port=smtp_port, state_dir=state_dir,
                         codec_port=codec_port))
@@ -428,8 +441,7 @@ def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int) -> None:
 @click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
 def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, codec_port: int) -> None:
     """Run the example campaign through the local stack and print a summary."""
-    from client.devstack import run_demo
-
+    run_demo = _devstack().run_demo
     asyncio.run(run_demo(get_settings(), ui_port=ui_port, smtp_port=smtp_port,
                          state_dir=state_dir, keep_running=keep_running, codec_port=codec_port))
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import click
 
 from client.api import OutreachClient
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from specs.loading import load_campaign_file, load_mailboxes_file
 from store.importer import create_campaign, import_mailboxes
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-async def run_example_campaign(client: OutreachClient, inbox: Inbox, smtp_port: int) -> None:
+async def run_example_campaign(client: OutreachClient, inbox: LocalSmtpServer, smtp_port: int) -> None:
     mailboxes = [
         spec.model_copy(update={"smtp_port": smtp_port})
         for spec in load_mailboxes_file(_EXAMPLES / "mailboxes.yaml")
@@ -51,7 +51,7 @@ async def _follow(client: OutreachClient, campaign_id: str) -> dict[str, object]
         await asyncio.sleep(1.0)
 
 
-def _summary(status: dict[str, object], inbox: Inbox, elapsed: float) -> None:
+def _summary(status: dict[str, object], inbox: LocalSmtpServer, elapsed: float) -> None:
     by_step = Counter(len(m.references) + 1 for m in inbox.messages)
     threaded = sum(1 for m in inbox.messages if m.references and m.in_reply_to == m.references[-1])
     click.echo("")

@@ -29,7 +29,7 @@ from client.search_attributes import dev_server_flags, register_search_attribute
 from config.converter import payload_encryption
 from config.secrets import SecretKeyError, generate_entry
 from config.settings import Settings, get_settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from store.migrate import migrate
 from workers.main import connect_temporal, install_stop_signals, run_worker
 
@@ -54,7 +54,7 @@ class Stack:
     settings: Settings
     ui_url: str
     codec_url: str
-    inbox: Inbox
+    inbox: LocalSmtpServer
     maildir: Path
 
 
@@ -148,7 +148,7 @@ async def local_stack(
         await register_search_attributes(await connect_temporal(settings), settings.temporal_namespace)
         await migrate(settings.database_url)
         maildir = state_dir / "inbox"
-        inbox = Inbox(maildir=maildir)
+        inbox = LocalSmtpServer(maildir=maildir)
         await inbox.start("127.0.0.1", smtp_port)
         stop = asyncio.Event()
         worker = asyncio.create_task(run_worker(settings, stop))

@@ -1,7 +1,7 @@
 """What an SMTP reply means for a send: classified on the basic code, the
 enhanced status code (RFC 3463) and the markers big providers put in the text.
 
-The classes decide what happens next (see DESIGN.md section 4):
+The classes decide what happens next (docs/decisions/0021-send-outcomes-table.md):
 - SOFT_BOUNCE: retry this recipient later (5 min, 30 min, 2 h), then fail.
 - HARD_BOUNCE: never retry; suppress the prospect.
 - THROTTLED: not the recipient's fault; back off the host, keep the attempts.

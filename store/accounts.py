@@ -1,6 +1,6 @@
 """What sending needs to know about a mailbox: its SMTP account, window, cap and pause flag.
 
-The one place that reads mailbox credentials (DESIGN.md section 6): a password
+The one place that reads mailbox credentials (docs/decisions/0015-secret-keys-and-credentials.md): a password
 is taken from the row, or from the worker's environment variable the row names,
 and never leaves the activity that asked for it. Stored credentials are
 encrypted (store/secret_values.py, docs/decisions/0015): reading one needs the

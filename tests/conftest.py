@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from config.secrets import generate_entry
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from store.db import create_pool
 from store.migrate import migrate
 
@@ -86,9 +86,9 @@ def settings(database_url: str, key_prefix: str) -> Settings:
 
 
 @pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
+async def inbox() -> AsyncIterator[LocalSmtpServer]:
     """An in-process SMTP server on a free loopback port, for one test."""
-    box = Inbox()
+    box = LocalSmtpServer()
     await box.start("127.0.0.1", 0)
     yield box
     await box.stop()

@@ -60,7 +60,7 @@ def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes
 
 
 def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
-    """5 min, 30 min, 2 h between the 4 attempts of a send (DESIGN.md section 4)."""
+    """5 min, 30 min, 2 h between the 4 attempts of a send (docs/decisions/0021-send-outcomes-table.md)."""
     return RetryPolicy(
         initial_interval=first_retry,
         backoff_coefficient=SEND_BACKOFF,

@@ -16,7 +16,7 @@ from client.api import OutreachClient
 from client.trace import execution_url
 from config.names import step_workflow_id
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.browser.conftest import ARTIFACTS, UiServer
 from tests.factories import add_campaign, add_mailbox
 
@@ -24,7 +24,9 @@ REPLY = "5.1.1 zq7-browser-test: no such user here"
 ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
 
 
-async def completed_campaign(settings: Settings, db: asyncpg.Pool, inbox: Inbox) -> tuple[str, list[int]]:
+async def completed_campaign(
+    settings: Settings, db: asyncpg.Pool, inbox: LocalSmtpServer,
+) -> tuple[str, list[int]]:
     await add_mailbox(db, "mb-ui", inbox.port)
     inbox.script("ui1@example.com", replies=[(550, REPLY)])
     campaign_id, prospect_ids = await add_campaign(
@@ -43,7 +45,7 @@ async def completed_campaign(settings: Settings, db: asyncpg.Pool, inbox: Inbox)
 
 
 async def test_web_ui_finds_the_send_by_campaign_and_prospect_and_shows_its_smtp_reply(
-    ui_settings: Settings, ui_worker: None, db: asyncpg.Pool, inbox: Inbox, browser: BrowserContext,
+    ui_settings: Settings, ui_worker: None, db: asyncpg.Pool, inbox: LocalSmtpServer, browser: BrowserContext,
     ui_server: UiServer,
 ) -> None:
     campaign_id, prospect_ids = await completed_campaign(ui_settings, db, inbox)
@@ -76,7 +78,7 @@ async def test_web_ui_finds_the_send_by_campaign_and_prospect_and_shows_its_smtp
 
 
 async def test_without_the_codec_server_the_web_ui_shows_no_smtp_reply(
-    ui_settings: Settings, ui_worker: None, db: asyncpg.Pool, inbox: Inbox, browser: BrowserContext,
+    ui_settings: Settings, ui_worker: None, db: asyncpg.Pool, inbox: LocalSmtpServer, browser: BrowserContext,
     ui_server: UiServer,
 ) -> None:
     campaign_id, _ = await completed_campaign(ui_settings, db, inbox)

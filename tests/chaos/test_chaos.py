@@ -34,7 +34,7 @@ from temporalio.client import Client
 from client.api import OutreachClient
 from config.converter import data_converter
 from config.settings import Settings
-from inbox.provider import HostBehaviour, Provider
+from localsmtp.provider import HostBehaviour, Provider
 from tests.chaos.conftest import DevServer, PrivateRedis, Workers
 from tests.factories import add_campaign, add_mailbox
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from client.api import OutreachClient
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 
 
@@ -32,7 +32,7 @@ async def wait_for_state(
 
 
 async def test_three_step_campaign_delivers_each_step_once_threaded_from_one_mailbox(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
 ) -> None:
     for m in ("mb-a", "mb-b", "mb-c"):
         await add_mailbox(db, m, inbox.port)
@@ -66,7 +66,7 @@ async def test_three_step_campaign_delivers_each_step_once_threaded_from_one_mai
 
 
 async def test_paused_mailbox_sends_nothing_after_the_pause_is_acknowledged_and_resume_finishes(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
 ) -> None:
     await add_mailbox(db, "mb-paused", inbox.port)
     await add_mailbox(db, "mb-free", inbox.port)

@@ -18,7 +18,7 @@ from client.api import OutreachClient
 from config.names import maintenance_task_queue
 from config.secrets import generate_entry, key_ring
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from mail.oauth import AccessToken
 from mail.transport import SmtpTimeouts
 from store import accounts
@@ -27,8 +27,8 @@ from workflows.health_check import HealthCheckWorkflow
 
 
 @pytest.fixture
-async def guarded_inbox() -> AsyncIterator[Inbox]:
-    async with Inbox(credentials={"mb": "secret"}) as box:
+async def guarded_inbox() -> AsyncIterator[LocalSmtpServer]:
+    async with LocalSmtpServer(credentials={"mb": "secret"}) as box:
         yield box
 
 
@@ -58,7 +58,7 @@ async def _until(db: asyncpg.Pool, paused: bool) -> tuple[bool, str | None, str 
 
 
 async def test_bad_credentials_pause_and_good_ones_resume_only_a_health_check_pause(
-    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: Inbox,
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: LocalSmtpServer,
     worker: None, maintenance_worker: None,
 ) -> None:
     await add_mailbox(db, "mb", guarded_inbox.port)  # user "mb", password "secret"
@@ -80,7 +80,7 @@ async def test_bad_credentials_pause_and_good_ones_resume_only_a_health_check_pa
 
 
 async def test_a_password_under_a_retired_key_pauses_the_mailbox_as_config_error(
-    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: Inbox,
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: LocalSmtpServer,
     worker: None, maintenance_worker: None,
 ) -> None:
     await add_mailbox(db, "mb", guarded_inbox.port)
@@ -100,7 +100,7 @@ async def test_a_password_under_a_retired_key_pauses_the_mailbox_as_config_error
 
 
 async def test_an_operators_pause_survives_bad_and_good_health_checks(
-    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: Inbox,
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: LocalSmtpServer,
     worker: None, maintenance_worker: None, client: OutreachClient,
 ) -> None:
     await add_mailbox(db, "mb", guarded_inbox.port)
@@ -117,7 +117,7 @@ async def test_an_operators_pause_survives_bad_and_good_health_checks(
 
 
 async def test_an_operators_pause_over_a_health_check_pause_is_not_resumed(
-    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: Inbox,
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, guarded_inbox: LocalSmtpServer,
     worker: None, maintenance_worker: None, client: OutreachClient,
 ) -> None:
     await add_mailbox(db, "mb", guarded_inbox.port)

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from client.api import OutreachClient
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from mail.errors import InvalidMessage
 from mail.transport import MailTransport, SmtpAccount, SmtpTimeouts
 from specs import SpecError
@@ -148,7 +148,7 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture
-async def seeded(db: asyncpg.Pool, inbox: Inbox) -> asyncpg.Pool:
+async def seeded(db: asyncpg.Pool, inbox: LocalSmtpServer) -> asyncpg.Pool:
     """One mailbox and one campaign already there, so "unchanged" is not "empty"."""
     await add_mailbox(db, "mb", inbox.port)
     await add_campaign(db, ["mb"], ["earlier@example.com"], [("Hi", "Body", 0)])
@@ -170,7 +170,7 @@ async def test_a_bad_campaign_is_refused_at_import_naming_where_and_nothing_is_w
 
 
 async def test_refused_imports_leave_nothing_to_send(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient, tmp_path: Path,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient, tmp_path: Path,
 ) -> None:
     await add_mailbox(db, "mb", inbox.port)
     for n, (arguments, bounds, _) in enumerate(CASES.values()):
@@ -224,7 +224,7 @@ def test_the_sandbox_refuses_what_the_static_check_cannot_see() -> None:
 TRUNCATED = ["a@example.com>x@evil.example", "<a@example.com> b"]
 
 
-async def test_aiosmtplib_alone_would_deliver_a_truncated_address(inbox: Inbox) -> None:
+async def test_aiosmtplib_alone_would_deliver_a_truncated_address(inbox: LocalSmtpServer) -> None:
     # Why the addresses are validated before aiosmtplib sees them.
     for address in TRUNCATED:
         await aiosmtplib.send(b"Subject: x\r\n\r\nx\r\n", sender="s@example.com",
@@ -235,7 +235,7 @@ async def test_aiosmtplib_alone_would_deliver_a_truncated_address(inbox: Inbox) 
 @pytest.mark.parametrize("address", [*TRUNCATED, "a b@example.com", "a@b@example.com",
                                      "a\r@example.com", '"a\r\nb"@example.com'])
 async def test_the_transport_refuses_a_bad_address_before_connecting(
-    address: str, inbox: Inbox
+    address: str, inbox: LocalSmtpServer
 ) -> None:
     transport = MailTransport(SmtpTimeouts(2, 2, 2), local_hostname="client.example.com")
 
@@ -263,7 +263,7 @@ async def until_completed(client: OutreachClient, campaign_id: str) -> dict[str,
 
 
 async def test_values_injected_after_import_are_refused_at_build_and_never_sent(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
 ) -> None:
     await add_mailbox(db, "mb", inbox.port)
     emails = ["ok@example.com", "crlf@example.com", "long@example.com", "addr@example.com"]

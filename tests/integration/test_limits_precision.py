@@ -18,7 +18,7 @@ import pytest
 
 from client.api import OutreachClient
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
 from tests.integration.test_worker_crash import OUTREACH, worker_env
@@ -46,7 +46,7 @@ async def test_two_workers_never_exceed_the_provider_rate_or_host_connections(
     workers = [subprocess.Popen([OUTREACH, "worker"], env=env, stderr=subprocess.DEVNULL)
                for _ in range(2)]
     try:
-        async with Inbox() as inbox:
+        async with LocalSmtpServer() as inbox:
             inbox.hang(at="data", seconds=0.05)  # real servers take a moment per message
             mailboxes = [f"mb-{i}" for i in range(6)]
             for m in mailboxes:

@@ -27,7 +27,7 @@ from client.codec_server import build_app, serving
 from config.converter import payload_encryption
 from config.names import campaign_workflow_id, mailbox_workflow_id, step_workflow_id
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox, sealed_password
 from tests.integration.conftest import temporal_address
 from tests.integration.test_campaign_e2e import wait_for_state
@@ -115,7 +115,7 @@ async def codec_url(e2e_settings: Settings) -> AsyncIterator[str]:
         yield url
 
 
-async def finished_campaign(db: asyncpg.Pool, inbox: Inbox, settings: Settings) -> str:
+async def finished_campaign(db: asyncpg.Pool, inbox: LocalSmtpServer, settings: Settings) -> str:
     await add_mailbox(db, "mb-priv", inbox.port, email=SENDER)
     await db.execute("UPDATE mailboxes SET password = $1 WHERE id = 'mb-priv'",
                      sealed_password("mb-priv", PASSWORD))
@@ -140,7 +140,7 @@ async def finished_campaign(db: asyncpg.Pool, inbox: Inbox, settings: Settings) 
 
 
 async def test_temporal_stores_no_address_subject_field_password_or_reply_in_the_clear(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, dev_server: WorkflowEnvironment,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, dev_server: WorkflowEnvironment,
     e2e_settings: Settings, codec_url: str,
 ) -> None:
     # A soft bounce is retried within the test, so its reply lands in a failure.

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from inbox.provider import AcceptedRecord, HostBehaviour, Provider
+from localsmtp.provider import AcceptedRecord, HostBehaviour, Provider
 
 FROM = "jane@sender.example"
 

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from client.api import OutreachClient
 from config.names import send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
 from workers.registry import WORKFLOWS, build_activities, build_transport
@@ -89,7 +89,7 @@ async def outage_worker(
 async def test_no_send_while_redis_is_down_and_sending_resumes_after(
     db: asyncpg.Pool, outage_worker: Settings, private_redis: PrivateRedis,
 ) -> None:
-    async with Inbox() as inbox:
+    async with LocalSmtpServer() as inbox:
         inbox.hang(at="data", seconds=0.1)
         await add_mailbox(db, "mb-1", inbox.port)
         await add_mailbox(db, "mb-2", inbox.port)

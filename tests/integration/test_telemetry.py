@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from client.api import OutreachClient
 from config.logs import redact_secrets
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from telemetry.exporter import SDK_METRICS, sdk_metrics_port, start_metrics_endpoint, temporal_runtime
 from telemetry.gauges import LedgerGauges
 from tests.factories import add_campaign, add_mailbox
@@ -74,7 +74,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def test_metrics_endpoint_counts_a_campaigns_sends_by_outcome_with_latency_and_gauges(
-    db: asyncpg.Pool, redis_client: aioredis.Redis, inbox: Inbox, worker: None,
+    db: asyncpg.Pool, redis_client: aioredis.Redis, inbox: LocalSmtpServer, worker: None,
     client: OutreachClient, e2e_settings: Settings, metrics_url: str,
 ) -> None:
     await add_mailbox(db, "mb-metrics", inbox.port, provider="other")
@@ -168,7 +168,7 @@ def captured() -> Iterator[list[dict[str, Any]]]:
 
 
 async def test_send_log_lines_carry_the_sends_ids_and_no_secret_or_body(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
     captured: list[dict[str, Any]],
 ) -> None:
     await add_mailbox(db, "mb-logs", inbox.port)

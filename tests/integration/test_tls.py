@@ -1,4 +1,4 @@
-"""TLS that cannot be stripped, against in-process SMTP servers (the Inbox).
+"""TLS that cannot be stripped, against in-process SMTP servers (the LocalSmtpServer).
 
 A `starttls` mailbox whose server does not offer STARTTLS, a certificate nobody
 vouches for, a certificate for another host name, a plaintext server behind a
@@ -32,7 +32,7 @@ from activities.maintenance_models import HealthCheckInput, HealthCheckResult
 from client.api import OutreachClient
 from config.names import mailbox_workflow_id, maintenance_task_queue, redis_key, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from mail.errors import SmtpConfigError
 from mail.oauth import HttpTokenEndpoint
 from mail.probe import probe_account
@@ -90,27 +90,27 @@ def client_tls(certificates: dict[str, Certificate]) -> ssl.SSLContext:
 
 
 # Each case: the server, the mailbox's security, and what the refusal says.
-Case = tuple[Callable[[dict[str, Certificate]], Inbox], Security, str]
+Case = tuple[Callable[[dict[str, Certificate]], LocalSmtpServer], Security, str]
 CASES: dict[str, Case] = {
-    "starttls not offered": (lambda c: Inbox(), "starttls", "127.0.0.1 does not offer STARTTLS"),
+    "starttls not offered": (lambda c: LocalSmtpServer(), "starttls", "127.0.0.1 does not offer STARTTLS"),
     "untrusted certificate (starttls)": (
-        lambda c: Inbox(starttls=server_tls(c["untrusted"])), "starttls",
+        lambda c: LocalSmtpServer(starttls=server_tls(c["untrusted"])), "starttls",
         "127.0.0.1: TLS certificate refused (self-signed certificate"),
     "untrusted certificate (tls)": (
-        lambda c: Inbox(implicit_tls=server_tls(c["untrusted"])), "tls",
+        lambda c: LocalSmtpServer(implicit_tls=server_tls(c["untrusted"])), "tls",
         "127.0.0.1: TLS certificate refused (self-signed certificate"),
     "certificate for another host (starttls)": (
-        lambda c: Inbox(starttls=server_tls(c["other_host"])), "starttls",
+        lambda c: LocalSmtpServer(starttls=server_tls(c["other_host"])), "starttls",
         "127.0.0.1: TLS certificate refused (IP address mismatch"),
     "certificate for another host (tls)": (
-        lambda c: Inbox(implicit_tls=server_tls(c["other_host"])), "tls",
+        lambda c: LocalSmtpServer(implicit_tls=server_tls(c["other_host"])), "tls",
         "127.0.0.1: TLS certificate refused (IP address mismatch"),
-    "plaintext server behind tls": (lambda c: Inbox(), "tls",
+    "plaintext server behind tls": (lambda c: LocalSmtpServer(), "tls",
                                     "127.0.0.1: TLS handshake failed (WRONG_VERSION_NUMBER"),
 }
 
 
-def account(inbox: Inbox, security: Security) -> SmtpAccount:
+def account(inbox: LocalSmtpServer, security: Security) -> SmtpAccount:
     return SmtpAccount("mb", "127.0.0.1", inbox.port, security, "mb", "secret")
 
 
@@ -143,7 +143,7 @@ async def test_send_and_probe_refuse_before_auth(
 
 async def test_probe_logs_in_over_verified_starttls(certificates: dict[str, Certificate]) -> None:
     # The control for the refusals above: the same client, a certificate it trusts.
-    async with Inbox(starttls=server_tls(certificates["trusted"])) as inbox:
+    async with LocalSmtpServer(starttls=server_tls(certificates["trusted"])) as inbox:
         await probe_account(account(inbox, "starttls"), QUICK, client_tls(certificates))
         assert inbox.commands[:4] == ["EHLO", "STARTTLS", "EHLO", "AUTH"]
         assert inbox.auth_attempts == ["mb"]
@@ -197,7 +197,7 @@ async def checker(
         yield check
 
 
-async def mailbox_on(db: asyncpg.Pool, inbox: Inbox, security: Security) -> None:
+async def mailbox_on(db: asyncpg.Pool, inbox: LocalSmtpServer, security: Security) -> None:
     await add_mailbox(db, "mb", inbox.port)
     await db.execute("UPDATE mailboxes SET security = $1 WHERE id = 'mb'", security)
 
@@ -266,7 +266,8 @@ async def test_a_good_health_check_lifts_a_config_error_pause_and_the_send_then_
     certificates: dict[str, Certificate], db: asyncpg.Pool, redis_client: aioredis.Redis,
     e2e_settings: Settings, tls_worker: None, client: OutreachClient, checker: Callable[[], Any],
 ) -> None:
-    async with Inbox() as stripped, Inbox(starttls=server_tls(certificates["trusted"])) as fixed:
+    fixed_server = LocalSmtpServer(starttls=server_tls(certificates["trusted"]))
+    async with LocalSmtpServer() as stripped, fixed_server as fixed:
         await mailbox_on(db, stripped, "starttls")
         campaign_id, [prospect] = await add_campaign(db, ["mb"], ["p1@example.com"],
                                                      [("Hello", "Body", 0)])
@@ -290,7 +291,7 @@ async def test_a_good_health_check_lifts_a_config_error_pause_and_the_send_then_
 
 
 async def test_a_config_error_never_overrides_an_operators_pause(
-    db: asyncpg.Pool, inbox: Inbox, tls_worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, tls_worker: None, client: OutreachClient,
     e2e_settings: Settings,
 ) -> None:
     await add_mailbox(db, "mb", inbox.port)

@@ -14,7 +14,7 @@ from client.api import OutreachClient
 from client.trace import holding_query
 from config.names import PROSPECT_IDS_ATTR, SEARCH_ATTRIBUTES, step_workflow_id
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
 from tests.integration.test_cli import outreach
@@ -32,7 +32,9 @@ async def wait_for_runs(temporal: Client, query: str, timeout: float = 20) -> li
         await asyncio.sleep(0.2)
 
 
-async def completed_campaign(db: asyncpg.Pool, inbox: Inbox, client: OutreachClient) -> tuple[str, list[int]]:
+async def completed_campaign(
+    db: asyncpg.Pool, inbox: LocalSmtpServer, client: OutreachClient,
+) -> tuple[str, list[int]]:
     await add_mailbox(db, "mb-trace", inbox.port)
     inbox.script("t1@example.com", replies=[(550, BOUNCE)])
     campaign_id, prospect_ids = await add_campaign(
@@ -44,7 +46,7 @@ async def completed_campaign(db: asyncpg.Pool, inbox: Inbox, client: OutreachCli
 
 
 async def test_search_attributes_find_the_step_run_by_campaign_step_mailbox_and_prospect(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
     dev_server: WorkflowEnvironment, e2e_settings: Settings,
 ) -> None:
     campaign_id, prospect_ids = await completed_campaign(db, inbox, client)
@@ -64,7 +66,7 @@ async def test_search_attributes_find_the_step_run_by_campaign_step_mailbox_and_
 
 
 async def test_trace_prints_each_send_with_its_reply_and_the_address_of_its_run(
-    db: asyncpg.Pool, inbox: Inbox, worker: None, client: OutreachClient,
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
     dev_server: WorkflowEnvironment, e2e_settings: Settings,
 ) -> None:
     campaign_id, prospect_ids = await completed_campaign(db, inbox, client)

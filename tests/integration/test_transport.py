@@ -1,4 +1,4 @@
-"""MailTransport against a real SMTP server (the Inbox) on port 0."""
+"""MailTransport against a real SMTP server (the LocalSmtpServer) on port 0."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from inbox.provider import HostBehaviour, Provider
-from inbox.server import Inbox
 from limits.host_slots import HostSlots
 from limits.redis_store import RedisLimitStore
+from localsmtp.provider import HostBehaviour, Provider
+from localsmtp.server import LocalSmtpServer
 from mail.errors import (
     SmtpConfigError,
     SmtpConnectionFailed,
@@ -47,7 +47,7 @@ class Ledger:
 
 
 def account(
-    inbox: Inbox,
+    inbox: LocalSmtpServer,
     mailbox_id: str = "mb-1",
     security: Security = "none",
     username: str | None = "jane",
@@ -81,7 +81,7 @@ async def send(
 
 
 async def test_delivers_one_message_with_its_message_id(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     ledger = Ledger()
     reply = await transport.send(account(inbox), SENDER, BOB, message("<c9.2.3.f@sender.example>"),
@@ -95,7 +95,7 @@ async def test_delivers_one_message_with_its_message_id(
 
 
 async def test_three_sends_of_one_mailbox_share_one_connection(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     for n in range(3):
         await send(transport, account(inbox), msg=message(f"<{n}@sender.example>"))
@@ -104,7 +104,7 @@ async def test_three_sends_of_one_mailbox_share_one_connection(
 
 
 async def test_concurrent_sends_of_one_mailbox_are_serialised_on_its_connection(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     await asyncio.gather(*(send(transport, account(inbox)) for _ in range(5)))
     assert len(inbox.messages) == 5
@@ -112,14 +112,14 @@ async def test_concurrent_sends_of_one_mailbox_are_serialised_on_its_connection(
 
 
 async def test_each_mailbox_gets_its_own_connection(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     await asyncio.gather(send(transport, account(inbox, "mb-1")),
                          send(transport, account(inbox, "mb-2")))
     assert inbox.connections_opened == 2
 
 
-async def test_connection_idle_longer_than_idle_seconds_is_replaced(inbox: Inbox) -> None:
+async def test_connection_idle_longer_than_idle_seconds_is_replaced(inbox: LocalSmtpServer) -> None:
     transport = MailTransport(QUICK, idle_seconds=0.0, local_hostname="client.sender.example")
     try:
         await send(transport, account(inbox))
@@ -130,7 +130,7 @@ async def test_connection_idle_longer_than_idle_seconds_is_replaced(inbox: Inbox
 
 
 async def test_pooled_connection_that_died_is_replaced_before_data(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     await send(transport, account(inbox))
     inbox.drop_connections()  # the server hangs up; the client hasn't noticed yet
@@ -141,7 +141,7 @@ async def test_pooled_connection_that_died_is_replaced_before_data(
 
 
 async def test_soft_bounce_at_rcpt_is_rejected_and_the_connection_stays_usable(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     inbox.script(BOB, [(450, "4.2.1 Mailbox busy")], at="rcpt")
     ledger = Ledger()
@@ -154,7 +154,7 @@ async def test_soft_bounce_at_rcpt_is_rejected_and_the_connection_stays_usable(
     assert inbox.connections_opened == 1
 
 
-async def test_421_is_throttling(inbox: Inbox, transport: MailTransport) -> None:
+async def test_421_is_throttling(inbox: LocalSmtpServer, transport: MailTransport) -> None:
     inbox.script(None, [(421, "4.7.0 Try again later, closing connection.")], at="rcpt")
     with pytest.raises(SmtpRejected) as caught:
         await send(transport, account(inbox))
@@ -162,7 +162,7 @@ async def test_421_is_throttling(inbox: Inbox, transport: MailTransport) -> None
     assert await send(transport, account(inbox)) is ReplyClass.ACCEPTED
 
 
-async def test_unknown_user_is_a_hard_bounce(inbox: Inbox, transport: MailTransport) -> None:
+async def test_unknown_user_is_a_hard_bounce(inbox: LocalSmtpServer, transport: MailTransport) -> None:
     inbox.script(BOB, [(550, "5.1.1 The email account that you tried to reach does not exist.")])
     with pytest.raises(SmtpRejected) as caught:
         await send(transport, account(inbox))
@@ -171,7 +171,7 @@ async def test_unknown_user_is_a_hard_bounce(inbox: Inbox, transport: MailTransp
 
 
 async def test_refusal_of_the_message_after_data_is_known_not_unknown(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     inbox.script(BOB, [(554, "5.7.1 Message rejected as spam")], at="data")
     ledger = Ledger()
@@ -182,7 +182,7 @@ async def test_refusal_of_the_message_after_data_is_known_not_unknown(
 
 
 async def test_wrong_credentials_are_a_sender_problem_at_auth(transport: MailTransport) -> None:
-    async with Inbox(credentials={"jane": "right"}) as inbox:
+    async with LocalSmtpServer(credentials={"jane": "right"}) as inbox:
         with pytest.raises(SmtpRejected) as caught:
             await send(transport, account(inbox, password="wrong"))
         assert caught.value.stage == "auth"
@@ -192,20 +192,20 @@ async def test_wrong_credentials_are_a_sender_problem_at_auth(transport: MailTra
 
 
 async def test_right_credentials_are_accepted(transport: MailTransport) -> None:
-    async with Inbox(credentials={"jane": "right"}) as inbox:
+    async with LocalSmtpServer(credentials={"jane": "right"}) as inbox:
         await send(transport, account(inbox, password="right"))
         assert inbox.messages[0].auth_user == "jane"
 
 
 async def test_oauth_token_authenticates_with_xoauth2(transport: MailTransport) -> None:
-    async with Inbox(tokens={"jane": "ya29.token"}) as inbox:
+    async with LocalSmtpServer(tokens={"jane": "ya29.token"}) as inbox:
         oauth = replace(account(inbox), password=None, oauth_token="ya29.token")
         await send(transport, oauth)
         assert inbox.messages[0].auth_user == "jane"
 
 
 async def test_a_wrong_oauth_token_is_a_sender_problem_at_auth(transport: MailTransport) -> None:
-    async with Inbox(tokens={"jane": "ya29.token"}) as inbox:
+    async with LocalSmtpServer(tokens={"jane": "ya29.token"}) as inbox:
         with pytest.raises(SmtpRejected) as caught:
             await send(transport, replace(account(inbox), password=None, oauth_token="expired"))
         assert caught.value.stage == "auth"
@@ -213,7 +213,7 @@ async def test_a_wrong_oauth_token_is_a_sender_problem_at_auth(transport: MailTr
         assert inbox.messages == []
 
 
-async def test_server_that_never_greets_fails_fast_as_a_connection_error(inbox: Inbox) -> None:
+async def test_server_that_never_greets_fails_fast_as_a_connection_error(inbox: LocalSmtpServer) -> None:
     inbox.hang("connect", 30)
     transport = MailTransport(TINY, local_hostname="client.sender.example")
     loop = asyncio.get_running_loop()
@@ -234,7 +234,7 @@ async def test_refused_tcp_connect_is_a_connection_error(transport: MailTranspor
             await transport.send(acc, SENDER, BOB, message(), before_data=Ledger().before_data)
 
 
-async def test_server_stalling_at_rcpt_fails_before_data(inbox: Inbox) -> None:
+async def test_server_stalling_at_rcpt_fails_before_data(inbox: LocalSmtpServer) -> None:
     inbox.hang("rcpt", 30)
     transport = MailTransport(TINY, local_hostname="client.sender.example")
     ledger = Ledger()
@@ -245,7 +245,7 @@ async def test_server_stalling_at_rcpt_fails_before_data(inbox: Inbox) -> None:
 
 
 async def test_drop_after_data_is_outcome_unknown_and_the_server_holds_one_copy(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     inbox.drop_after_data(BOB)
     ledger = Ledger()
@@ -256,7 +256,7 @@ async def test_drop_after_data_is_outcome_unknown_and_the_server_holds_one_copy(
     assert len(inbox.messages) == 1
 
 
-async def test_stall_after_data_is_outcome_unknown(inbox: Inbox) -> None:
+async def test_stall_after_data_is_outcome_unknown(inbox: LocalSmtpServer) -> None:
     inbox.hang("data", 30)
     transport = MailTransport(TINY, local_hostname="client.sender.example")
     with pytest.raises(SmtpOutcomeUnknown):
@@ -264,7 +264,7 @@ async def test_stall_after_data_is_outcome_unknown(inbox: Inbox) -> None:
     await transport.close()
 
 
-async def test_before_data_failing_sends_nothing(inbox: Inbox, transport: MailTransport) -> None:
+async def test_before_data_failing_sends_nothing(inbox: LocalSmtpServer, transport: MailTransport) -> None:
     async def ledger_down() -> None:
         raise RuntimeError("ledger unavailable")
 
@@ -284,7 +284,7 @@ async def test_plaintext_to_a_remote_host_is_refused_before_connecting(
 
 
 async def test_starttls_required_but_not_offered_is_refused_before_auth(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     with pytest.raises(SmtpConfigError, match="STARTTLS"):
         await send(transport, account(inbox, security="starttls"))
@@ -293,7 +293,7 @@ async def test_starttls_required_but_not_offered_is_refused_before_auth(
 
 
 async def test_invalid_recipient_is_refused_before_connecting(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     with pytest.raises(ValueError):
         await transport.send(account(inbox), SENDER, "bob@example.org>\r\nRSET",
@@ -301,7 +301,7 @@ async def test_invalid_recipient_is_refused_before_connecting(
     assert inbox.connections_opened == 0
 
 
-async def test_close_quits_every_pooled_connection(inbox: Inbox) -> None:
+async def test_close_quits_every_pooled_connection(inbox: LocalSmtpServer) -> None:
     transport = MailTransport(QUICK, local_hostname="client.sender.example")
     await send(transport, account(inbox, "mb-1"))
     await send(transport, account(inbox, "mb-2"))
@@ -309,7 +309,7 @@ async def test_close_quits_every_pooled_connection(inbox: Inbox) -> None:
     await inbox.wait_for(lambda: inbox.concurrent_connections == 0)
 
 
-async def test_close_lets_the_transaction_in_flight_finish(inbox: Inbox) -> None:
+async def test_close_lets_the_transaction_in_flight_finish(inbox: LocalSmtpServer) -> None:
     inbox.hang("data", 0.2)
     transport = MailTransport(QUICK, local_hostname="client.sender.example")
     sending = asyncio.create_task(send(transport, account(inbox)))
@@ -320,7 +320,7 @@ async def test_close_lets_the_transaction_in_flight_finish(inbox: Inbox) -> None
 
 
 async def test_changed_account_settings_get_a_new_connection(
-    inbox: Inbox, transport: MailTransport
+    inbox: LocalSmtpServer, transport: MailTransport
 ) -> None:
     await send(transport, account(inbox, password="old"))
     await send(transport, account(inbox, password="new"))
@@ -362,7 +362,7 @@ def trusting(certificate: tuple[Path, Path]) -> MailTransport:
 
 async def test_starttls_upgrades_before_auth(certificate: tuple[Path, Path]) -> None:
     transport = trusting(certificate)
-    async with Inbox(starttls=server_context(certificate)) as inbox:
+    async with LocalSmtpServer(starttls=server_context(certificate)) as inbox:
         assert await send(transport, account(inbox, security="starttls")) is ReplyClass.ACCEPTED
         await transport.close()
     assert inbox.auth_attempts == ["jane"]
@@ -370,14 +370,14 @@ async def test_starttls_upgrades_before_auth(certificate: tuple[Path, Path]) -> 
 
 async def test_implicit_tls_delivers(certificate: tuple[Path, Path]) -> None:
     transport = trusting(certificate)
-    async with Inbox(implicit_tls=server_context(certificate)) as inbox:
+    async with LocalSmtpServer(implicit_tls=server_context(certificate)) as inbox:
         assert await send(transport, account(inbox, security="tls")) is ReplyClass.ACCEPTED
         await transport.close()
 
 
 async def test_untrusted_certificate_is_a_config_error(certificate: tuple[Path, Path]) -> None:
     transport = MailTransport(QUICK, local_hostname="client.sender.example")  # system CAs only
-    async with Inbox(starttls=server_context(certificate)) as inbox:
+    async with LocalSmtpServer(starttls=server_context(certificate)) as inbox:
         with pytest.raises(SmtpConfigError, match="certificate"):
             await send(transport, account(inbox, security="starttls"))
         await transport.close()

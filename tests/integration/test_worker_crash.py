@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from client.api import OutreachClient
 from config.settings import Settings
-from inbox.server import AcceptedMessage, Inbox
+from localsmtp.server import AcceptedMessage, LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.conftest import temporal_address
 from tests.integration.test_campaign_e2e import wait_for_state
@@ -74,7 +74,7 @@ async def test_worker_killed_after_data_leaves_send_unknown_and_a_single_copy(
         if "victim@example.com" in message.rcpt_tos and first.poll() is None:
             os.kill(first.pid, signal.SIGKILL)
 
-    async with Inbox() as inbox:
+    async with LocalSmtpServer() as inbox:
         port = inbox.port
         inbox.on_data = kill_at_data
         await add_mailbox(db, "mb-crash", port)

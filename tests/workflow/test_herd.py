@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities.models import GateInput, GateResult
 from config.names import campaign_workflow_id, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
 from tests.factories import add_campaign, add_mailbox
 from tests.workflow.conftest import take_activity
@@ -81,7 +81,7 @@ async def step_timers(client: Client, campaign_workflow: str) -> int:
 async def test_queued_sends_behind_daily_caps_cost_a_constant_per_email(
     env: WorkflowEnvironment, db: asyncpg.Pool, settings: Settings, counted_worker: CountedGate,
 ) -> None:
-    async with Inbox() as inbox:
+    async with LocalSmtpServer() as inbox:
         mailboxes = [f"mb-{i:02d}" for i in range(MAILBOXES)]
         for m in mailboxes:
             await add_mailbox(db, m, inbox.port, daily_limit=CAP)

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.names import campaign_workflow_id, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox, send_row
 from tests.workflow.conftest import AttemptLog
 from workflows.campaign import CampaignWorkflow
@@ -32,7 +32,7 @@ async def run_campaign(
     )
 
 
-async def one_prospect_campaign(db: asyncpg.Pool, inbox: Inbox, email: str) -> tuple[str, int]:
+async def one_prospect_campaign(db: asyncpg.Pool, inbox: LocalSmtpServer, email: str) -> tuple[str, int]:
     await add_mailbox(db, "mb-1", inbox.port)
     campaign_id, (prospect,) = await add_campaign(db, ["mb-1"], [email], [("Hi", "Hello", 0)])
     return campaign_id, prospect
@@ -43,7 +43,7 @@ def gaps(times: list) -> list[timedelta]:  # type: ignore[type-arg]
 
 
 async def test_soft_bounce_is_attempted_four_times_on_schedule_then_failed(
-    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: Inbox, settings: Settings,
+    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: LocalSmtpServer, settings: Settings,
     running_worker: AttemptLog,
 ) -> None:
     inbox.script("soft@example.com", replies=[(450, "4.2.1 Mailbox busy, try later")] * 10)
@@ -65,7 +65,7 @@ async def test_soft_bounce_is_attempted_four_times_on_schedule_then_failed(
 
 
 async def test_hard_bounce_is_attempted_once_and_suppresses_the_prospect(
-    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: Inbox, settings: Settings,
+    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: LocalSmtpServer, settings: Settings,
     running_worker: AttemptLog,
 ) -> None:
     inbox.script("gone@example.com", replies=[(550, "5.1.1 The email account does not exist")])
@@ -82,7 +82,7 @@ async def test_hard_bounce_is_attempted_once_and_suppresses_the_prospect(
 
 
 async def test_throttling_does_not_consume_the_recipients_attempts(
-    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: Inbox, settings: Settings,
+    env: WorkflowEnvironment, db: asyncpg.Pool, inbox: LocalSmtpServer, settings: Settings,
     running_worker: AttemptLog,
 ) -> None:
     # More throttles than the retry policy has attempts: if they counted, the send would fail.

@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from activities.models import DueSendsInput, DueSendsResult, SendInput, SendResult
 from config.names import campaign_workflow_id, send_task_queue
 from config.settings import Settings
-from inbox.server import Inbox
+from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
 from tests.factories import add_campaign, add_mailbox
 from tests.workflow.conftest import take_activity
@@ -67,7 +67,7 @@ async def test_a_step_whose_last_send_ends_during_a_claim_still_completes(
                                       "send_email")
     ledger, others = take_activity(activities, "due_sends")
     doubles = LastSendEndsDuringClaim(sends, ledger)
-    async with Inbox() as inbox, Worker(
+    async with LocalSmtpServer() as inbox, Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
         activities=[*others, doubles.send_email, doubles.due_sends],
     ):

@@ -1,5 +1,5 @@
 """A local mail provider for load and fault runs: several SMTP hosts, each an
-Inbox on its own port with a provider's rules (a connection limit, a
+LocalSmtpServer on its own port with a provider's rules (a connection limit, a
 per-minute limit, fixed replies for chosen recipients) and faults that can be
 switched on and off while it runs (hang, drop after DATA). It records every
 connection and every message it received, so a run can be checked afterwards
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from inbox.server import AcceptedMessage, Inbox, Reply
+from localsmtp.server import AcceptedMessage, LocalSmtpServer, Reply
 
 TOO_MANY_CONNECTIONS: Reply = (421, "4.7.0 Too many connections, try again later")
 RATE_LIMITED: Reply = (421, "4.7.28 Rate limited, try again later")
@@ -121,8 +121,8 @@ class Provider:
     def address(self, host: str) -> str:
         return self._host(host).behaviour.address
 
-    def inbox(self, host: str) -> Inbox:
-        """The host's Inbox, for its own scripting (`script`, `hang` at a stage, ...)."""
+    def inbox(self, host: str) -> LocalSmtpServer:
+        """The host's LocalSmtpServer, for its own scripting (`script`, `hang` at a stage, ...)."""
         return self._host(host).inbox
 
     def behaviour(self, host: str) -> HostBehaviour:
@@ -193,12 +193,13 @@ class Provider:
 
 
 class _Host:
-    """One host's rules, called by its Inbox's sessions (inbox.server.HostRules)."""
+    """One host's rules, called by its LocalSmtpServer's sessions (inbox.server.HostRules)."""
 
     def __init__(self, provider: Provider, behaviour: HostBehaviour) -> None:
         self.provider = provider
         self.behaviour = behaviour
-        self.inbox = Inbox(credentials=behaviour.credentials, hostname=f"{behaviour.name}.localhost")
+        self.inbox = LocalSmtpServer(credentials=behaviour.credentials,
+                                     hostname=f"{behaviour.name}.localhost")
         self.inbox.rules = self
         self._open: dict[str, ConnectionRecord] = {}  # by peer, while open
         self._admitted = 0

@@ -5,7 +5,7 @@ It runs on the caller's asyncio loop (`loop.create_server` with aiosmtpd's SMTP
 protocol), not in aiosmtpd's Controller thread, so tests can await conditions
 on it. All state is read and written on that loop only; no locks are needed.
 
-    async with Inbox() as inbox:
+    async with LocalSmtpServer() as inbox:
         inbox.script("bob@example.com", [(450, "4.2.1 Mailbox busy")], at="rcpt")
         ... send through port inbox.port ...
         await inbox.wait_for(lambda: len(inbox.messages) == 1)
@@ -60,7 +60,7 @@ class ConnectionEvent:
 
 
 class HostRules(Protocol):
-    """A provider's rules on top of the Inbox's scripted misbehaviour (inbox/provider.py):
+    """A provider's rules on top of the LocalSmtpServer's scripted misbehaviour (inbox/provider.py):
     each `admit_*` returns a refusal reply or None to go on."""
 
     def admit_connection(self, peer: str) -> Reply | None: ...
@@ -71,7 +71,7 @@ class HostRules(Protocol):
     def received(self, message: AcceptedMessage, acknowledged: bool) -> None: ...
 
 
-class Inbox:
+class LocalSmtpServer:
     """Plaintext SMTP on 127.0.0.1; AUTH accepts anything unless `credentials` is given."""
 
     def __init__(
@@ -270,9 +270,9 @@ class Inbox:
 
 
 class _InboxSMTP(SMTP):
-    """One client session; aiosmtpd's protocol with the Inbox's hooks."""
+    """One client session; aiosmtpd's protocol with the LocalSmtpServer's hooks."""
 
-    def __init__(self, inbox: Inbox, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, inbox: LocalSmtpServer, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(
             _Handler(inbox),
             hostname=inbox._hostname,
@@ -361,7 +361,7 @@ class _InboxSMTP(SMTP):
 
 class _QuietSession(Session):
     """aiosmtpd sets the deprecated `login_data` on every AUTH and logs a warning
-    each time; the Inbox reads `auth_data` instead, so drop the noise."""
+    each time; the LocalSmtpServer reads `auth_data` instead, so drop the noise."""
 
     @property
     def login_data(self) -> Any:
@@ -373,7 +373,7 @@ class _QuietSession(Session):
 
 
 class _Authenticator:
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: LocalSmtpServer) -> None:
         self._inbox = inbox
 
     def __call__(
@@ -388,7 +388,7 @@ class _Authenticator:
 class _Handler:
     """aiosmtpd handler hooks; returning a reply string overrides the default."""
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: LocalSmtpServer) -> None:
         self._inbox = inbox
 
     async def handle_MAIL(
@@ -460,7 +460,7 @@ def _accepted(session: Session, envelope: Envelope) -> AcceptedMessage:
     )
 
 
-def _recorded(inbox: Inbox, verb: str, method: Callable[[str], Any]) -> Callable[[str], Any]:
+def _recorded(inbox: LocalSmtpServer, verb: str, method: Callable[[str], Any]) -> Callable[[str], Any]:
     @functools.wraps(method)  # keeps the syntax attributes HELP reads
     async def recording(arg: str) -> Any:
         inbox.commands.append(verb)
