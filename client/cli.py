@@ -21,6 +21,7 @@ from client.keys_cli import keys
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
 from config.settings import Settings, get_settings
+from config.version import outreach_version
 from specs import SpecError
 from store import StoreError
 
@@ -72,6 +73,7 @@ def echo_json(value: Any) -> None:
 
 @click.group()
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level.")
+@click.version_option(outreach_version(), "--version", prog_name="outreach", message="%(prog)s %(version)s")
 def main(log_level: str) -> None:
     """outreach: durable multi-step email campaigns on Temporal."""
     configure_logging(log_level.upper())

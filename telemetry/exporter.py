@@ -12,15 +12,20 @@ from __future__ import annotations
 from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import start_http_server
+from prometheus_client import Info, start_http_server
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from config.settings import Settings
+from config.version import outreach_version
 
 log = structlog.get_logger(__name__)
 
 # The SDK's series the dashboard reads (checked against a live scrape in the tests).
 SDK_METRICS = frozenset({"temporal_worker_task_slots_used", "temporal_request_latency_bucket"})
+
+
+# Which code this worker runs (a rollout shows two values side by side).
+BUILD_INFO = Info("outreach_build", "The outreach version this worker runs.")
 
 
 def sdk_metrics_port(settings: Settings) -> int:
@@ -32,6 +37,7 @@ def start_metrics_endpoint(settings: Settings) -> WSGIServer | None:
     the caller shuts the returned server down."""
     if not settings.metrics_port:
         return None
+    BUILD_INFO.info({"version": outreach_version()})
     try:
         server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
     except OSError as exc:

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from config.converter import data_converter
 from config.names import maintenance_task_queue, send_task_queue
 from config.settings import Settings
+from config.version import outreach_version
 from store.db import create_pool
 from telemetry.exporter import start_metrics_endpoint, temporal_runtime
 from telemetry.gauges import LedgerGauges
@@ -72,7 +73,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         gauges = asyncio.create_task(LedgerGauges(pool, redis, settings.task_queue).run(stop))
         async with worker, maintenance:
-            log.info("worker_started", task_queue=queue, temporal=settings.temporal_address)
+            log.info("worker_started", task_queue=queue, temporal=settings.temporal_address,
+                     version=outreach_version())
             await stop.wait()
             log.info("worker_stopping")
         await gauges

@@ -108,3 +108,11 @@ async def test_pause_and_resume_a_mailbox_from_the_cli(
     assert resumed.returncode == 0, resumed.stderr
     status = json.loads((await outreach(e2e_settings, "mailboxes", "status", "demo-1", "--json")).stdout)
     assert status["paused"] is False
+
+
+async def test_version_names_the_installed_distribution(settings: Settings) -> None:
+    from importlib.metadata import version
+
+    ran = await outreach(settings, "--version")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"outreach {version('outreach')}"

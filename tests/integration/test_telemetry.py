@@ -192,3 +192,10 @@ async def test_send_log_lines_carry_the_sends_ids_and_no_secret_or_body(
     assert "secret" not in text.replace("[redacted]", "")  # the mailbox password is 'secret'
     assert "Body-7f3a9" not in text
 
+
+
+async def test_the_endpoint_says_which_version_the_worker_runs(metrics_url: str) -> None:
+    from importlib.metadata import version
+
+    samples = await scrape(metrics_url)
+    assert value(samples, "outreach_build_info", version=version("outreach")) == 1
