@@ -109,6 +109,10 @@ class CampaignStepWorkflow:
             room = min(inp.tuning.window - len(self._in_flight), inp.tuning.sends_per_run - started,
                        self._listable())
             ended = self._ended
+            # The claim reads the ledger as it was when it ran: if the step before
+            # ended meanwhile, the claim may have missed its last sends, and must
+            # not be taken as "nothing left" (a signal can arrive with its answer).
+            done_before_claim = self._previous_done
             batch = await self._claim(now, room) if room > 0 else None
             if batch and batch.sends:
                 self._hold(batch.sends)
@@ -120,9 +124,10 @@ class CampaignStepWorkflow:
                     or workflow.info().is_continue_as_new_suggested()):
                 await self._continue_as_new()
             if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
-                if self._previous_done:
+                if done_before_claim:
                     break
-            await self._sleep(batch, room, now, ended_during_claim=self._ended != ended)
+            await self._sleep(batch, room, now, ended_during_claim=self._ended != ended,
+                              previous_done_during_claim=self._previous_done and not done_before_claim)
         return StepResult(
             campaign_id=inp.campaign_id, step=inp.step, outcomes=self._outcomes, runs=inp.runs
         )
@@ -178,7 +183,8 @@ class CampaignStepWorkflow:
         return {m for m, n in counts.items() if n >= self._inp.tuning.per_mailbox}
 
     async def _sleep(
-        self, batch: DueSendsResult | None, room: int, now: datetime, ended_during_claim: bool
+        self, batch: DueSendsResult | None, room: int, now: datetime, ended_during_claim: bool,
+        previous_done_during_claim: bool,
     ) -> None:
         """Sleep until there may be work: slots free up, a prospect falls due, a mailbox
         unblocks, the previous step sends more, or a signal arrives."""
@@ -197,6 +203,10 @@ class CampaignStepWorkflow:
         elif batch is not None and batch.pending and ended_during_claim:
             # The claim counted sends that were in flight then and have ended since:
             # claim again now, or nothing would wake this step to see it is done.
+            threshold = 0
+        elif previous_done_during_claim:
+            # The step before ended while the claim ran: claim once more with it
+            # ended, since no timer for it is kept from now on.
             threshold = 0
         else:
             threshold = -1  # only a timer or a signal can bring work
