@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     task_queue: str = "outreach"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/outreach"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel (docs/production.md): "host:port,host:port,..." of the
+    # sentinels; then the primary is the one they name for the master below,
+    # and redis_url gives only its credentials, database and TLS settings.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "outreach"
+    # The sentinels' own password (their `requirepass`), if they have one.
+    redis_sentinel_password: str = Field(default="", repr=False)
     # AES-256-GCM keys as "id:base64key" entries, newest first (config/secrets.py).
     # They encrypt stored credentials and every Temporal payload; without them
     # credentials are refused rather than stored in the clear.
@@ -113,6 +120,23 @@ class Settings(BaseSettings):
     # message builder's own ceilings (mail/message.py) are the upper bounds.
     max_subject_chars: int = Field(default=300, ge=1, le=998)
     max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str) -> str:
+        sentinel_addresses(value)  # refuse a malformed list at start, not at the first send
+        return value
+
+
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (IPv6 hosts in brackets) as (host, port) pairs."""
+    found = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"OUTREACH_REDIS_SENTINELS: {item!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return found
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,6 @@ import asyncio
 import signal
 from datetime import timedelta
 
-import redis.asyncio as aioredis
 import structlog
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -20,6 +19,7 @@ from config.converter import data_converter
 from config.names import maintenance_task_queue, send_task_queue
 from config.settings import Settings
 from config.version import outreach_version
+from limits.redis_connection import connect_redis
 from store.db import create_pool
 from telemetry.exporter import start_metrics_endpoint, temporal_runtime
 from telemetry.gauges import LedgerGauges
@@ -48,7 +48,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings, temporal_runtime(settings))
     metrics = start_metrics_endpoint(settings)
     pool = await create_pool(settings.database_url, max_size=20)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = connect_redis(settings)
     transport = build_transport(settings, redis)
     queue = send_task_queue(settings.task_queue)
     try:
