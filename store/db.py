@@ -1,11 +1,30 @@
-"""The asyncpg connection pool, with JSON decoded for jsonb columns."""
+"""The asyncpg connection pool, with JSON decoded for jsonb columns, and a way to
+outlast a PostgreSQL restart for the writes that cannot be asked for again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# The server went away (a restart ends every session), or is not accepting
+# connections yet (starting up, shutting down): the same statement can succeed
+# once it is back. Errors in the statement itself are not among them.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,  # connection refused while the server is down
+)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -17,3 +36,21 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         url, min_size=min_size, max_size=max_size, init=_init_connection
     )
     return pool  # type: ignore[no-any-return]
+
+
+async def outlasting_restarts(write: Callable[[], Awaitable[T]], *, patience: float, what: str) -> T:
+    """Run ``write``, again and again while PostgreSQL is unreachable, for up to
+    ``patience`` seconds. Only for writes that are safe to repeat (the same
+    values again) even if an earlier try committed before its connection died."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await write()
+        except CONNECTION_LOST as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("postgres_unreachable_retrying", what=what, error=type(exc).__name__,
+                        retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

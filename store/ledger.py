@@ -16,6 +16,11 @@ from typing import Any
 import asyncpg
 
 from store import UnknownRecord
+from store.db import outlasting_restarts
+
+# How long the outcome of an SMTP transaction waits for PostgreSQL to come back
+# (well inside the send activity's start-to-close, 120 s by default).
+RECORD_PATIENCE_SECONDS = 45.0
 
 OPEN_STATES = ("queued", "sending", "soft_bounced")
 FINAL_STATES = ("sent", "hard_bounced", "failed", "unknown", "skipped")
@@ -206,7 +211,22 @@ async def finish_attempt(
     outcome: str,
     reply: Reply,
 ) -> None:
-    """Record an attempt's outcome and the send's new state, in one transaction."""
+    """Record an attempt's outcome and the send's new state, in one transaction.
+
+    This is the one write that cannot be redone by asking again: after DATA,
+    a send whose reply is not recorded ends ``unknown``. So it outlasts a
+    PostgreSQL restart (repeating it writes the same values).
+    """
+    await outlasting_restarts(
+        lambda: _record_outcome(pool, campaign_id, step, prospect_id, attempt_id, state, outcome, reply),
+        patience=RECORD_PATIENCE_SECONDS, what="send outcome",
+    )
+
+
+async def _record_outcome(
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, attempt_id: int, state: str,
+    outcome: str, reply: Reply,
+) -> None:
     final = state in FINAL_STATES
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
