@@ -42,6 +42,7 @@ def tuning_from(settings: Settings) -> StepTuning:
         send_first_retry=timedelta(seconds=settings.send_first_retry_seconds),
         paused_recheck=timedelta(seconds=settings.paused_recheck_seconds),
         min_sleep=timedelta(seconds=settings.step_min_sleep_seconds),
+        stall_check=timedelta(seconds=settings.step_stall_check_seconds),
     )
 
 

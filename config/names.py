@@ -41,6 +41,11 @@ def maintenance_workflow_id(prefix: str, job: str) -> str:
     return f"{prefix}-maintenance-{job}"
 
 
+# Counted by step workflows through Temporal's metric meter, so it is served on
+# the SDK's endpoint (telemetry/exporter.py), not ours.
+STEP_STALLS_METRIC = "outreach_step_stalls"
+
+
 def redis_key(prefix: str, *parts: str) -> str:
     """A Redis key of this installation: ``{prefix}:part:part``."""
     return ":".join((prefix, *parts))

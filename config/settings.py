@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     paused_recheck_seconds: float = 10.0
     # A step with nothing due sleeps at least this long (guards delay 0).
     step_min_sleep_seconds: float = 2.0
+    # An idle step with no timer and nothing in flight claims again after this
+    # long anyway; finding due sends then is a stall, logged and counted.
+    step_stall_check_seconds: float = Field(default=600.0, gt=0)
 
     default_daily_limit: int = Field(default=40, ge=1)
 

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         MAILBOX_IDS_ATTR,
         PROSPECT_IDS_ATTR,
         STEP_ATTR,
+        STEP_STALLS_METRIC,
         mailbox_workflow_id,
     )
     from workflows.models import StepInput, StepResult
@@ -74,6 +75,7 @@ _THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-
 # Search attribute values are limited to 2,048 bytes by default; stay under it.
 _ATTR_BUDGET = 1_900
 _MAX_PROSPECT_ID = 12  # bigserial ids, far beyond any real count
+_STALL_CHECK_PATCH = "step-stall-check"
 
 
 def _listed_size(values: list[str]) -> int:
@@ -98,6 +100,7 @@ class CampaignStepWorkflow:
         self._ended = 0  # sends ended so far, to notice those that end during a claim
         self._held_prospects: list[str] = []  # this run's, for the search attributes
         self._held_mailboxes: list[str] = []
+        self._watchdog_fired = False  # the last sleep ended by the stall check alone
 
     @workflow.run
     async def run(self, inp: StepInput) -> StepResult:
@@ -116,6 +119,9 @@ class CampaignStepWorkflow:
             batch = await self._claim(now, room) if room > 0 else None
             if batch and batch.sends:
                 self._hold(batch.sends)
+                if self._watchdog_fired:
+                    self._report_stall(batch.sends)
+            self._watchdog_fired = False
             for send in batch.sends if batch else []:
                 self._mailbox_of[send.prospect_id] = send.mailbox_id
                 self._in_flight[send.prospect_id] = asyncio.create_task(self._send(send))
@@ -213,10 +219,28 @@ class CampaignStepWorkflow:
         self._wake = False
         ready: Callable[[], bool] = lambda: self._wake or len(self._in_flight) <= threshold  # noqa: E731
         timeout = max(min(wakes) - now, timedelta(seconds=1)) if wakes else None
+        # Nothing can wake an idle step but a signal: if a wake-up is ever lost
+        # (a bug), it would sleep forever with work due. Claim once in a while
+        # anyway. (patched: executions that began before kept their histories.)
+        watchdog = timeout is None and not self._in_flight and workflow.patched(_STALL_CHECK_PATCH)
+        if watchdog:
+            timeout = self._inp.tuning.stall_check
         try:
             await workflow.wait_condition(ready, timeout=timeout)
         except TimeoutError:
-            pass
+            self._watchdog_fired = watchdog
+
+    def _report_stall(self, found: list[DueSend]) -> None:
+        """Due sends that no timer or signal would have claimed: a lost wake-up."""
+        prospects = [s.prospect_id for s in found]
+        workflow.logger.error(
+            "step stalled: campaign %s step %d had %d due send(s) and nothing to wake it;"
+            " claimed them after the stall check (prospects %s)",
+            self._inp.campaign_id, self._inp.step, len(found), prospects,
+        )
+        workflow.metric_meter().create_counter(
+            STEP_STALLS_METRIC, "Idle step workflows that found due sends only at the stall check."
+        ).add(1)
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(lambda: not self._in_flight)

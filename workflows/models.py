@@ -18,6 +18,9 @@ class StepTuning(BaseModel):
     send_first_retry: timedelta = timedelta(minutes=5)
     paused_recheck: timedelta = timedelta(seconds=10)
     min_sleep: timedelta = timedelta(seconds=2)
+    # An idle step that expects nothing (no timer, nothing in flight) still
+    # claims after this long: a safety net for a lost wake-up (decision 0028).
+    stall_check: timedelta = timedelta(minutes=10)
     # List campaign, step and the ids a run holds in search attributes. Off only
     # where the server cannot (the time-skipping test server has no custom ones).
     search_attributes: bool = True
