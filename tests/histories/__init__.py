@@ -10,10 +10,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter, DefaultFailureConverter
+from temporalio.workflow import _Definition
 
 from config.converter import data_converter
 from config.settings import Settings
+from workers.registry import WORKFLOWS, maintenance_workflows
 
 HISTORIES_DIR = Path(__file__).parent
 
@@ -37,3 +40,22 @@ def replay_data_converter() -> DataConverter:
     return dataclasses.replace(
         data_converter(history_settings()), failure_converter_class=DefaultFailureConverter
     )
+
+
+def registered_workflows() -> list[type]:
+    """Every workflow a worker runs: the send worker's and the maintenance worker's."""
+    return [*WORKFLOWS, *maintenance_workflows()]
+
+
+def registered_types() -> set[str]:
+    """The names Temporal knows them by (the class name unless defn(name=...) says otherwise)."""
+    names = (_Definition.must_from_class(cls).name for cls in registered_workflows())
+    return {name or "<dynamic>" for name in names}
+
+
+def load_history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def workflow_type(history: WorkflowHistory) -> str:
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name

@@ -14,50 +14,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from temporalio.workflow import _Definition
 
 from config.codec import ENCODING, KEY_ID
 from config.secrets import key_ring
-from tests.histories import HISTORIES_DIR, TEST_ONLY_SECRET_KEYS, replay_data_converter
-from workers.registry import WORKFLOWS, maintenance_workflows
+from tests.histories import (
+    HISTORIES_DIR,
+    TEST_ONLY_SECRET_KEYS,
+    load_history,
+    registered_types,
+    registered_workflows,
+    replay_data_converter,
+    workflow_type,
+)
 
 HISTORIES = sorted(HISTORIES_DIR.rglob("*.json"))
-
-
-def registered_workflows() -> list[type]:
-    """Every workflow a worker runs: the send worker's and the maintenance worker's."""
-    return [*WORKFLOWS, *maintenance_workflows()]
-
-
-def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
-
-
-def workflow_type(history: WorkflowHistory) -> str:
-    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: str(p.relative_to(HISTORIES_DIR)))
 async def test_recorded_history_replays_against_the_current_code(path: Path) -> None:
     replayer = Replayer(workflows=registered_workflows(), data_converter=replay_data_converter())
     # Raises on a non-determinism error (or any other failed workflow task).
-    result = await replayer.replay_workflow(load(path))
+    result = await replayer.replay_workflow(load_history(path))
     assert result.replay_failure is None
 
 
 def test_every_registered_workflow_type_has_a_recorded_history() -> None:
-    recorded = {workflow_type(load(p)) for p in HISTORIES}
-    # The name Temporal knows a workflow class by (its class name unless defn(name=...) says otherwise).
-    names = (_Definition.must_from_class(cls).name for cls in registered_workflows())
-    registered = {name or "<dynamic>" for name in names}
-    missing = registered - recorded
+    recorded = {workflow_type(load_history(p)) for p in HISTORIES}
+    missing = registered_types() - recorded
     assert not missing, f"no recorded history of {sorted(missing)}: see scripts/record_histories.py"
 
 
 def test_a_step_workflow_history_exists_on_both_sides_of_a_continue_as_new() -> None:
-    steps = [h for h in map(load, HISTORIES) if workflow_type(h) == "CampaignStepWorkflow"]
+    steps = [h for h in map(load_history, HISTORIES) if workflow_type(h) == "CampaignStepWorkflow"]
     continued = [h for h in steps
                  if h.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")]
     carried_over = [h for h in steps
@@ -68,7 +57,7 @@ def test_a_step_workflow_history_exists_on_both_sides_of_a_continue_as_new() -> 
 def test_histories_carry_payloads_as_production_writes_them_encrypted_under_the_test_only_key() -> None:
     key_id = key_ring(TEST_ONLY_SECRET_KEYS).current_id.encode()
     for path in HISTORIES:
-        started = load(path).events[0].workflow_execution_started_event_attributes
+        started = load_history(path).events[0].workflow_execution_started_event_attributes
         assert started.input.payloads, path.name
         for payload in started.input.payloads:
             assert (payload.metadata["encoding"], payload.metadata[KEY_ID]) == (ENCODING, key_id), path.name
