@@ -27,6 +27,14 @@ def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
     return f"{prefix}-mailbox-{mailbox_id}"
 
 
+# The mailbox workflow's type and the health check's signals, by name: the health-check
+# activity signals-with-start by these, since an activity never imports a workflow
+# (docs/decisions/0022). MailboxWorkflow is declared with the same constants.
+MAILBOX_WORKFLOW = "MailboxWorkflow"
+HEALTH_PAUSE_SIGNAL = "health_pause"
+HEALTH_RESUME_SIGNAL = "health_resume"
+
+
 def maintenance_task_queue(prefix: str) -> str:
     return f"{prefix}-maintenance"
 
