@@ -64,3 +64,10 @@ PROSPECT_IDS_ATTR = SearchAttributeKey.for_keyword_list("OutreachProspectIds")
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     CAMPAIGN_ID_ATTR, STEP_ATTR, MAILBOX_IDS_ATTR, PROSPECT_IDS_ATTR,
 )
+
+
+# Activity names: maintenance
+# (workflows/cleanup.py, health_check.py, reconcile.py; recorded in their histories: never rename)
+CLEANUP_LEDGER = "cleanup_ledger"
+CHECK_MAILBOXES = "check_mailboxes"
+RECONCILE_SENDS = "reconcile_sends"
