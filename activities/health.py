@@ -1,6 +1,9 @@
 """Mailbox health checks: log in to each mailbox's SMTP server, refresh OAuth2 tokens,
 and pause or resume the mailbox through its MailboxWorkflow.
 
+The workflow is reached by name (its type and signals in config/names.py), never by
+importing its class: an activity does not know the workflows (docs/decisions/0022).
+
 A mailbox whose login is refused (535, ...) or which is refused as a sender is
 paused with the reason (``auth_failed: ...``, ``sender_problem: ...``); one a
 health check paused and which logs in again is resumed. An operator's pause is
@@ -20,9 +23,16 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
-from activities.models import CONFIG_ERROR
+from activities.models import CONFIG_ERROR, PAUSED_BY_HEALTH_CHECK, MailboxInput
 from activities.oauth_tokens import access_token
-from config.names import mailbox_workflow_id, send_task_queue
+from config.names import (
+    CHECK_MAILBOXES,
+    HEALTH_PAUSE_SIGNAL,
+    HEALTH_RESUME_SIGNAL,
+    MAILBOX_WORKFLOW,
+    mailbox_workflow_id,
+    send_task_queue,
+)
 from config.secrets import KeyRing, key_ring
 from config.settings import get_settings
 from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected
@@ -32,8 +42,6 @@ from mail.replies import ReplyClass
 from mail.transport import SmtpAccount, SmtpTimeouts
 from store import accounts
 from store.secret_values import CredentialError
-from workflows.mailbox import HEALTH_CHECK, MailboxWorkflow
-from workflows.models import MailboxInput
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +80,7 @@ class MailboxHealth:
         self._tokens = tokens
         self._tls = tls_context
 
-    @activity.defn(name="check_mailboxes")
+    @activity.defn(name=CHECK_MAILBOXES)
     async def check_mailboxes(self, inp: HealthCheckInput) -> HealthCheckResult:
         targets = await accounts.mailboxes_to_check(self._pool)
         gate = asyncio.Semaphore(inp.concurrency)
@@ -96,8 +104,8 @@ class MailboxHealth:
                 if reason is None:
                     log.warning("mailbox_check_refused", mailbox_id=mailbox_id, error=str(exc))
                     return "unreachable"
-                if paused_by != HEALTH_CHECK:
-                    await self._signal(mailbox_id, MailboxWorkflow.health_pause.__name__, reason)
+                if paused_by != PAUSED_BY_HEALTH_CHECK:
+                    await self._signal(mailbox_id, HEALTH_PAUSE_SIGNAL, reason)
                     log.warning("mailbox_paused_by_health_check", mailbox_id=mailbox_id, reason=reason)
                     return "paused"
                 return "failing"  # still paused by an earlier run
@@ -105,8 +113,8 @@ class MailboxHealth:
                 log.warning("mailbox_unreachable", mailbox_id=mailbox_id, error=str(exc))
                 return "unreachable"
             activity.heartbeat(mailbox_id)
-            if paused_by == HEALTH_CHECK:
-                await self._signal(mailbox_id, MailboxWorkflow.health_resume.__name__)
+            if paused_by == PAUSED_BY_HEALTH_CHECK:
+                await self._signal(mailbox_id, HEALTH_RESUME_SIGNAL)
                 log.info("mailbox_resumed_by_health_check", mailbox_id=mailbox_id)
                 return "resumed"
             return "healthy"
@@ -139,7 +147,7 @@ class MailboxHealth:
         record = await accounts.mailbox_record(self._pool, mailbox_id)
         paused_by = await accounts.pause_source(self._pool, mailbox_id)
         await self._temporal.start_workflow(
-            MailboxWorkflow.run,
+            MAILBOX_WORKFLOW,
             MailboxInput(mailbox_id=mailbox_id, paused=record.paused, reason=record.pause_reason,
                          paused_by=paused_by or ""),
             id=mailbox_workflow_id(self._prefix, mailbox_id),

@@ -19,7 +19,7 @@ from activities.maintenance_models import (
     ReconcileInput,
     ReconcileResult,
 )
-from config.names import campaign_workflow_id
+from config.names import CLEANUP_LEDGER, RECONCILE_SENDS, campaign_workflow_id
 from store import reconcile, retention
 from store.reconcile import OpenSends
 
@@ -33,7 +33,7 @@ class LedgerMaintenance:
         self._temporal = temporal
         self._prefix = id_prefix
 
-    @activity.defn(name="cleanup_ledger")
+    @activity.defn(name=CLEANUP_LEDGER)
     async def cleanup_ledger(self, inp: CleanupInput) -> CleanupResult:
         rules = retention.retention_rules(inp.sent_retention, inp.failed_retention)
         done = await retention.purge(
@@ -48,7 +48,7 @@ class LedgerMaintenance:
         log.info("ledger_cleaned", deleted=done.deleted, batches=done.batches, complete=done.complete)
         return CleanupResult(deleted=done.deleted, batches=done.batches, complete=done.complete)
 
-    @activity.defn(name="reconcile_sends")
+    @activity.defn(name=RECONCILE_SENDS)
     async def reconcile_sends(self, inp: ReconcileInput) -> ReconcileResult:
         found = await reconcile.open_sends_by_campaign(self._pool)
         result = ReconcileResult(

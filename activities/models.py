@@ -125,8 +125,27 @@ class CampaignStateInput(BaseModel):
     state: str
 
 
+# Who paused a mailbox (mailboxes.paused_by, docs/decisions/0012): a health check
+# resumes only its own pauses and never overrides an operator's.
+PAUSED_BY_OPERATOR = "operator"
+PAUSED_BY_HEALTH_CHECK = "health_check"
+
+
 class MailboxStateInput(BaseModel):
     mailbox_id: str
     paused: bool
     reason: str = ""
-    paused_by: str | None = None  # "operator" (when None) or "health_check"
+    paused_by: str | None = None  # PAUSED_BY_OPERATOR (when None) or PAUSED_BY_HEALTH_CHECK
+
+
+class MailboxInput(BaseModel):
+    """The MailboxWorkflow's input, here since the health-check activity starts it too."""
+
+    mailbox_id: str
+    paused: bool = False
+    reason: str = ""
+    # PAUSED_BY_OPERATOR or PAUSED_BY_HEALTH_CHECK while paused.
+    paused_by: str = ""
+    # Carried over continue-as-new: requested vs applied change counters.
+    version: int = 0
+    applied: int = 0

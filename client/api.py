@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from activities.models import MailboxInput
 from client import ClientError, InvalidState
 from config.names import (
     CAMPAIGN_ID_ATTR,
@@ -27,7 +28,7 @@ from store.db import create_pool
 from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
 from workflows.mailbox import MailboxWorkflow
-from workflows.models import CampaignInput, MailboxInput, MailboxStatus, StepTuning
+from workflows.models import CampaignInput, MailboxStatus, StepTuning
 
 _ACK_TIMEOUT = 30.0  # how long a pause may take to be in force before we say so
 

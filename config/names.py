@@ -27,6 +27,14 @@ def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
     return f"{prefix}-mailbox-{mailbox_id}"
 
 
+# The mailbox workflow's type and the health check's signals, by name: the health-check
+# activity signals-with-start by these, since an activity never imports a workflow
+# (docs/decisions/0022). MailboxWorkflow is declared with the same constants.
+MAILBOX_WORKFLOW = "MailboxWorkflow"
+HEALTH_PAUSE_SIGNAL = "health_pause"
+HEALTH_RESUME_SIGNAL = "health_resume"
+
+
 def maintenance_task_queue(prefix: str) -> str:
     return f"{prefix}-maintenance"
 
@@ -61,3 +69,10 @@ PROSPECT_IDS_ATTR = SearchAttributeKey.for_keyword_list("OutreachProspectIds")
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     CAMPAIGN_ID_ATTR, STEP_ATTR, MAILBOX_IDS_ATTR, PROSPECT_IDS_ATTR,
 )
+
+
+# Activity names: maintenance
+# (workflows/cleanup.py, health_check.py, reconcile.py; recorded in their histories: never rename)
+CLEANUP_LEDGER = "cleanup_ledger"
+CHECK_MAILBOXES = "check_mailboxes"
+RECONCILE_SENDS = "reconcile_sends"

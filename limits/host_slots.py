@@ -1,4 +1,8 @@
-"""Connection slots per SMTP host, for mail.transport: one lease per open connection.
+"""Connection slots per SMTP host: one lease per open connection.
+
+The transport (mail.transport) holds a slot for each connection it opens; this
+module knows a connection only as a ``HostConnection`` (whose mailbox, which
+host, how many connections that host allows), so limits never import mail.
 
 A pooled connection holds its slot while open (renewed at each transaction)
 and gives it back when closed; a worker that dies leaves leases that expire
@@ -21,11 +25,25 @@ import socket
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from limits import LimitStoreUnavailable
 from limits.store import LimitStore
-from mail.transport import SmtpAccount
+
+
+class HostConnection(Protocol):
+    """A mailbox's connection to its SMTP host, as far as its slot goes (mail's SmtpAccount is one)."""
+
+    @property
+    def mailbox_id(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def max_connections(self) -> int | None:
+        """The host's connection limit; None: no limit, no slot taken."""
+        ...
 
 
 class HostSlots:
@@ -36,10 +54,10 @@ class HostSlots:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._holds: Counter[str] = Counter()  # lease id -> times held, to tell a stale release
 
-    def _lease(self, account: SmtpAccount) -> tuple[str, str]:
+    def _lease(self, account: HostConnection) -> tuple[str, str]:
         return f"host:{account.host}", f"{self._owner}:{account.mailbox_id}"
 
-    async def hold(self, account: SmtpAccount) -> bool:
+    async def hold(self, account: HostConnection) -> bool:
         if account.max_connections is None:
             return True
         scope, lease = self._lease(account)
@@ -48,12 +66,12 @@ class HostSlots:
             scope, lease, account.max_connections, datetime.now(UTC), self._ttl
         )
 
-    def release(self, account: SmtpAccount) -> Coroutine[Any, Any, None]:
+    def release(self, account: HostConnection) -> Coroutine[Any, Any, None]:
         """The release of the lease as held now (not a coroutine function: the hold
         it gives back is fixed when it is called, not when it runs)."""
         return self._release(account, self._holds[self._lease(account)[1]])
 
-    async def _release(self, account: SmtpAccount, holds: int) -> None:
+    async def _release(self, account: HostConnection, holds: int) -> None:
         scope, lease = self._lease(account)
         if account.max_connections is None or self._holds[lease] != holds:
             return  # held again since: the lease is the new connection's now

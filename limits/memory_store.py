@@ -13,18 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from limits.policy import provider_slot
-from limits.redis_store import ms
-from limits.store import KEEP, Admission, AdmitRequest, Verdict
+from limits.store import KEEP, Admission, AdmitRequest, Verdict, ms, span_ms
 
 _DAY = 86_400_000
 
 
 def _at(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _dur(span: timedelta) -> int:
-    return int(span.total_seconds() * 1000)
 
 
 @dataclass
@@ -77,7 +72,7 @@ class MemoryLimitStore:
                 return Admission(Verdict.WAIT, _at(breaker.probe_until),
                                  "circuit half-open, probe in flight")
             probe = True
-        box.reserved = {k: t for k, t in box.reserved.items() if t > now - _dur(KEEP)}
+        box.reserved = {k: t for k, t in box.reserved.items() if t > now - span_ms(KEEP)}
         held = req.send_key in box.reserved
         at = now
         if not held:
@@ -86,20 +81,20 @@ class MemoryLimitStore:
                 return wait
             at = max(at, box.next_at)
         at = max(at, self._push_back.get(req.host, 0))
-        window = _dur(req.provider_window)
+        window = span_ms(req.provider_window)
         entries = [e for e in self._providers.get(req.provider, []) if e[0] > now - window]
         at = int(provider_slot([float(t) for t, _ in entries], float(at), req.provider_limit,
                                float(window)))
-        if at - now > _dur(req.horizon):
+        if at - now > span_ms(req.horizon):
             return Admission(Verdict.WAIT, _at(at), "no slot within the reservation horizon")
         reservation = f"{req.send_key}@{at}"
         bisect.insort(entries, (at, reservation))
         self._providers[req.provider] = entries
         if not held:
             box.reserved[req.send_key] = now
-            box.next_at = at + _dur(req.spacing_gap)
+            box.next_at = at + span_ms(req.spacing_gap)
         if probe:
-            breaker.probe, breaker.probe_until = req.send_key, at + _dur(req.probe_ttl)
+            breaker.probe, breaker.probe_until = req.send_key, at + span_ms(req.probe_ttl)
         return Admission(Verdict.GO, _at(at), probe=probe, reservation=reservation)
 
     @staticmethod
@@ -163,7 +158,7 @@ class MemoryLimitStore:
             at = ms(now)
             b.failures += 1
             if (b.open_until > 0 and at >= b.open_until) or b.failures >= threshold:
-                b.open_until, b.failures, b.probe, b.probe_until = at + _dur(open_for), 0, None, 0
+                b.open_until, b.failures, b.probe, b.probe_until = at + span_ms(open_for), 0, None, 0
                 return True
             return b.open_until > 0 and at < b.open_until
 

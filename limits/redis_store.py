@@ -9,7 +9,8 @@ raised as ``LimitStoreUnavailable``: no send starts without the limits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -20,19 +21,20 @@ from redis.exceptions import RedisError
 
 from config.names import redis_key
 from limits import LimitStoreUnavailable
-from limits.store import KEEP, Admission, AdmitRequest, Verdict
+from limits.store import KEEP, Admission, AdmitRequest, Verdict, ms, span_ms
 
 
 def _script(redis: aioredis.Redis, name: str) -> AsyncScript:
     return redis.register_script(resources.files("limits").joinpath("lua", name).read_text("utf-8"))
 
 
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _dur(span: timedelta) -> int:
-    return int(span.total_seconds() * 1000)
+@contextmanager
+def _unavailable_on_redis_error() -> Iterator[None]:
+    """The one place a Redis error becomes ``LimitStoreUnavailable``."""
+    try:
+        yield
+    except RedisError as exc:
+        raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
 
 def _text(value: Any) -> str:
@@ -53,10 +55,8 @@ class RedisLimitStore:
         return redis_key(self._prefix, *parts)
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        try:
+        with _unavailable_on_redis_error():
             return await script(keys=list(keys), args=list(args))
-        except RedisError as exc:
-            raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
     def _mailbox_keys(self, mailbox_id: str) -> list[str]:
         state = self._key("mailbox", mailbox_id)
@@ -70,9 +70,9 @@ class RedisLimitStore:
             self._key("host", req.host, "push-back"),
         ]
         args: list[str | int] = [
-            req.send_key, ms(req.now), ms(req.day[0]), ms(req.day[1]), req.cap, _dur(KEEP),
-            req.provider_limit, _dur(req.provider_window), _dur(req.spacing_gap),
-            _dur(req.horizon), _dur(req.probe_ttl),
+            req.send_key, ms(req.now), ms(req.day[0]), ms(req.day[1]), req.cap, span_ms(KEEP),
+            req.provider_limit, span_ms(req.provider_window), span_ms(req.spacing_gap),
+            span_ms(req.horizon), span_ms(req.probe_ttl),
         ]
         verdict, at, reason, *taken = await self._run(self._admit, keys, args)
         reason = _text(reason)
@@ -83,10 +83,8 @@ class RedisLimitStore:
         )
 
     async def refund(self, provider: str, reservation: str) -> None:
-        try:
+        with _unavailable_on_redis_error():
             await self._redis.zrem(self._key("provider", provider, "window"), reservation)
-        except RedisError as exc:
-            raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
@@ -97,13 +95,11 @@ class RedisLimitStore:
         await self._run(self._rebuild, self._mailbox_keys(mailbox_id), args)
 
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
-        try:
+        with _unavailable_on_redis_error():
             await self._redis.hset(
                 self._mailbox_keys(mailbox_id)[0],
                 mapping={"paused": "1" if paused else "0", "reason": reason},
             )
-        except RedisError as exc:
-            raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
     async def acquire_lease(
         self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
@@ -112,15 +108,13 @@ class RedisLimitStore:
         return bool(await self._run(self._acquire, [self._key("leases", scope)], args))
 
     async def release_lease(self, scope: str, lease_id: str) -> None:
-        try:
+        with _unavailable_on_redis_error():
             await self._redis.zrem(self._key("leases", scope), lease_id)
-        except RedisError as exc:
-            raise LimitStoreUnavailable(f"redis: {exc}") from exc
 
     async def record_connection(
         self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
     ) -> bool:
-        args: list[str | int] = ["1" if ok else "0", ms(now), threshold, _dur(open_for)]
+        args: list[str | int] = ["1" if ok else "0", ms(now), threshold, span_ms(open_for)]
         return bool(await self._run(self._breaker, [self._key("host", host, "breaker")], args))
 
     async def push_back(self, host: str, until: datetime) -> None:

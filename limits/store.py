@@ -81,3 +81,13 @@ class LimitStore(Protocol):
 
 
 KEEP = timedelta(hours=48)  # mailbox reservations older than this cannot matter
+
+
+# Both stores keep times in integer milliseconds, as the Lua scripts do, so they
+# give the same answers to the same questions.
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def span_ms(span: timedelta) -> int:
+    return int(span.total_seconds() * 1000)

@@ -9,21 +9,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.maintenance_models import CleanupInput, CleanupResult
+    from config.names import CLEANUP_LEDGER
+    from workflows.maintenance import run_bounded
 
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
+_HEARTBEAT = timedelta(seconds=60)  # the activity heartbeats per batch
 
 
 @workflow.defn
 class CleanupWorkflow:
     @workflow.run
     async def run(self, inp: CleanupInput) -> CleanupResult:
-        result: CleanupResult = await workflow.execute_activity(
-            "cleanup_ledger", inp, result_type=CleanupResult,
-            start_to_close_timeout=inp.timeout, heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=_RETRY,
-        )
-        return result
+        return await run_bounded(CLEANUP_LEDGER, inp, CleanupResult, heartbeat_timeout=_HEARTBEAT)

@@ -6,23 +6,16 @@ MailboxWorkflow (signals ``health_pause`` / ``health_resume``).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.maintenance_models import HealthCheckInput, HealthCheckResult
-
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
+    from config.names import CHECK_MAILBOXES
+    from workflows.maintenance import run_bounded
 
 
 @workflow.defn
 class HealthCheckWorkflow:
     @workflow.run
     async def run(self, inp: HealthCheckInput) -> HealthCheckResult:
-        result: HealthCheckResult = await workflow.execute_activity(
-            "check_mailboxes", inp, result_type=HealthCheckResult,
-            start_to_close_timeout=inp.timeout, retry_policy=_RETRY,
-        )
-        return result
+        return await run_bounded(CHECK_MAILBOXES, inp, HealthCheckResult)

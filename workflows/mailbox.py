@@ -23,23 +23,27 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import MailboxStateInput
-    from workflows.models import MailboxInput, MailboxStatus
+    from activities.models import (
+        PAUSED_BY_HEALTH_CHECK,
+        PAUSED_BY_OPERATOR,
+        MailboxInput,
+        MailboxStateInput,
+    )
+    from config.names import HEALTH_PAUSE_SIGNAL, HEALTH_RESUME_SIGNAL, MAILBOX_WORKFLOW
+    from workflows.models import MailboxStatus
 
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
-OPERATOR = "operator"
-HEALTH_CHECK = "health_check"
 _APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
-@workflow.defn
+@workflow.defn(name=MAILBOX_WORKFLOW)
 class MailboxWorkflow:
     @workflow.init
     def __init__(self, inp: MailboxInput) -> None:
         self._mailbox_id = inp.mailbox_id
         self._paused = inp.paused
         self._reason = inp.reason
-        self._paused_by = inp.paused_by or (OPERATOR if inp.paused else "")
+        self._paused_by = inp.paused_by or (PAUSED_BY_OPERATOR if inp.paused else "")
         self._version = inp.version
         self._applied = inp.applied
         self._changes = 0
@@ -72,20 +76,20 @@ class MailboxWorkflow:
 
     @workflow.signal
     def pause(self, reason: str) -> None:
-        self._change(True, reason or "paused by operator", OPERATOR)
+        self._change(True, reason or "paused by operator", PAUSED_BY_OPERATOR)
 
     @workflow.signal
     def resume(self) -> None:
         self._change(False, "", "")
 
-    @workflow.signal
+    @workflow.signal(name=HEALTH_PAUSE_SIGNAL)
     def health_pause(self, reason: str) -> None:
-        if self._paused_by != OPERATOR:  # an operator's pause (and reason) stands
-            self._change(True, reason, HEALTH_CHECK)
+        if self._paused_by != PAUSED_BY_OPERATOR:  # an operator's pause (and reason) stands
+            self._change(True, reason, PAUSED_BY_HEALTH_CHECK)
 
-    @workflow.signal
+    @workflow.signal(name=HEALTH_RESUME_SIGNAL)
     def health_resume(self) -> None:
-        if self._paused and self._paused_by == HEALTH_CHECK:
+        if self._paused and self._paused_by == PAUSED_BY_HEALTH_CHECK:
             self._change(False, "", "")
 
     def _change(self, paused: bool, reason: str, paused_by: str) -> None:

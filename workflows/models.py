@@ -59,17 +59,6 @@ class CampaignResult(BaseModel):
     steps: list[StepResult]
 
 
-class MailboxInput(BaseModel):
-    mailbox_id: str
-    paused: bool = False
-    reason: str = ""
-    # "operator" or "health_check" while paused: a health check resumes only its own pauses.
-    paused_by: str = ""
-    # Carried over continue-as-new: requested vs applied change counters.
-    version: int = 0
-    applied: int = 0
-
-
 class MailboxStatus(BaseModel):
     mailbox_id: str
     paused: bool

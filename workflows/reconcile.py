@@ -6,23 +6,16 @@ Open sends that no running step workflow holds get a final state with a reason
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.maintenance_models import ReconcileInput, ReconcileResult
-
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
+    from config.names import RECONCILE_SENDS
+    from workflows.maintenance import run_bounded
 
 
 @workflow.defn
 class ReconcileWorkflow:
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconcileResult:
-        result: ReconcileResult = await workflow.execute_activity(
-            "reconcile_sends", inp, result_type=ReconcileResult,
-            start_to_close_timeout=inp.timeout, retry_policy=_RETRY,
-        )
-        return result
+        return await run_bounded(RECONCILE_SENDS, inp, ReconcileResult)
