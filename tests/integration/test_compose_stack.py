@@ -63,6 +63,7 @@ STAND_INS = {"postgresql": 5432, "redis": 6379, "temporal": 7233}
 NOT_RUN = {"temporal-ui", "prometheus", "grafana"}
 # What a long-running outreach command prints once it serves.
 READY = {"worker": "worker_started", "codec-server": "codec server on"}
+LOOPBACK = {"127.0.0.1", "localhost"}
 PROSPECTS = ["ada@example.com", "ben@example.com", "cy@example.com"]
 
 
@@ -81,8 +82,9 @@ class Stack:
         declared = compose_file.environment(self.services[name], ROOT, self.variables)
         env = {key: self.stand_in(value) for key, value in declared.items()}
         for key, value in env.items():
-            for host in self.services:
-                assert not re.search(rf"\b{re.escape(host)}:\d", value), f"{name}: {key}={value}"
+            host = named_host(value)
+            assert host is None or host in LOOPBACK, (
+                f"{name}: {key}={value} names {host}, which is no service the stack runs")
         assert "OUTREACH_TASK_QUEUE" in env, f"{name} would share the default prefix"
         env["OUTREACH_TASK_QUEUE"] = f"{env['OUTREACH_TASK_QUEUE']}-{self.suffix}"
         if "OUTREACH_METRICS_PORT" in env:
@@ -133,6 +135,14 @@ class Running:
 
     def log(self) -> str:
         return "".join(self.output[-40:])
+
+
+def named_host(value: str) -> str | None:
+    """The host of a URL or of host:port, if the value is one."""
+    if "://" in value:
+        return urlsplit(value).hostname
+    match = re.fullmatch(r"([\w.-]+):\d+", value)
+    return match[1] if match else None
 
 
 def free_port_pair() -> int:

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.codec_server import TOKEN_ENV
 from config.settings import Settings
 from tests.compose_file import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     ROOT,
+    ComposeError,
     argv,
     dependencies,
     interpolated_names,
@@ -137,6 +140,17 @@ def test_every_interpolated_variable_is_in_env_example_and_every_entry_is_used()
     unused = documented - interpolated - fields - {TOKEN_ENV}
     assert not unused, f".env.example lists {unused}, which nothing reads"
     assert {"OUTREACH_SECRET_KEYS", "POSTGRES_PASSWORD", TOKEN_ENV} <= documented
+
+
+def test_the_stack_does_not_come_up_on_env_example_as_it_is() -> None:
+    """The required values are left for the user to fill in: no shared default password."""
+    example = read_dotenv(ENV_EXAMPLE)
+    assert example["POSTGRES_PASSWORD"] == "" and example["OUTREACH_SECRET_KEYS"] == ""
+    with pytest.raises(ComposeError, match="POSTGRES_PASSWORD"):
+        load(example)
+    filled = load({**example, "POSTGRES_PASSWORD": "pw1"})["services"]
+    assert filled["postgresql"]["environment"]["POSTGRES_PASSWORD"] == "pw1"
+    assert filled["worker"]["environment"]["OUTREACH_DATABASE_URL"].startswith("postgresql://outreach:pw1@")
 
 
 def test_secrets_are_not_written_into_the_file() -> None:
