@@ -240,12 +240,14 @@ async def stop(running: Running, grace: float) -> None:
     assert code == 0, f"{running.name} exited {code} on SIGTERM:\n{running.log()}"
 
 
-def mapped_command(words: list[str], port_map: dict[int, int]) -> list[str]:
-    """A command with its published --port moved to a free local one, bound on loopback."""
+def mapped_command(service: Mapping[str, Any], words: list[str], port_map: dict[int, int]) -> list[str]:
+    """A command with its --port on a free local port (recorded under the port the
+    service publishes it on), bound on loopback."""
     mapped = list(words)
     for i, word in enumerate(words[:-1]):
         if word == "--port":
-            port_map[int(words[i + 1])] = local = free_port_pair()
+            local = free_port_pair()
+            port_map[compose_file.published_port(service, int(words[i + 1]))] = local
             mapped[i + 1] = str(local)
         if word == "--host":
             mapped[i + 1] = "127.0.0.1"
@@ -257,6 +259,7 @@ async def test_the_compose_stack_comes_up_sends_a_campaign_and_stops(
 ) -> None:
     services = stack.services
     assert set(services) - {name for name, s in services.items() if "build" in s} == {*STAND_INS, *NOT_RUN}
+    assert compose_file.one_shots(services) == {"setup"}, "a new one-shot: say here what it must do"
     running: list[Running] = []
     ports: dict[int, int] = {}  # published -> local
     workdir = tmp_path / "app"
@@ -278,7 +281,8 @@ async def test_the_compose_stack_comes_up_sends_a_campaign_and_stops(
             assert command in READY, f"{name} runs {words}: which line says it is ready?"
             for replica in range(service.get("deploy", {}).get("replicas", 1)):
                 env = stack.environment(name)
-                proc = await start(f"{name}-{replica + 1}", mapped_command(words, ports), env, workdir)
+                command_words = mapped_command(service, words, ports)
+                proc = await start(f"{name}-{replica + 1}", command_words, env, workdir)
                 running.append(proc)
                 await proc.wait_for(READY[command], timeout=60)
                 if "OUTREACH_METRICS_PORT" in env:
