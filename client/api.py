@@ -1,12 +1,13 @@
 """OutreachClient: start, pause, resume and cancel campaigns; pause and resume mailboxes;
-read their status. The CLI is a thin layer over this."""
+read their status; keep the do-not-contact list. The CLI is a thin layer over this."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -23,8 +24,10 @@ from config.names import (
     send_task_queue,
 )
 from config.settings import Settings
-from store import accounts, campaigns
+from specs.suppressions import read_suppressions_csv
+from store import accounts, campaigns, suppressions
 from store.db import create_pool
+from store.suppressions import Scope, Suppression
 from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
 from workflows.mailbox import MailboxWorkflow
@@ -168,3 +171,31 @@ class OutreachClient:
 
     async def mailbox_status(self, mailbox_id: str | None = None) -> list[dict[str, Any]]:
         return await accounts.list_mailboxes(self.pool, mailbox_id)
+
+    # The do-not-contact list (docs/decisions/0026); `outreach suppress ...`
+
+    async def suppress_add(
+        self, entry: str, scope: Scope, reason: str | None = None
+    ) -> tuple[Suppression, bool]:
+        """List an address or ``@domain``; the entry, and whether it was not listed yet."""
+        return await suppressions.add(self.pool, scope, entry, reason=reason)
+
+    async def suppress_remove(self, entry: str, scope: Scope) -> Suppression:
+        """Take an entry off a scope's list (SuppressionError if it is not on it)."""
+        return await suppressions.remove(self.pool, scope, entry)
+
+    async def suppress_list(self, scope: Scope | None = None) -> list[Suppression]:
+        """A scope's entries, or every scope's; ``Suppression.as_json()`` is the CLI's JSON."""
+        return await suppressions.listed(self.pool, scope)
+
+    async def suppress_import(self, path: Path, scope: Scope) -> tuple[int, int]:
+        """Every entry of a CSV file, all or nothing (SpecError names each bad row and
+        column); returns (entries read, of which new)."""
+        rows = read_suppressions_csv(path)
+        return len(rows), await suppressions.add_many(self.pool, scope, rows)
+
+    async def suppress_export(self, out: TextIO, scope: Scope | None = None) -> int:
+        """Write a scope's entries (or every scope's) as CSV to ``out``; returns how many."""
+        entries = await suppressions.listed(self.pool, scope)
+        suppressions.write_csv(out, entries)
+        return len(entries)

@@ -18,6 +18,7 @@ from client import ClientError
 from client.api import OutreachClient
 from client.codec_server import codec_server
 from client.keys_cli import keys
+from client.suppress_cli import suppress
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
 from config.settings import Settings, get_settings
@@ -176,7 +177,8 @@ async def campaigns_create(file: Path) -> None:
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"created campaign with {created.prospects} prospect(s)")
+    click.echo(f"created campaign with {created.prospects} prospect(s),"
+               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)")
     click.echo(created.id)
 
 
@@ -221,8 +223,10 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
     if clear:
         click.clear()
     progress = status["progress"]
+    prospects = status["prospects"]
     click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
-               f" {status['prospects']} prospects")
+               f" {sum(prospects.values())} prospects")
+    click.echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
@@ -450,6 +454,7 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, code
 
 main.add_command(codec_server)
 main.add_command(keys)
+main.add_command(suppress)
 
 
 def run() -> None:

@@ -3,7 +3,9 @@
 Errors::
 
     StoreError
-     └── UnknownRecord (LookupError)   an id that is not in the database
+     ├── UnknownRecord (LookupError)   an id that is not in the database
+     └── SuppressionError (ValueError) store.suppressions: not an address or @domain,
+                                       a bad scope, an entry not listed
 """
 
 

@@ -11,6 +11,10 @@ import asyncpg
 from store import UnknownRecord
 from store.ledger import ALL_STATES, FINAL_STATES
 
+# What a prospect is: 'active' until it replies, bounces hard, unsubscribes, is found
+# on the do-not-contact list (docs/decisions/0026) or is stopped; only 'active' is sent to.
+PROSPECT_STATES = ("active", "replied", "hard_bounced", "unsubscribed", "suppressed", "stopped")
+
 
 @dataclass(frozen=True)
 class CampaignInfo:
@@ -77,12 +81,24 @@ async def step_counts(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[
     return counts
 
 
+async def prospect_counts(pool: asyncpg.Pool, campaign_id: str) -> dict[str, int]:
+    """The campaign's prospects by state, every state named."""
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n FROM prospects WHERE campaign_id = $1 GROUP BY status",
+        campaign_id,
+    )
+    counts = dict.fromkeys(PROSPECT_STATES, 0)
+    counts.update({r["status"]: r["n"] for r in rows})
+    return counts
+
+
 async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any]:
-    """What ``outreach campaigns status --json`` prints: state and per-step ledger counts."""
+    """What ``outreach campaigns status --json`` prints: state, prospects by state and
+    per-step ledger counts."""
     info = await campaign_info(pool, campaign_id)
     return {
-        "id": info.id, "name": info.name, "workspace": info.workspace_id,
-        "state": info.state, "prospects": info.prospects, "mailboxes": info.mailbox_ids,
+        "id": info.id, "name": info.name, "workspace": info.workspace_id, "state": info.state,
+        "prospects": await prospect_counts(pool, campaign_id), "mailboxes": info.mailbox_ids,
         "created_at": info.created_at.isoformat(),
         "started_at": info.started_at.isoformat() if info.started_at else None,
         "finished_at": info.finished_at.isoformat() if info.finished_at else None,

@@ -20,7 +20,7 @@ from config.settings import Settings
 from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
-from store import StoreError, accounts
+from store import StoreError, accounts, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -57,6 +57,7 @@ class CampaignCreated:
     id: str
     prospects: int
     warnings: list[str]  # duplicates dropped, one line each
+    suppressed: int = 0  # prospects on the do-not-contact list, marked 'suppressed' at once
 
 
 async def import_mailboxes(
@@ -122,7 +123,8 @@ def _mailbox_row(
 
 
 async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> CampaignCreated:
-    """Writes a new campaign with its steps, mailboxes and prospects, or nothing."""
+    """Writes a new campaign with its steps, mailboxes and prospects, or nothing.
+    Prospects on the workspace's or the global do-not-contact list are 'suppressed'."""
     spec = loaded.spec
     campaign_id = "cmp-" + secrets.token_hex(5)
     async with pool.acquire() as conn, conn.transaction():
@@ -147,8 +149,9 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             [(campaign_id, mailbox_id) for mailbox_id in spec.mailboxes],
         )
         await _insert_prospects(conn, campaign_id, loaded)
+        suppressed = await suppressions.mark_suppressed_prospects(conn, campaign_id, spec.workspace)
     warnings = [str(w) for w in loaded.warnings]
-    return CampaignCreated(campaign_id, len(loaded.prospects), warnings)
+    return CampaignCreated(campaign_id, len(loaded.prospects), warnings, suppressed)
 
 
 async def _require_mailboxes(conn: Conn, ids: list[str], source: str) -> None:

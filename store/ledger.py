@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from store import UnknownRecord
+from store import UnknownRecord, suppressions
 from store.db import outlasting_restarts
 
 # How long the outcome of an SMTP transaction waits for PostgreSQL to come back
@@ -87,9 +87,10 @@ async def claim_due(
     Message-ID, fixed here once so every attempt sends the same one.
     """
     eligible = _eligible(step)
+    unlisted = eligible + suppressions.UNLISTED  # never claim a listed address (decision 0026)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            f"WITH eligible AS ({eligible}), due AS (SELECT *, row_number() OVER"
+            f"WITH eligible AS ({unlisted}), due AS (SELECT *, row_number() OVER"
             " (PARTITION BY mailbox_id ORDER BY due_at, prospect_id) AS nth FROM eligible"
             " WHERE due_at <= $3 AND NOT (prospect_id = ANY($4::bigint[]))"
             " AND NOT (mailbox_id = ANY($5::text[])))"
@@ -106,13 +107,16 @@ async def claim_due(
             ],
         )
         next_due = await conn.fetchval(
-            f"WITH eligible AS ({eligible}) SELECT min(due_at) FROM eligible WHERE due_at > $3",
+            f"WITH eligible AS ({unlisted}) SELECT min(due_at) FROM eligible WHERE due_at > $3",
             campaign_id, step, as_of,
         )
         pending = None
         if len(rows) < limit:
+            # What ends the step; listed prospects are settled first, so none is left open.
             pending = await conn.fetchval(
-                f"WITH eligible AS ({eligible}) SELECT count(*) FROM eligible", campaign_id, step
+                f"WITH eligible AS ({eligible}), {suppressions.SETTLE_LISTED}"
+                " SELECT count(*) FROM eligible WHERE prospect_id NOT IN (SELECT prospect_id FROM hit)",
+                campaign_id, step,
             )
     claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in rows]
     return DueBatch(claimed, next_due, pending)
@@ -241,6 +245,8 @@ async def _record_outcome(
             " reply = $5 WHERE id = $1",
             attempt_id, outcome, reply.code, reply.enhanced, reply.text,
         )
+        if state == "hard_bounced":
+            await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
 
 
 async def settle_open(

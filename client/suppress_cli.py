@@ -1,0 +1,151 @@
+"""``outreach suppress``: the do-not-contact list, per workspace or global (docs/decisions/0026).
+
+Needs only PostgreSQL. Every command that writes names its scope: ``--workspace W``
+or ``--global``; listing and exporting without one show every scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import asyncpg
+import click
+
+from config.settings import get_settings
+from specs import SpecError
+from specs.suppressions import read_suppressions_csv
+from store import StoreError, suppressions
+from store.suppressions import GLOBAL, Scope, Suppression
+
+T = TypeVar("T")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    from store.db import create_pool
+
+    async def run() -> T:
+        pool = await create_pool(get_settings().database_url, max_size=2)
+        try:
+            return await action(pool)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreError, SpecError) as exc:
+        _fail(str(exc))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _fail(f"cannot reach the database: {exc}")
+
+
+def _scope(workspace: str | None, is_global: bool, *, required: bool) -> Scope | None:
+    if workspace is not None and is_global:
+        raise click.UsageError("give --workspace W or --global, not both")
+    if is_global:
+        return GLOBAL
+    if workspace is not None:
+        try:
+            return Scope.workspace(workspace)
+        except StoreError as exc:
+            raise click.UsageError(str(exc)) from None
+    if required:
+        raise click.UsageError("say which list: --workspace W or --global")
+    return None
+
+
+def _scoped(required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The --workspace / --global pair of options."""
+    help_suffix = "" if required else " (default: every scope)"
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option("--global", "is_global", is_flag=True,
+                               help="The global list, which every workspace obeys" + help_suffix)(command)
+        return click.option("--workspace", "workspace", metavar="W",
+                            help="A workspace's list" + help_suffix)(command)
+
+    return decorate
+
+
+def _describe(s: Suppression) -> str:
+    return f"{s.entry} ({s.scope}, {s.source}{', ' + s.reason if s.reason else ''})"
+
+
+@click.group()
+def suppress() -> None:
+    """The do-not-contact list: addresses and @domains no campaign writes to."""
+
+
+@suppress.command("add")
+@click.argument("entry", metavar="ADDRESS|@DOMAIN")
+@_scoped(required=True)
+@click.option("--reason", default=None, help="Why, shown in listings.")
+def suppress_add(entry: str, workspace: str | None, is_global: bool, reason: str | None) -> None:
+    """List an ADDRESS, or every address of a @DOMAIN."""
+    scope = _scope(workspace, is_global, required=True)
+    assert scope is not None
+    added, new = _with_pool(lambda pool: suppressions.add(pool, scope, entry, reason=reason))
+    click.echo(f"{'added' if new else 'already listed:'} {_describe(added)}")
+
+
+@suppress.command("remove")
+@click.argument("entry", metavar="ADDRESS|@DOMAIN")
+@_scoped(required=True)
+def suppress_remove(entry: str, workspace: str | None, is_global: bool) -> None:
+    """Take an ADDRESS or @DOMAIN off a list (other scopes' entries stay)."""
+    scope = _scope(workspace, is_global, required=True)
+    assert scope is not None
+    removed = _with_pool(lambda pool: suppressions.remove(pool, scope, entry))
+    click.echo(f"removed {_describe(removed)}")
+
+
+@suppress.command("list")
+@_scoped(required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def suppress_list(workspace: str | None, is_global: bool, as_json: bool) -> None:
+    """Show a list's entries: address or domain, scope, source, reason, time."""
+    scope = _scope(workspace, is_global, required=False)
+    entries = _with_pool(lambda pool: suppressions.listed(pool, scope))
+    if as_json:
+        click.echo(json.dumps([s.as_json() for s in entries], indent=2, ensure_ascii=False))
+        return
+    for s in entries:
+        click.echo(f"{s.entry:<40} {str(s.scope):<24} {s.source:<12}"
+                   f" {s.created_at:%Y-%m-%d %H:%M:%S%z}  {s.reason or ''}".rstrip())
+    if not entries:
+        click.echo("no entries", err=True)
+
+
+@suppress.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_scoped(required=True)
+def suppress_import(file: Path, workspace: str | None, is_global: bool) -> None:
+    """List every entry of a CSV FILE (header row; column address: an address or @domain;
+    optional reason). All or nothing: a bad row imports nothing and is named with its column."""
+    scope = _scope(workspace, is_global, required=True)
+    assert scope is not None
+    try:
+        rows = read_suppressions_csv(file)
+    except SpecError as exc:
+        _fail(str(exc))
+    added = _with_pool(lambda pool: suppressions.add_many(pool, scope, rows))
+    click.echo(f"imported {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} into the {scope} list:"
+               f" {added} new, {len(rows) - added} already listed")
+
+
+@suppress.command("export")
+@_scoped(required=False)
+def suppress_export(workspace: str | None, is_global: bool) -> None:
+    """Write a list as CSV to stdout, in the form `suppress import` reads."""
+    scope = _scope(workspace, is_global, required=False)
+    entries = _with_pool(lambda pool: suppressions.listed(pool, scope))
+    suppressions.write_csv(sys.stdout, entries)

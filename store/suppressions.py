@@ -1,0 +1,279 @@
+"""The do-not-contact list: addresses and whole domains no campaign may write to, per
+workspace and globally (docs/decisions/0026).
+
+Entries are canonical (specs/suppressions.py): ``local@domain`` or ``@domain``,
+normalized and lower-cased like ``lower(prospects.email)``, so that every check
+is an equality on the indexed ``entry`` column. The checks:
+
+- ``mark_suppressed_prospects``: at import, a new campaign's listed prospects;
+- ``UNLISTED``: in the step scheduler's claim, an anti-join: a listed address is never
+  claimed, however late its entry was added;
+- ``SETTLE_LISTED``: where the scheduler counts what is left of a step, the listed
+  prospects it met become 'suppressed' and their open sends end 'skipped';
+- ``record_hard_bounce``: a hard bounce that says the address is gone lists it;
+- ``is_suppressed``: one address, for the check right before DATA.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from specs.scalars import check_slug
+from specs.suppressions import (
+    EXPORT_COLUMNS,
+    SuppressionRow,
+    canonical_entry,
+    checked_reason,
+    is_domain,
+)
+from store import StoreError
+
+Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+
+SOURCES = ("manual", "unsubscribe", "hard_bounce", "reply", "complaint", "import")
+
+
+class SuppressionError(StoreError, ValueError):
+    """An entry that is not an address or ``@domain``, a bad scope, or an entry not listed."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One workspace's list, or the global one (``workspace_id`` None) that every
+    workspace obeys."""
+
+    workspace_id: str | None = None
+
+    @classmethod
+    def workspace(cls, workspace_id: str) -> Scope:
+        try:
+            return cls(check_slug(workspace_id))
+        except ValueError as exc:
+            raise SuppressionError(f"workspace {exc}") from exc
+
+    def __str__(self) -> str:
+        return "global" if self.workspace_id is None else f"workspace:{self.workspace_id}"
+
+
+GLOBAL = Scope()
+
+
+@dataclass(frozen=True)
+class Suppression:
+    entry: str  # "local@domain" or "@domain"
+    scope: Scope
+    source: str
+    reason: str | None
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``outreach suppress list --json`` prints for it."""
+        kind, value = ("domain", self.entry[1:]) if is_domain(self.entry) else ("address", self.entry)
+        return {kind: value, "scope": str(self.scope), "workspace": self.scope.workspace_id,
+                "source": self.source, "reason": self.reason,
+                "created_at": self.created_at.isoformat()}
+
+
+def write_csv(out: TextIO, entries: list[Suppression]) -> None:
+    """Entries as CSV, in the form ``read_suppressions_csv`` reads back."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for s in entries:
+        writer.writerow([s.entry, s.reason or "", s.source, str(s.scope), s.created_at.isoformat()])
+
+
+def entry_of(text: str) -> str:
+    """The canonical entry of an address or ``@domain``, or SuppressionError."""
+    try:
+        return canonical_entry(text)
+    except ValueError as exc:
+        raise SuppressionError(f"{text.strip()!r}: {exc}") from exc
+
+
+_CAMPAIGN_WORKSPACE = "(SELECT c.workspace_id FROM campaigns c WHERE c.id = $1)"
+
+
+def _scope_of(workspace_sql: str) -> str:
+    return f"(s.workspace_id = {workspace_sql} OR s.workspace_id IS NULL)"
+
+
+def _listed_ids(rows: str, id_col: str, email_col: str, workspace_sql: str) -> str:
+    """SQL: the ids of ``rows`` whose address or domain is listed in the workspace or
+    globally. Two equality joins, not one lookup per row: the planner hashes the
+    scope's entries against a large set, or probes ``suppressions_entry`` for a small one."""
+    scope = _scope_of(workspace_sql)
+    return (
+        f"SELECT r.{id_col} FROM {rows} r JOIN suppressions s ON s.entry = lower(r.{email_col})"
+        f" WHERE {scope} UNION SELECT r.{id_col} FROM {rows} r JOIN suppressions s"
+        f" ON s.entry = '@' || split_part(lower(r.{email_col}), '@', 2) WHERE {scope}"
+    )
+
+
+# Appended to the step scheduler's eligible-prospects query (store/ledger.py, alias
+# ``p`` for prospects, $1 the campaign): an anti-join on the address and on its domain,
+# each an equality the planner can hash or look up in ``suppressions_entry``.
+UNLISTED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lower(p.email)
+                  AND {_scope_of(_CAMPAIGN_WORKSPACE)})
+  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = '@' || split_part(lower(p.email), '@', 2)
+                  AND {_scope_of(_CAMPAIGN_WORKSPACE)})
+"""
+
+# Common table expressions over a CTE ``eligible`` (prospect_id) of campaign $1, run
+# where the scheduler counts what is left of a step: ``hit`` holds the listed
+# prospects; they become 'suppressed' and their open sends that have not begun DATA
+# end 'skipped', so a step whose remaining prospects are all listed ends.
+_ELIGIBLE_EMAILS = "(SELECT e.prospect_id, p.email FROM eligible e JOIN prospects p ON p.id = e.prospect_id)"
+SETTLE_LISTED = f"""
+hit AS ({_listed_ids(_ELIGIBLE_EMAILS, "prospect_id", "email", _CAMPAIGN_WORKSPACE)}),
+marked AS (UPDATE prospects SET status = 'suppressed'
+           WHERE id IN (SELECT prospect_id FROM hit) AND status = 'active' RETURNING id),
+ended AS (UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(),
+                 finished_at = now()
+          WHERE campaign_id = $1 AND prospect_id IN (SELECT id FROM marked)
+            AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL RETURNING 1)
+"""
+
+
+async def is_suppressed(conn: Executor, workspace_id: str, address: str) -> bool:
+    """Whether ``address`` (or its domain) is listed in the workspace or globally."""
+    entry = entry_of(address)
+    if is_domain(entry):
+        raise SuppressionError(f"{address!r} is a domain, not an address")
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE entry = ANY($2::text[])"
+        " AND (workspace_id = $1 OR workspace_id IS NULL))",
+        workspace_id, [entry, "@" + entry.rsplit("@", 1)[1]],
+    )
+    return bool(found)
+
+
+async def add(
+    pool: asyncpg.Pool, scope: Scope, text: str, *, source: str = "manual", reason: str | None = None
+) -> tuple[Suppression, bool]:
+    """List an address or ``@domain``; return the entry and whether it is new (an entry
+    already listed in the scope keeps its source and reason)."""
+    entry = entry_of(text)
+    if source not in SOURCES:
+        raise SuppressionError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    try:
+        reason = checked_reason(reason or "")
+    except ValueError as exc:
+        raise SuppressionError(f"reason {exc}") from exc
+    in_scope, scope_args = _in_scope(scope, 2)
+    async with pool.acquire() as conn, conn.transaction():
+        await _ensure_workspace(conn, scope)
+        row = await conn.fetchrow(
+            "INSERT INTO suppressions (workspace_id, entry, source, reason) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (workspace_id, entry) DO NOTHING RETURNING *",
+            scope.workspace_id, entry, source, reason,
+        )
+        new = row is not None
+        if row is None:
+            row = await conn.fetchrow(
+                f"SELECT * FROM suppressions WHERE entry = $1 AND {in_scope}", entry, *scope_args
+            )
+    assert row is not None  # inserted, or there already
+    return _suppression(row), new
+
+
+async def remove(pool: asyncpg.Pool, scope: Scope, text: str) -> Suppression:
+    """Take an entry off a scope's list; SuppressionError if it is not on it."""
+    entry = entry_of(text)
+    in_scope, scope_args = _in_scope(scope, 2)
+    row = await pool.fetchrow(
+        f"DELETE FROM suppressions WHERE entry = $1 AND {in_scope} RETURNING *", entry, *scope_args
+    )
+    if row is None:
+        raise SuppressionError(f"{entry} is not on the {scope} list")
+    return _suppression(row)
+
+
+async def listed(pool: asyncpg.Pool, scope: Scope | None = None) -> list[Suppression]:
+    """A scope's entries (every scope's when None): global first, then by workspace, entry."""
+    if scope is None:
+        rows = await pool.fetch(
+            "SELECT * FROM suppressions ORDER BY workspace_id NULLS FIRST, entry"
+        )
+    else:
+        in_scope, scope_args = _in_scope(scope, 1)
+        rows = await pool.fetch(f"SELECT * FROM suppressions WHERE {in_scope} ORDER BY entry", *scope_args)
+    return [_suppression(r) for r in rows]
+
+
+async def add_many(
+    pool: asyncpg.Pool, scope: Scope, rows: list[SuppressionRow], *, source: str = "import"
+) -> int:
+    """List every row in one transaction; return how many were not listed yet."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _ensure_workspace(conn, scope)
+        status = await conn.execute(
+            "INSERT INTO suppressions (workspace_id, entry, source, reason)"
+            " SELECT $1, e.entry, $2, e.reason FROM unnest($3::text[], $4::text[]) AS e (entry, reason)"
+            " ON CONFLICT (workspace_id, entry) DO NOTHING",
+            scope.workspace_id, source, [r.entry for r in rows], [r.reason for r in rows],
+        )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def mark_suppressed_prospects(conn: Executor, campaign_id: str, workspace_id: str) -> int:
+    """At import: a campaign's active prospects that are listed become 'suppressed'."""
+    new_prospects = "(SELECT id, email FROM prospects WHERE campaign_id = $1 AND status = 'active')"
+    status = await conn.execute(
+        f"UPDATE prospects SET status = 'suppressed'"
+        f" WHERE id IN ({_listed_ids(new_prospects, 'id', 'email', '$2')})",
+        campaign_id, workspace_id,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+def address_is_gone(enhanced: str | None) -> bool:
+    """A hard bounce that says the address itself is bad (5.1.x: no such mailbox or
+    domain; 5.2.1: mailbox disabled), not the message (size, content) or a policy."""
+    if enhanced is None:
+        return False
+    return enhanced.startswith("5.1.") or enhanced == "5.2.1"
+
+
+async def record_hard_bounce(
+    conn: Executor, campaign_id: str, prospect_id: int, enhanced: str | None, reply: str
+) -> bool:
+    """In the transaction recording a hard bounce: list the prospect's address in its
+    campaign's workspace if the reply says the address is gone; return whether it did."""
+    if not address_is_gone(enhanced):
+        return False
+    status = await conn.execute(
+        "INSERT INTO suppressions (workspace_id, entry, source, reason)"
+        " SELECT c.workspace_id, lower(p.email), 'hard_bounce', $3"
+        " FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+        " WHERE p.id = $2 AND p.campaign_id = $1"
+        " ON CONFLICT (workspace_id, entry) DO NOTHING",
+        campaign_id, prospect_id, reply[:500] or None,
+    )
+    return status.endswith(" 1")
+
+
+def _in_scope(scope: Scope, param: int) -> tuple[str, list[str]]:
+    """SQL selecting a scope's rows with an index (``IS NOT DISTINCT FROM`` would not use
+    one), and its argument, numbered ``param``."""
+    if scope.workspace_id is None:
+        return "workspace_id IS NULL", []
+    return f"workspace_id = ${param}", [scope.workspace_id]
+
+
+async def _ensure_workspace(conn: Executor, scope: Scope) -> None:
+    # A list may be filled before the workspace's first campaign exists.
+    if scope.workspace_id is not None:
+        await conn.execute(
+            "INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", scope.workspace_id
+        )
+
+
+def _suppression(row: asyncpg.Record) -> Suppression:
+    return Suppression(entry=row["entry"], scope=Scope(row["workspace_id"]), source=row["source"],
+                       reason=row["reason"], created_at=row["created_at"])
