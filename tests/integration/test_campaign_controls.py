@@ -3,8 +3,8 @@ pause that lands between the gate and DATA, end to end on the Temporal dev serve
 a worker, real PostgreSQL, Redis and an in-process SMTP server.
 
 Nothing here waits for time to pass: the SMTP server holds a client at a stage until
-the test lets it go, and "nothing more happens" is a workflow with no task, activity
-or timer outstanding, whose history ends with a completed workflow task.
+the test lets it go, and "nothing more happens" is a workflow with no workflow task,
+activity, timer or outgoing signal outstanding.
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ from workflows.campaign import CampaignWorkflow
 _DONE = {EventType.EVENT_TYPE_TIMER_FIRED, EventType.EVENT_TYPE_TIMER_CANCELED}
 
 
-async def idle(handle: WorkflowHandle[Any, Any], activities: int = 0, after_signal: str = "") -> None:
+async def idle(
+    handle: WorkflowHandle[Any, Any], activities: int = 0, after_signal: str = "", timers: int = 0
+) -> None:
     """Wait until the workflow can do nothing more on its own: no workflow task pending,
-    exactly ``activities`` activities outstanding, no timer running, every external signal
-    it sent delivered, its last event a completed workflow task (after the signal
-    ``after_signal``, if given: the workflow has handled it)."""
+    exactly ``activities`` activities and ``timers`` timers outstanding, every external signal
+    it sent delivered (and, if given, the signal ``after_signal`` received: with no
+    workflow task pending, the workflow has handled it)."""
     deadline = time.monotonic() + 60.0
     while True:
         description = (await handle.describe()).raw_description
@@ -53,16 +55,20 @@ async def idle(handle: WorkflowHandle[Any, Any], activities: int = 0, after_sign
         signalled = [i for i, e in enumerate(events)
                      if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
                      and e.workflow_execution_signaled_event_attributes.signal_name == after_signal]
-        if (not description.HasField("pending_workflow_task")
+        # A run just started may not show its first workflow task yet: it must have had one.
+        if (kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] > 0
+                and not description.HasField("pending_workflow_task")
                 and len(description.pending_activities) == activities
-                and kinds[EventType.EVENT_TYPE_TIMER_STARTED] == sum(kinds[k] for k in _DONE)
+                and kinds[EventType.EVENT_TYPE_TIMER_STARTED] - sum(kinds[k] for k in _DONE) == timers
                 and kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]
                 == kinds[EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED]
                 + kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED]
-                and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
                 and (not after_signal or signalled)):
             return
-        assert time.monotonic() < deadline, f"{handle.id} still busy: {description}"
+        assert time.monotonic() < deadline, (
+            f"{handle.id} still busy: {[EventType.Name(e.event_type) for e in events[-12:]]},"
+            f" {len(description.pending_activities)} activities,"
+            f" workflow task pending: {description.HasField('pending_workflow_task')}")
         await asyncio.sleep(0.1)
 
 
