@@ -103,6 +103,9 @@ class LocalSmtpServer:
         self._hostname = hostname
         self._scripts: dict[tuple[Stage, str | None], deque[Reply]] = {}
         self._hangs: dict[Stage, float] = {}
+        self._holds: dict[Stage, asyncio.Event] = {}
+        # Sessions waiting at a hold now, by stage: a test knows a client got that far.
+        self.held: dict[Stage, int] = {}
         self._drops: dict[str, int] = {}
         self._sessions: set[_InboxSMTP] = set()
         self._server: asyncio.Server | None = None
@@ -155,6 +158,17 @@ class LocalSmtpServer:
         """Stall `seconds` before answering at `at` (0 stops). At "data" the body has
         been read and nothing is recorded unless the client is still there after it."""
         self._hangs[at] = seconds
+
+    def hold(self, at: Stage) -> None:
+        """Keep every session that reaches `at` waiting, with no reply, until `release(at)`:
+        for a test that must act while a client is at a known point of its transaction."""
+        self._holds.setdefault(at, asyncio.Event())
+
+    def release(self, at: Stage) -> None:
+        """Let the sessions held at `at` go on, and stop holding there."""
+        gate = self._holds.pop(at, None)
+        if gate is not None:
+            gate.set()
 
     def drop_after_data(self, recipient: str, times: int = 1) -> None:
         """Read the body, record the message (a real server may have kept it), then
@@ -234,6 +248,15 @@ class LocalSmtpServer:
         return None
 
     async def _stall(self, at: Stage) -> None:
+        gate = self._holds.get(at)
+        if gate is not None:
+            self.held[at] = self.held.get(at, 0) + 1
+            self._notify()
+            try:
+                await gate.wait()  # cancelled when the client goes away
+            finally:
+                self.held[at] -= 1
+                self._notify()
         seconds = self._hangs.get(at, 0.0)
         if seconds > 0:
             await asyncio.sleep(seconds)  # cancelled when the client goes away

@@ -6,12 +6,23 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
 # The browser test drives Debian's Chromium (Playwright downloads no browser).
 if [ ! -x /usr/bin/chromium ]; then
   echo "installing chromium (for the Web UI test) ..."
-  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
+fi
+
+# The TLS tests make throwaway certificates with the openssl CLI; they fail without it.
+if ! command -v openssl >/dev/null; then
+  echo "installing openssl (for the TLS tests) ..."
+  apt_install openssl
 fi
 
 python=${PYTHON:-python3}

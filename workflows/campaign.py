@@ -4,6 +4,11 @@ Step k's workflow runs from the start, sending each prospect step k once
 step k-1 reached them the delay ago; when step k-1's workflow ends, step k is
 told so it can end once nothing is left. Pause and resume are forwarded to
 every step; cancelling ends the steps and gives every open send a final state.
+
+The pause and resume handlers await signals and an activity, so they take
+turns under one lock: the state they store is that of the last one handled,
+and the run waits for a handler still at work before it stores its own
+(docs/decisions/0027).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import is_cancelled_exception
 from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
@@ -22,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import CampaignInput, CampaignResult, StepInput, StepResult
 
 _STATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Runs that began before this patch let a cancel that reached them as the awaited
+# step's error end the campaign without cancelling the other steps or its sends.
+_CANCEL_THROUGH_STEP_ERROR = "cancel-through-step-error"
 
 
 @workflow.defn
@@ -31,6 +40,7 @@ class CampaignWorkflow:
         self._inp = inp
         self._steps: list[ChildWorkflowHandle[CampaignStepWorkflow, StepResult]] = []
         self._paused = False
+        self._control = asyncio.Lock()  # one pause or resume at a time
 
     @workflow.run
     async def run(self, inp: CampaignInput) -> CampaignResult:
@@ -50,10 +60,16 @@ class CampaignWorkflow:
                 results.append(await handle)
                 if k + 1 < len(self._steps):
                     await self._steps[k + 1].signal(CampaignStepWorkflow.previous_step_done)
-        except asyncio.CancelledError:
-            await self._cancel_steps()
-            await self._set_state("cancelled")
+        except BaseException as err:
+            # A cancel arrives as CancelledError, or as the error of the step being
+            # awaited (the SDK cancels the child first and raises its cancellation).
+            if isinstance(err, asyncio.CancelledError) or (
+                is_cancelled_exception(err) and workflow.patched(_CANCEL_THROUGH_STEP_ERROR)
+            ):
+                await self._cancel_steps()
+                await self._set_state("cancelled")
             raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
         await self._set_state("completed")
         return CampaignResult(campaign_id=inp.campaign_id, steps=results)
 
@@ -83,17 +99,19 @@ class CampaignWorkflow:
 
     @workflow.signal
     async def pause(self) -> None:
-        self._paused = True
-        for handle in self._steps:
-            await handle.signal(CampaignStepWorkflow.pause)
-        await self._set_state("paused")
+        async with self._control:
+            self._paused = True
+            for handle in self._steps:
+                await handle.signal(CampaignStepWorkflow.pause)
+            await self._set_state("paused")
 
     @workflow.signal
     async def resume(self) -> None:
-        self._paused = False
-        for handle in self._steps:
-            await handle.signal(CampaignStepWorkflow.resume)
-        await self._set_state("running")
+        async with self._control:
+            self._paused = False
+            for handle in self._steps:
+                await handle.signal(CampaignStepWorkflow.resume)
+            await self._set_state("running")
 
     @workflow.query
     def paused(self) -> bool:

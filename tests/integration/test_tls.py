@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import ssl
 import subprocess
 import time
@@ -40,11 +39,15 @@ from mail.transport import MailTransport, Security, SmtpAccount, SmtpTimeouts
 from telemetry.log_context import ActivityLogContext
 from tests.factories import add_campaign, add_mailbox, send_row
 from tests.integration.conftest import MaintenanceWorkerFactory
+from tests.tools import required_tool
 from workers.registry import WORKFLOWS, build_activities
 from workflows.health_check import HealthCheckWorkflow
 from workflows.mailbox import MailboxWorkflow
+from workflows.models import MailboxStatus
 
 QUICK = SmtpTimeouts(connect=5.0, greeting=5.0, socket=5.0)
+# A health check's login may wait at a server the test holds before its greeting.
+HELD = SmtpTimeouts(connect=5.0, greeting=60.0, socket=5.0)
 Certificate = tuple[Path, Path]
 
 
@@ -63,8 +66,7 @@ def _make_certificate(folder: Path, name: str, subject: str, alt_names: str) -> 
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Certificate]:
     """Self-signed, each its own CA: "untrusted" (for 127.0.0.1, trusted by nobody),
     "other_host" (trusted, for another name), "trusted" (trusted, for 127.0.0.1)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
+    required_tool("openssl", "openssl")
     folder = tmp_path_factory.mktemp("tls")
     return {
         "untrusted": _make_certificate(folder, "untrusted", "untrusted.test", "IP:127.0.0.1"),
@@ -182,7 +184,7 @@ async def checker(
 ) -> AsyncIterator[Callable[[], Any]]:
     """Runs one health check (the real workflow and activity) with a given TLS trust."""
     async with AsyncExitStack() as stack:
-        health = MailboxHealth(db, dev_server.client, e2e_settings.task_queue, QUICK,
+        health = MailboxHealth(db, dev_server.client, e2e_settings.task_queue, HELD,
                                HttpTokenEndpoint(), tls_context=client_tls(certificates))
         await stack.enter_async_context(
             maintenance_worker_factory(e2e_settings, [health.check_mailboxes]))
@@ -218,7 +220,11 @@ async def assert_config_error(
     row = await until_paused(db)
     assert row["pause_reason"].startswith(f"config_error: {refusal}"), row["pause_reason"]
     assert row["paused_by"] == "health_check"  # the kind of pause a good check lifts
-    flag = await redis_client.hgetall(redis_key(settings.task_queue, "mailbox", "mb"))
+    # PostgreSQL is written first, then Redis: wait for the flag a send's gate reads.
+    deadline = time.monotonic() + 30.0
+    while (flag := await redis_client.hgetall(redis_key(settings.task_queue, "mailbox", "mb"))) == {}:
+        assert time.monotonic() < deadline, "no pause flag in Redis"
+        await asyncio.sleep(0.05)
     assert flag["paused"] == "1" and flag["reason"] == row["pause_reason"]
 
 
@@ -290,14 +296,78 @@ async def test_a_good_health_check_lifts_a_config_error_pause_and_the_send_then_
             await asyncio.sleep(0.05)
 
 
-async def test_a_config_error_never_overrides_an_operators_pause(
-    db: asyncpg.Pool, inbox: LocalSmtpServer, tls_worker: None, client: OutreachClient,
-    e2e_settings: Settings,
+async def settled(handle: Any) -> MailboxStatus:
+    """The mailbox workflow's state once its latest change is in force."""
+    deadline = time.monotonic() + 30.0
+    while not (status := await handle.query(MailboxWorkflow.status)).applied:
+        assert time.monotonic() < deadline, f"change not applied: {status}"
+        await asyncio.sleep(0.05)
+    return status
+
+
+async def assert_operators_pause(
+    db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings, client: OutreachClient
 ) -> None:
-    await add_mailbox(db, "mb", inbox.port)
-    await client.pause_mailbox("mb", "investigating")
-    handle = client.temporal.get_workflow_handle(mailbox_workflow_id(e2e_settings.task_queue, "mb"))
-    await handle.signal(MailboxWorkflow.pause, "config_error: 127.0.0.1 does not offer STARTTLS")
-    await handle.signal(MailboxWorkflow.health_resume)
-    status = await client.pause_mailbox("mb", "investigating")  # waits until applied
+    handle = client.temporal.get_workflow_handle(mailbox_workflow_id(settings.task_queue, "mb"))
+    status = await settled(handle)
     assert (status.paused, status.reason, status.paused_by) == (True, "investigating", "operator")
+    row = await db.fetchrow("SELECT paused, pause_reason, paused_by FROM mailboxes WHERE id = 'mb'")
+    assert tuple(row) == (True, "investigating", "operator")
+    flag = await redis_client.hgetall(redis_key(settings.task_queue, "mailbox", "mb"))
+    assert (flag["paused"], flag["reason"]) == ("1", "investigating")
+
+
+async def test_a_config_error_never_overrides_an_operators_pause(
+    db: asyncpg.Pool, redis_client: aioredis.Redis, e2e_settings: Settings, tls_worker: None,
+    client: OutreachClient, checker: Callable[[], Any],
+) -> None:
+    async with LocalSmtpServer() as stripped:  # offers no STARTTLS: a config error
+        await mailbox_on(db, stripped, "starttls")
+        await client.resume_mailbox("mb")  # its workflow runs; the mailbox is active
+        # A health check finds the mailbox active and begins its login; the operator
+        # pauses it before the server's greeting comes back.
+        stripped.hold("connect")
+        check = asyncio.create_task(checker())
+        await stripped.wait_for(lambda: stripped.held.get("connect") == 1, timeout=30)
+        await client.pause_mailbox("mb", "investigating")
+        stripped.release("connect")
+
+        result = await check
+        assert result.paused == ["mb"]  # the check did report its config error...
+        await assert_operators_pause(db, redis_client, e2e_settings, client)  # ...and it changed nothing
+
+        # Only the operator ends the operator's pause.
+        status = await client.resume_mailbox("mb")
+        assert (status.paused, status.paused_by) == (False, "")
+        row = await until_paused(db, paused=False)
+        assert (row["pause_reason"], row["paused_by"]) == (None, None)
+
+
+async def test_a_health_check_never_clears_an_operators_pause(
+    certificates: dict[str, Certificate], db: asyncpg.Pool, redis_client: aioredis.Redis,
+    e2e_settings: Settings, tls_worker: None, client: OutreachClient, checker: Callable[[], Any],
+) -> None:
+    fixed_server = LocalSmtpServer(starttls=server_tls(certificates["trusted"]))
+    async with LocalSmtpServer() as stripped, fixed_server as fixed:
+        await mailbox_on(db, stripped, "starttls")
+        assert (await checker()).paused == ["mb"]
+        await assert_config_error(db, redis_client, e2e_settings, "127.0.0.1 does not offer STARTTLS")
+
+        # The server is fixed; a health check sets out to lift its own config_error pause,
+        # and the operator pauses the mailbox (making the pause theirs) before it logs in.
+        await db.execute("UPDATE mailboxes SET smtp_port = $1 WHERE id = 'mb'", fixed.port)
+        fixed.hold("connect")
+        check = asyncio.create_task(checker())
+        await fixed.wait_for(lambda: fixed.held.get("connect") == 1, timeout=30)
+        await client.pause_mailbox("mb", "investigating")
+        fixed.release("connect")
+
+        result = await check
+        assert result.resumed == ["mb"]  # the check logged in and asked to resume...
+        assert fixed.auth_attempts == ["mb"]
+        await assert_operators_pause(db, redis_client, e2e_settings, client)  # ...in vain
+
+        status = await client.resume_mailbox("mb")
+        assert (status.paused, status.paused_by) == (False, "")
+        row = await until_paused(db, paused=False)
+        assert (row["pause_reason"], row["paused_by"]) == (None, None)

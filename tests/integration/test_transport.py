@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
 import subprocess
@@ -29,6 +28,7 @@ from mail.errors import (
 from mail.message import OutgoingMail, build_message
 from mail.replies import ReplyClass
 from mail.transport import MailTransport, Security, SmtpAccount, SmtpTimeouts
+from tests.tools import required_tool
 
 SENDER = "jane@sender.example"
 BOB = "bob@example.org"
@@ -336,8 +336,7 @@ def test_account_repr_hides_the_password() -> None:
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
+    required_tool("openssl", "openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(

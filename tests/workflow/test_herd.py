@@ -1,12 +1,14 @@
 """Herd freedom: 2,000 sends queued behind 25 mailboxes capped at 40 a day, on the
-time-skipping server across two simulated days. The cost per delivered email
-(gate calls, durable timers) stays a small constant: capped mailboxes are skipped
-until their next day instead of every queued send waking up to ask again."""
+time-skipping server across two simulated days. Each mailbox sends exactly its cap
+on each day, and the cost per delivered email (gate calls, durable timers) stays a
+small constant: capped mailboxes are skipped until their next day instead of every
+queued send waking up to ask again."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 import pytest
@@ -17,7 +19,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.models import GateInput, GateResult
+from activities.models import GateInput, GateResult, GateVerdict
 from config.names import campaign_workflow_id, send_task_queue
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
@@ -32,14 +34,21 @@ MAILBOXES, CAP, SENDS = 25, 40, 2000
 
 
 class CountedGate:
+    """The real gate, counting its calls and noting, for each send, the mailbox and the
+    (workflow-time, UTC) day of the first "go": the day its reservation counts against."""
+
     def __init__(self, real: object) -> None:
         self.real = real
         self.calls = 0
+        self.reserved: dict[str, tuple[str, date]] = {}
 
     @activity.defn(name="gate_send")
     async def gate_send(self, inp: GateInput) -> GateResult:
         self.calls += 1
-        return await self.real.gate_send(inp)  # type: ignore[attr-defined, no-any-return]
+        result: GateResult = await self.real.gate_send(inp)  # type: ignore[attr-defined]
+        if result.verdict is GateVerdict.GO and inp.now is not None:
+            self.reserved.setdefault(str(inp.key), (inp.mailbox_id, inp.now.astimezone(UTC).date()))
+        return result
 
 
 @pytest.fixture
@@ -88,6 +97,10 @@ async def test_queued_sends_behind_daily_caps_cost_a_constant_per_email(
         emails = [f"h{i}@example.com" for i in range(SENDS)]
         campaign_id, _ = await add_campaign(db, mailboxes, emails, [("Hi", "Body", 0)])
         workflow_id = campaign_workflow_id(settings.task_queue, campaign_id)
+        # Start just after a UTC midnight (the mailboxes' time zone), so that a day's
+        # sends never straddle two calendar days whatever the wall clock says.
+        now = await env.get_current_time()
+        await env.sleep(datetime.combine(now.date() + timedelta(days=1), time(0, 1), UTC) - now)
         started = await env.get_current_time()
         await env.client.execute_workflow(
             CampaignWorkflow.run,
@@ -101,7 +114,14 @@ async def test_queued_sends_behind_daily_caps_cost_a_constant_per_email(
 
     per_day = MAILBOXES * CAP
     assert delivered == SENDS
-    assert simulated >= timedelta(days=SENDS // per_day - 1)  # the caps held: it took the days
+    assert len({m.message_id for m in inbox.messages}) == SENDS
+    # The caps held, and bound: every mailbox sent exactly its cap on each of the two days.
+    first_day = started.astimezone(UTC).date()
+    days = [first_day + timedelta(days=n) for n in range(SENDS // per_day)]
+    per_mailbox_day = Counter(counted_worker.reserved.values())
+    assert len(counted_worker.reserved) == SENDS
+    assert per_mailbox_day == Counter({(m, d): CAP for m in mailboxes for d in days})
+    assert simulated >= timedelta(days=SENDS // per_day - 1)
     gate_per_email = counted_worker.calls / delivered
     timers_per_email = timers / delivered
     print(f"\nherd: {delivered} delivered over {simulated}; {gate_per_email:.2f} gate calls and"
