@@ -56,3 +56,13 @@ PROSPECT_IDS_ATTR = SearchAttributeKey.for_keyword_list("OutreachProspectIds")
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     CAMPAIGN_ID_ATTR, STEP_ATTR, MAILBOX_IDS_ATTR, PROSPECT_IDS_ATTR,
 )
+
+
+# Activity names: the send path. Every recorded workflow history holds them, so a
+# value never changes; workflows and test doubles use these, never the strings.
+DUE_SENDS = "due_sends"
+SETTLE_SEND = "settle_send"
+SET_CAMPAIGN_STATE = "set_campaign_state"
+GATE_SEND = "gate_send"
+SEND_EMAIL = "send_email"
+APPLY_MAILBOX_STATE = "apply_mailbox_state"

@@ -24,6 +24,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import MailboxStateInput
+    from config.names import APPLY_MAILBOX_STATE
     from workflows.models import MailboxInput, MailboxStatus
 
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
@@ -53,7 +54,7 @@ class MailboxWorkflow:
             while self._applied != self._version:
                 version, paused, reason = self._version, self._paused, self._reason
                 await workflow.execute_activity(
-                    "apply_mailbox_state",
+                    APPLY_MAILBOX_STATE,
                     MailboxStateInput(mailbox_id=inp.mailbox_id, paused=paused, reason=reason,
                                       paused_by=self._paused_by or None),
                     start_to_close_timeout=timedelta(seconds=30),
