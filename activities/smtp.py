@@ -227,7 +227,7 @@ class SendActivities:
             # No cause chain (`from None`): the reply is in the message, and the chain's
             # stack traces made the encrypted failure larger than the server keeps for
             # a retry's last failure ("Failure exceeds size limit": the reply was lost).
-            raise ApplicationError(f"{head}: {detail}", type=d.retry) from None
+            raise ApplicationError(f"{head}: {detail}", type=d.retry.value) from None
         assert d.outcome is not None
         return SendResult(
             outcome=d.outcome, code=reply.code if reply else None,
