@@ -19,11 +19,12 @@ import structlog
 from temporalio import activity
 
 from activities.models import GateInput, GateResult, GateVerdict
+from config.names import GATE_SEND
 from limits.policy import LimitPolicy
-from limits.store import KEEP, Admission, AdmitRequest, LimitStore, Verdict
+from limits.store import KEEP, Admission, AdmitRequest, GateLimit, LimitStore, Verdict
 from store.accounts import MailboxRecord, mailbox_record
 from store.ledger import mailbox_sends_since
-from telemetry.metrics import GATE_WAITS, gate_limit
+from telemetry.metrics import GATE_WAITS
 
 log = structlog.get_logger(__name__)
 _CACHE_SECONDS = 30.0  # cap, window and provider-size edits take effect within this
@@ -60,13 +61,13 @@ class GateActivities:
         self._provider_sizes[provider] = (time.monotonic(), size)
         return size
 
-    @activity.defn(name="gate_send")
+    @activity.defn(name=GATE_SEND)
     async def gate_send(self, inp: GateInput) -> GateResult:
         now = inp.now or datetime.now(UTC)
         mailbox = await self._mailbox(inp.mailbox_id)
         opens = mailbox.window.next_open(now)
         if opens > now:
-            GATE_WAITS.labels(limit="sending_window", provider=mailbox.provider).inc()
+            GATE_WAITS.labels(limit=GateLimit.SENDING_WINDOW, provider=mailbox.provider).inc()
             return GateResult(verdict=GateVerdict.WAIT, until=opens, reason="outside sending window")
         admission = await self._admit(mailbox, str(inp.key), now)
         if admission.verdict is Verdict.GO:
@@ -74,8 +75,8 @@ class GateActivities:
                               reason="circuit probe" if admission.probe else "",
                               reservation=admission.reservation)
         until = admission.at
-        GATE_WAITS.labels(limit=gate_limit(admission.reason), provider=mailbox.provider).inc()
-        if admission.reason.startswith("mailbox paused"):
+        GATE_WAITS.labels(limit=admission.limit, provider=mailbox.provider).inc()
+        if admission.limit is GateLimit.MAILBOX_PAUSED:
             until = now + self._paused_recheck  # a resume may come at any moment
         return GateResult(verdict=GateVerdict.WAIT, until=mailbox.window.next_open(until),
                           reason=admission.reason)

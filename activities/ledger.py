@@ -14,7 +14,9 @@ from activities.models import (
     DueSendsResult,
     SettleFailedInput,
 )
+from config.names import DUE_SENDS, SET_CAMPAIGN_STATE, SETTLE_SEND
 from mail.message import message_id_for
+from mail.outcomes import LedgerState
 from store import campaigns, ledger
 
 log = structlog.get_logger(__name__)
@@ -24,7 +26,7 @@ class LedgerActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    @activity.defn(name="due_sends")
+    @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         def message_id(prospect_id: int, domain: str) -> str:
             return message_id_for(inp.campaign_id, inp.step, prospect_id, domain)
@@ -39,17 +41,17 @@ class LedgerActivities:
             pending=batch.pending,
         )
 
-    @activity.defn(name="settle_send")
+    @activity.defn(name=SETTLE_SEND)
     async def settle_send(self, inp: SettleFailedInput) -> str:
         k = inp.key
         state = await ledger.settle_open(
-            self._pool, k.campaign_id, k.step, k.prospect_id, "failed", inp.reason
+            self._pool, k.campaign_id, k.step, k.prospect_id, LedgerState.FAILED, inp.reason
         )
         log.warning("send_settled", campaign_id=k.campaign_id, step=k.step,
                     prospect_id=k.prospect_id, state=state, reason=inp.reason)
         return state
 
-    @activity.defn(name="set_campaign_state")
+    @activity.defn(name=SET_CAMPAIGN_STATE)
     async def set_campaign_state(self, inp: CampaignStateInput) -> None:
         await campaigns.set_state(self._pool, inp.campaign_id, inp.state)
         if inp.state == "cancelled":

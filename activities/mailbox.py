@@ -7,6 +7,7 @@ import structlog
 from temporalio import activity
 
 from activities.models import MailboxStateInput
+from config.names import APPLY_MAILBOX_STATE
 from limits.store import LimitStore
 from store import accounts
 
@@ -18,7 +19,7 @@ class MailboxActivities:
         self._pool = pool
         self._store = store
 
-    @activity.defn(name="apply_mailbox_state")
+    @activity.defn(name=APPLY_MAILBOX_STATE)
     async def apply_mailbox_state(self, inp: MailboxStateInput) -> None:
         # PostgreSQL first: it is what the send activity checks just before
         # DATA, so once this commits no new message of the mailbox is sent.

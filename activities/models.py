@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
+
+from mail.outcomes import PauseKind, PauseReason
+from mail.outcomes import SendOutcome as SendOutcome  # defined with the table that decides it
 
 # The send retry policy gives attempts at +0, +5 min, +35 min, +2 h 35 min:
 # initial 5 min, coefficient 6 (5 -> 30 min), capped at 2 h, 4 attempts.
@@ -74,29 +78,8 @@ class GateResult(BaseModel):
     reservation: str = ""
 
 
-# The kind (a reason's text up to ":") of a mailbox paused because its account
-# cannot be used safely as configured: no STARTTLS, a refused certificate, an
-# unreadable credential (docs/decisions/0018).
-CONFIG_ERROR = "config_error"
-
-
-class SendOutcome(StrEnum):
-    SENT = "sent"
-    HARD_BOUNCED = "hard_bounced"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    SKIPPED = "skipped"
-    # Not final: the send goes back to the queue.
-    THROTTLED = "throttled"
-    MAILBOX_PAUSED = "mailbox_paused"
-    SENDER_PROBLEM = "sender_problem"
-    BUSY = "busy"  # no host connection or workspace slot free: nothing was sent
-
-
-FINAL_OUTCOMES = frozenset(
-    {SendOutcome.SENT, SendOutcome.HARD_BOUNCED, SendOutcome.FAILED, SendOutcome.UNKNOWN,
-     SendOutcome.SKIPPED}
-)
+# The head of a pause reason that the next good health check lifts (activities/health.py).
+CONFIG_ERROR = PauseReason.CONFIG_ERROR
 
 
 class SendResult(BaseModel):
@@ -108,6 +91,20 @@ class SendResult(BaseModel):
     reason: str = ""
     # For THROTTLED: when the host takes sends again (jittered push-back).
     retry_at: datetime | None = None
+    # For SENDER_PROBLEM: who lifts the pause the mailbox gets.
+    pause: PauseKind | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pause_of_earlier_results(cls, data: Any) -> Any:
+        """A result recorded before ``pause`` existed (histories still hold them) named
+        its pause in the reason's head, as the step workflow then read it."""
+        if (isinstance(data, dict) and "pause" not in data
+                and data.get("outcome") == SendOutcome.SENDER_PROBLEM):
+            lifted_by_health_check = str(data.get("reason", "")).startswith(f"{CONFIG_ERROR}:")
+            data = {**data, "pause": PauseKind.HEALTH_CHECK if lifted_by_health_check
+                    else PauseKind.OPERATOR}
+        return data
 
 
 class SendInput(BaseModel):

@@ -6,9 +6,11 @@ recorded after. An attempt that finds DATA started but no reply recorded (the
 worker died in between) ends the send as ``unknown`` instead of resending:
 for cold email a duplicate is worse than a miss.
 
-Retryability is decided here: a soft bounce or a connection failure raises
-(the retry policy waits 5 min, 30 min, 2 h); everything else returns an
-outcome the workflow acts on.
+Each attempt comes to an event or a refusal; what that means (ledger state,
+retry, refund, breaker, push-back, pause) is decided by one table,
+mail/outcomes.py, and applied here: a soft bounce or a connection failure
+raises (the retry policy waits 5 min, 30 min, 2 h); everything else returns
+an outcome the workflow acts on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -25,39 +28,68 @@ from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.models import FINAL_OUTCOMES, SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
+from activities.models import SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
+from config.names import SEND_EMAIL
 from config.secrets import KeyRing
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
 from limits.store import LimitStore
-from mail.errors import (
-    SmtpConfigError,
-    SmtpConnectionFailed,
-    SmtpHostBusy,
-    SmtpOutcomeUnknown,
-    SmtpRejected,
-)
+from mail.errors import SmtpError, SmtpHostBusy, SmtpRejected
 from mail.message import OutgoingMail, build_message
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint, TokenRefreshFailed
-from mail.replies import ReplyClass, SmtpReply
+from mail.outcomes import (
+    FINAL_STATES,
+    AttemptPolicy,
+    Breaker,
+    Event,
+    LedgerState,
+    Refused,
+    Retry,
+    SendDecision,
+    decide,
+    transaction_result,
+)
+from mail.replies import SmtpReply
 from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
 from store import accounts, ledger
 from store.accounts import MailboxRecord
 from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
-from telemetry.metrics import CIRCUIT_OPEN, RAISED_OUTCOMES, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION
+from telemetry.metrics import CIRCUIT_OPEN, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION, UNEXPECTED
 
 log = structlog.get_logger(__name__)
 
 # How long a retry waits for a host connection slot (well inside the activity's
 # start-to-close, which also covers the workspace slot wait and the transaction).
 HOST_BUSY_PATIENCE_SECONDS = 30.0
+_ATTEMPTS = AttemptPolicy(max_attempts=SEND_MAX_ATTEMPTS)
 
 
 class MailboxPausedBeforeData(Exception):
     """The mailbox was paused after the transaction began; DATA was not sent."""
+
+
+@dataclass
+class _Attempt:
+    """One run of the send activity: what applying a decision needs to know."""
+
+    inp: SendInput
+    number: int  # Temporal's attempt number, from 1
+    mailbox: MailboxRecord | None = None  # once read
+    attempt_id: int | None = None  # once the transaction is recorded in the ledger
+
+    @property
+    def first(self) -> bool:
+        """Only the first attempt holds the gate's reservation, and it gives a send
+        back to the workflow at once instead of waiting for a slot."""
+        return self.number == 1
+
+    @property
+    def known_mailbox(self) -> MailboxRecord:
+        assert self.mailbox is not None, "no limit of a mailbox is touched before it is read"
+        return self.mailbox
 
 
 class SendActivities:
@@ -72,7 +104,7 @@ class SendActivities:
         self._policy = policy
         self._tokens = tokens or HttpTokenEndpoint()
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=SEND_EMAIL)
     async def send_email(self, inp: SendInput) -> SendResult:
         k = inp.key
         structlog.contextvars.bind_contextvars(
@@ -81,69 +113,54 @@ class SendActivities:
         )
         try:
             with SENDS_IN_FLIGHT.track_inprogress():
-                result = await self._send(inp)
-        except ApplicationError as exc:
-            _count(RAISED_OUTCOMES.get(exc.type or "", "error"))
-            raise
+                return await self._send(_Attempt(inp, activity.info().attempt))
+        except ApplicationError:
+            raise  # a retry: counted when it was decided
         except Exception:
-            _count("error")
+            _count(UNEXPECTED)
             raise
         finally:
             structlog.contextvars.unbind_contextvars("campaign_id", "step", "prospect_id", "attempt")
-        _count(result.outcome.value)
-        return result
 
-    async def _send(self, inp: SendInput) -> SendResult:
-        k = inp.key
+    async def _send(self, at: _Attempt) -> SendResult:
+        k = at.inp.key
         ctx = await ledger.send_context(self._pool, k.campaign_id, k.step, k.prospect_id)
         structlog.contextvars.bind_contextvars(mailbox_id=ctx.mailbox_id)
-        if ctx.state in {o.value for o in FINAL_OUTCOMES}:
-            return SendResult(outcome=SendOutcome(ctx.state))  # already done: a no-op
+        if ctx.state in FINAL_STATES:
+            return _counted(SendResult(outcome=SendOutcome(ctx.state)))  # already done: a no-op
         if ctx.data_started:
-            return await self._unknown(inp, "a previous attempt began DATA and never recorded a reply")
+            return _counted(await self._unknown(at.inp))
         if ctx.prospect_status != "active":
-            await self._settle(inp, "skipped", f"prospect {ctx.prospect_status}")
-            return SendResult(outcome=SendOutcome.SKIPPED)
-        mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
+            return await self._apply(at, Event.PROSPECT_INACTIVE, note=f"prospect {ctx.prospect_status}")
+        at.mailbox = mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
         structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
-            return await self._unused(inp, mailbox, SendResult(
-                outcome=SendOutcome.MAILBOX_PAUSED, reason=mailbox.pause_reason))
+            return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
         try:
             message = build_message(_outgoing(mailbox, ctx))
         except (ValueError, TemplateError) as exc:
             # Import checks these; a message that still cannot be built will
             # never be, so it fails now instead of being retried.
-            await self._settle(inp, "failed", f"message not built: {exc}")
-            return SendResult(outcome=SendOutcome.FAILED, reason=str(exc))
+            return await self._apply(at, Event.UNBUILDABLE, error=str(exc), note=f"message not built: {exc}")
         try:
             account = await self._account(mailbox)
         except TokenRefreshFailed as exc:  # the grant was revoked or the client changed
-            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
-                              reason=f"auth_failed: token refresh: {exc}"[:300])
+            return await self._apply(at, Event.TOKEN_REFUSED, error=f"token refresh: {exc}")
         except CredentialError as exc:  # its key was removed, or the value was altered
-            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
-                              reason=f"config_error: credentials: {exc}"[:300])
+            return await self._apply(at, Event.CREDENTIAL_UNREADABLE, error=f"credentials: {exc}")
         in_flight = f"workspace:{ctx.workspace_id}"
-        lease = f"{k}#{activity.info().attempt}"
+        lease = f"{k}#{at.number}"
         try:
-            if not await self._wait_for_lease(in_flight, lease):
-                return await self._unused(inp, mailbox, SendResult(
-                    outcome=SendOutcome.BUSY, reason="workspace in-flight limit"))
+            if not await self._wait_for_lease(in_flight, lease, at.first):
+                return await self._apply(at, Event.WORKSPACE_BUSY, error="workspace in-flight limit")
         except LimitStoreUnavailable as exc:
             # Fail closed: no limits, no send. The workflow asks the gate again,
             # which keeps retrying until the store is back (and rebuilt).
-            return SendResult(outcome=SendOutcome.BUSY, reason=str(exc))
+            return await self._apply(at, Event.LIMITS_DOWN, error=str(exc))
         try:
-            return await self._transact(inp, mailbox, ctx, account, message)
+            return await self._transact(at, ctx, account, message)
         finally:
             await self._best_effort(self._store.release_lease(in_flight, lease))
-
-    async def _unused(self, inp: SendInput, mailbox: MailboxRecord, result: SendResult) -> SendResult:
-        """Nothing was sent: give back the provider slot the gate reserved for it."""
-        if inp.reservation and activity.info().attempt == 1:
-            await self._best_effort(self._store.refund(mailbox.provider, inp.reservation))
-        return result
 
     async def _best_effort(self, call: Awaitable[object]) -> None:
         """Limit bookkeeping after a transaction must not lose the transaction's
@@ -154,11 +171,10 @@ class SendActivities:
             log.warning("limit_store_unavailable", error=str(exc))
 
     async def _transact(
-        self, inp: SendInput, mailbox: MailboxRecord, ctx: SendContext, account: SmtpAccount,
-        message: bytes,
+        self, at: _Attempt, ctx: SendContext, account: SmtpAccount, message: bytes
     ) -> SendResult:
-        k = inp.key
-        attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+        k, mailbox = at.inp.key, at.known_mailbox
+        at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
 
         async def before_data() -> None:
             if not await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id):
@@ -166,36 +182,86 @@ class SendActivities:
 
         try:
             reply = await self._send_patiently(mailbox, account, ctx.prospect_email, message,
-                                               before_data)
+                                               before_data, at.first)
         except MailboxPausedBeforeData:
-            await self._finish(inp, attempt_id, "queued", "mailbox_paused", None)
-            return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.MAILBOX_PAUSED))
-        except (SmtpHostBusy, LimitStoreUnavailable) as exc:
-            await self._finish(inp, attempt_id, "queued", "host_busy", None, str(exc))
-            if activity.info().attempt > 1:  # a retry must not start over with 4 new attempts
-                raise ApplicationError(f"host busy: {exc}", type="HostBusy") from None
-            return await self._unused(inp, mailbox, SendResult(outcome=SendOutcome.BUSY,
-                                                               reason=str(exc)))
-        except SmtpOutcomeUnknown as exc:
-            await self._connection_result(mailbox, ok=False)
-            await self._finish(inp, attempt_id, "unknown", "unknown", None, str(exc))
-            log.error("send_outcome_unknown", error=str(exc))
-            return SendResult(outcome=SendOutcome.UNKNOWN, reason=str(exc))
-        except SmtpRejected as exc:
-            await self._connection_result(mailbox, ok=True)
-            return await self._rejected(inp, mailbox, attempt_id, exc)
-        except SmtpConfigError as exc:
-            await self._finish(inp, attempt_id, "queued", "config_error", None, str(exc))
-            # MailboxWorkflow.pause knows this kind: a later good health check lifts it.
-            return SendResult(outcome=SendOutcome.SENDER_PROBLEM,
-                              reason=f"config_error: {exc}"[:300])
-        except SmtpConnectionFailed as exc:
-            await self._connection_result(mailbox, ok=False)
-            return await self._retry_or_fail(inp, attempt_id, "connection", None, str(exc))
-        await self._connection_result(mailbox, ok=True)
-        await self._finish(inp, attempt_id, "sent", "sent", reply)
+            return await self._apply(at, Event.PAUSED_BEFORE_DATA)
+        except LimitStoreUnavailable as exc:  # the host's connection slots could not be asked
+            return await self._apply(at, Event.HOST_BUSY, error=str(exc))
+        except SmtpError as exc:
+            came_to = transaction_result(exc)
+            if came_to is None:
+                raise
+            if isinstance(exc, SmtpRejected):
+                return await self._apply(at, came_to, reply=exc.reply)
+            result = await self._apply(at, came_to, error=str(exc))
+            if came_to is Event.OUTCOME_UNKNOWN:
+                log.error("send_outcome_unknown", error=str(exc))
+            return result
+        result = await self._apply(at, Event.DELIVERED, reply=reply)
         log.info("send_accepted", code=reply.code)
-        return SendResult(outcome=SendOutcome.SENT, code=reply.code, reply=reply.text)
+        return result
+
+    async def _apply(
+        self, at: _Attempt, result: Event | Refused, *, reply: SmtpReply | None = None,
+        error: str = "", note: str = "",
+    ) -> SendResult:
+        """Do what `decide` says this result means (docs/decisions/0021-send-outcomes-table.md).
+
+        ``error`` is what went wrong (recorded with the attempt, and the result's
+        reason); ``note`` is why a send that never began a transaction ended.
+        """
+        d = decide(result, at.number, _ATTEMPTS)
+        detail = f"{reply.code} {reply.text}" if reply else error
+        if d.breaker is not None:
+            await self._connection_result(at.known_mailbox, ok=d.breaker is Breaker.UP)
+        retry_at = await self._push_back(at.known_mailbox) if d.push_back else None
+        if d.ledger is not None:
+            await self._record(at, d, reply, error, note)
+        if d.suppress:
+            await ledger.suppress_prospect(self._pool, at.inp.key.prospect_id, "hard_bounced")
+        if d.refund and at.inp.reservation:
+            await self._best_effort(self._store.refund(at.known_mailbox.provider, at.inp.reservation))
+        _count(d.metric)
+        if d.retry is not None:
+            head = "host busy" if d.retry is Retry.HOST_BUSY else d.recorded
+            # No cause chain (`from None`): the reply is in the message, and the chain's
+            # stack traces made the encrypted failure larger than the server keeps for
+            # a retry's last failure ("Failure exceeds size limit": the reply was lost).
+            raise ApplicationError(f"{head}: {detail}", type=d.retry.value) from None
+        assert d.outcome is not None
+        return SendResult(
+            outcome=d.outcome, code=reply.code if reply else None,
+            # A send out of attempts shows what ended it.
+            reply=detail if d.exhausted else (reply.text if reply else ""),
+            reason=(d.pause_reason.text(detail) if d.pause_reason
+                    else "" if d.exhausted else error),
+            retry_at=retry_at, pause=d.pause,
+        )
+
+    async def _record(
+        self, at: _Attempt, d: SendDecision, reply: SmtpReply | None, error: str, note: str
+    ) -> None:
+        """The attempt's outcome and the send's new state; a send that never began a
+        transaction is settled instead, with the note saying why."""
+        assert d.ledger is not None
+        k = at.inp.key
+        if at.attempt_id is None:
+            await ledger.settle_open(self._pool, k.campaign_id, k.step, k.prospect_id, d.ledger, note)
+            return
+        assert d.recorded is not None
+        recorded = Reply(reply.code, reply.enhanced, reply.text) if reply else Reply(None, None, error)
+        await ledger.finish_attempt(
+            self._pool, k.campaign_id, k.step, k.prospect_id, at.attempt_id, d.ledger, d.recorded,
+            recorded,
+        )
+
+    async def _push_back(self, mailbox: MailboxRecord) -> datetime:
+        """Not the recipient's fault: back the whole host off, with jitter so that
+        the sends it pushes back do not all return together."""
+        jitter = self._policy.throttle_jitter.total_seconds() * random.random()
+        retry_at = datetime.now(UTC) + timedelta(seconds=jitter)
+        await self._best_effort(self._store.push_back(mailbox.smtp_host, retry_at))
+        return retry_at
 
     async def _account(self, mailbox: MailboxRecord) -> SmtpAccount:
         grant = await accounts.oauth_grant(self._pool, mailbox.id, ring=self._ring)
@@ -212,13 +278,13 @@ class SendActivities:
 
     async def _send_patiently(
         self, mailbox: MailboxRecord, account: SmtpAccount, rcpt: str, message: bytes,
-        before_data: Callable[[], Awaitable[None]],
+        before_data: Callable[[], Awaitable[None]], first: bool,
     ) -> SmtpReply:
         """The transaction; a retry that finds every connection slot of the host taken
         waits a little for one instead of spending one of the recipient's attempts on
         it (a killed worker's connection leases hold slots until they expire: found by
         the chaos suite). A first attempt gives the send back to the workflow at once."""
-        patience = 0.0 if activity.info().attempt == 1 else HOST_BUSY_PATIENCE_SECONDS
+        patience = 0.0 if first else HOST_BUSY_PATIENCE_SECONDS
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -230,10 +296,10 @@ class SendActivities:
                     raise
                 await asyncio.sleep(random.uniform(0.5, 2.0))
 
-    async def _wait_for_lease(self, scope: str, lease: str) -> bool:
+    async def _wait_for_lease(self, scope: str, lease: str, first: bool) -> bool:
         """A workspace in-flight slot; a first attempt gives up at once (the workflow
         tries again shortly), a retry waits a little for one."""
-        patience = 0.0 if activity.info().attempt == 1 else 60.0
+        patience = 0.0 if first else 60.0
         deadline = time.monotonic() + patience
         ttl = timedelta(seconds=self._policy.workspace_lease_seconds)
         while not await self._store.acquire_lease(
@@ -258,75 +324,25 @@ class SendActivities:
         if opened and not ok:
             log.warning("circuit_open", host=mailbox.smtp_host)
 
-    async def _rejected(
-        self, inp: SendInput, mailbox: MailboxRecord, attempt_id: int, exc: SmtpRejected
-    ) -> SendResult:
-        reply = exc.reply
-        kind = reply.reply_class
-        summary = f"{reply.code} {reply.text}"
-        if kind is ReplyClass.HARD_BOUNCE:
-            await self._finish(inp, attempt_id, "hard_bounced", kind.value, reply)
-            await ledger.suppress_prospect(self._pool, inp.key.prospect_id, "hard_bounced")
-            return SendResult(outcome=SendOutcome.HARD_BOUNCED, code=reply.code, reply=reply.text)
-        if kind is ReplyClass.THROTTLED:
-            # Not the recipient's fault: back the whole host off, with jitter so
-            # that the sends it pushes back do not all return together.
-            jitter = self._policy.throttle_jitter.total_seconds() * random.random()
-            retry_at = datetime.now(UTC) + timedelta(seconds=jitter)
-            await self._best_effort(self._store.push_back(mailbox.smtp_host, retry_at))
-            await self._finish(inp, attempt_id, "queued", kind.value, reply)
-            return SendResult(outcome=SendOutcome.THROTTLED, code=reply.code, reply=reply.text,
-                              retry_at=retry_at)
-        if kind in (ReplyClass.SENDER_PROBLEM, ReplyClass.QUOTA):
-            # The mailbox's fault, never the recipient's: pause it, keep the send.
-            await self._finish(inp, attempt_id, "queued", kind.value, reply)
-            label = "auth_failed" if exc.stage == "auth" else kind.value
-            return SendResult(outcome=SendOutcome.SENDER_PROBLEM, code=reply.code,
-                              reply=reply.text, reason=f"{label}: {summary}"[:300])
-        return await self._retry_or_fail(inp, attempt_id, kind.value, reply, summary)
-
-    async def _retry_or_fail(
-        self, inp: SendInput, attempt_id: int, outcome: str, reply: SmtpReply | None, summary: str
-    ) -> SendResult:
-        """A soft bounce or a connection failure: retry by raising, or fail on the last attempt."""
-        if activity.info().attempt >= SEND_MAX_ATTEMPTS:
-            await self._finish(inp, attempt_id, "failed", outcome, reply, summary)
-            return SendResult(outcome=SendOutcome.FAILED, code=reply.code if reply else None,
-                              reply=summary)
-        state = "soft_bounced" if reply is not None else "queued"
-        await self._finish(inp, attempt_id, state, outcome, reply, summary)
-        # No cause chain (`from None`): the reply is in the message, and the chain's
-        # stack traces made the encrypted failure larger than the server keeps for
-        # a retry's last failure ("Failure exceeds size limit": the reply was lost).
-        raise ApplicationError(
-            f"{outcome}: {summary}", type="SoftBounce" if reply else "SmtpConnection"
-        ) from None
-
-    async def _unknown(self, inp: SendInput, why: str) -> SendResult:
-        k = inp.key
-        state = await ledger.settle_open(self._pool, k.campaign_id, k.step, k.prospect_id, "unknown", why)
+    async def _unknown(self, inp: SendInput) -> SendResult:
+        """DATA began on an earlier attempt and no reply was recorded: never resend."""
+        k, why = inp.key, "a previous attempt began DATA and never recorded a reply"
+        state = await ledger.settle_open(
+            self._pool, k.campaign_id, k.step, k.prospect_id, LedgerState.UNKNOWN, why
+        )
         log.error("send_outcome_unknown", reason=why, state=state)
         return SendResult(outcome=SendOutcome(state), reason=why)
-
-    async def _settle(self, inp: SendInput, state: str, why: str) -> None:
-        k = inp.key
-        await ledger.settle_open(self._pool, k.campaign_id, k.step, k.prospect_id, state, why)
-
-    async def _finish(
-        self, inp: SendInput, attempt_id: int, state: str, outcome: str,
-        reply: SmtpReply | None, text: str = "",
-    ) -> None:
-        k = inp.key
-        recorded = Reply(reply.code, reply.enhanced, reply.text) if reply else Reply(None, None, text)
-        await ledger.finish_attempt(
-            self._pool, k.campaign_id, k.step, k.prospect_id, attempt_id, state, outcome, recorded
-        )
 
 
 def _count(outcome: str) -> None:
     """One send attempt's outcome class, under the provider bound once its mailbox was read."""
     provider = structlog.contextvars.get_contextvars().get("provider", "unresolved")
     SENDS.labels(provider=provider, outcome=outcome).inc()
+
+
+def _counted(result: SendResult) -> SendResult:
+    _count(result.outcome.value)
+    return result
 
 
 async def _timed(mailbox: MailboxRecord, transaction: Awaitable[SmtpReply]) -> SmtpReply:

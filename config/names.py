@@ -71,6 +71,15 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
 )
 
 
+# Activity names: the send path. Every recorded workflow history holds them, so a
+# value never changes; workflows and test doubles use these, never the strings.
+DUE_SENDS = "due_sends"
+SETTLE_SEND = "settle_send"
+SET_CAMPAIGN_STATE = "set_campaign_state"
+GATE_SEND = "gate_send"
+SEND_EMAIL = "send_email"
+APPLY_MAILBOX_STATE = "apply_mailbox_state"
+
 # Activity names: maintenance
 # (workflows/cleanup.py, health_check.py, reconcile.py; recorded in their histories: never rename)
 CLEANUP_LEDGER = "cleanup_ledger"

@@ -21,6 +21,31 @@ class Verdict(StrEnum):
     REBUILD = "rebuild"  # the store lost this mailbox: reload it from the ledger first
 
 
+class GateLimit(StrEnum):
+    """The limit behind a gate's "wait": the ``limit`` label of outreach_gate_waits."""
+
+    SENDING_WINDOW = "sending_window"  # decided by the gate itself, before the store
+    MAILBOX_PAUSED = "mailbox_paused"
+    CIRCUIT_OPEN = "circuit_open"
+    CIRCUIT_HALF_OPEN = "circuit_half_open"
+    DAILY_CAP = "daily_cap"
+    ROLLING_CAP = "rolling_cap"
+    PROVIDER_OR_SPACING = "provider_or_spacing"
+    OTHER = "other"
+
+
+# A "wait" reason's words (limits/lua/admit.lua and MemoryLimitStore say them) -> its limit.
+# The words are what operators see in a send's history; the limit is read only here.
+_WAIT_REASONS = (
+    ("mailbox paused", GateLimit.MAILBOX_PAUSED),
+    ("circuit open", GateLimit.CIRCUIT_OPEN),
+    ("circuit half-open", GateLimit.CIRCUIT_HALF_OPEN),
+    ("daily cap", GateLimit.DAILY_CAP),
+    ("rolling 24 h cap", GateLimit.ROLLING_CAP),
+    ("no slot", GateLimit.PROVIDER_OR_SPACING),
+)
+
+
 @dataclass(frozen=True)
 class AdmitRequest:
     mailbox_id: str
@@ -44,6 +69,12 @@ class Admission:
     reason: str = ""
     probe: bool = False  # this send is the circuit breaker's single probe
     reservation: str = ""  # GO: the provider slot taken, to give back if unused
+
+    @property
+    def limit(self) -> GateLimit:
+        """WAIT: the limit that said so."""
+        return next((limit for words, limit in _WAIT_REASONS if self.reason.startswith(words)),
+                    GateLimit.OTHER)
 
 
 class LimitStore(Protocol):

@@ -1,9 +1,10 @@
 """The send ledger: one row per (campaign, step, prospect), and every attempt at it.
 
-States: ``queued`` -> ``sending`` -> ``sent`` | ``soft_bounced`` (retrying) |
-``hard_bounced`` | ``failed`` | ``unknown``; ``skipped`` when the send will not
-happen. ``data_started_at`` is set just before SMTP DATA and cleared with the
-reply: found set by a later attempt, it means DATA's outcome is unknown.
+States (mail.outcomes.LedgerState): ``queued`` -> ``sending`` -> ``sent`` |
+``soft_bounced`` (retrying) | ``hard_bounced`` | ``failed`` | ``unknown``;
+``skipped`` when the send will not happen. ``data_started_at`` is set just
+before SMTP DATA and cleared with the reply: found set by a later attempt, it
+means DATA's outcome is unknown.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from mail import outcomes
+from mail.outcomes import LedgerState
 from store import UnknownRecord, suppressions
 from store.db import outlasting_restarts
 
@@ -22,22 +25,24 @@ from store.db import outlasting_restarts
 # (well inside the send activity's start-to-close, 120 s by default).
 RECORD_PATIENCE_SECONDS = 45.0
 
-OPEN_STATES = ("queued", "sending", "soft_bounced")
-FINAL_STATES = ("sent", "hard_bounced", "failed", "unknown", "skipped")
+# As plain strings: they go into SQL and into the counts `outreach` prints.
+OPEN_STATES = tuple(s.value for s in outcomes.OPEN_STATES)
+FINAL_STATES = tuple(s.value for s in outcomes.FINAL_STATES)
 ALL_STATES = OPEN_STATES + FINAL_STATES
+_OPEN = "(" + ", ".join(f"'{s}'" for s in OPEN_STATES) + ")"  # ('queued', 'sending', 'soft_bounced')
 
 # Who may be sent step k, and from when: step 1 at once; step k once step k-1
 # was sent to that prospect at least the step's delay ago (per prospect).
-_ELIGIBLE_FIRST = """
+_ELIGIBLE_FIRST = f"""
 SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
        '-infinity'::timestamptz AS due_at
 FROM prospects p
 JOIN mailboxes m ON m.id = p.mailbox_id
 LEFT JOIN sends cur ON cur.campaign_id = p.campaign_id AND cur.step = 1 AND cur.prospect_id = p.id
 WHERE p.campaign_id = $1 AND $2::int = 1 AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN ('queued', 'sending', 'soft_bounced'))
+  AND (cur.state IS NULL OR cur.state IN {_OPEN})
 """
-_ELIGIBLE_FOLLOW_UP = """
+_ELIGIBLE_FOLLOW_UP = f"""
 SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
        prev.sent_at + make_interval(secs => st.delay_seconds) AS due_at
 FROM sends prev
@@ -48,7 +53,7 @@ LEFT JOIN sends cur ON cur.campaign_id = prev.campaign_id AND cur.step = $2
                    AND cur.prospect_id = prev.prospect_id
 WHERE prev.campaign_id = $1 AND prev.step = $2 - 1 AND prev.state = 'sent'
   AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN ('queued', 'sending', 'soft_bounced'))
+  AND (cur.state IS NULL OR cur.state IN {_OPEN})
 """
 
 
@@ -211,7 +216,7 @@ async def finish_attempt(
     step: int,
     prospect_id: int,
     attempt_id: int,
-    state: str,
+    state: LedgerState,
     outcome: str,
     reply: Reply,
 ) -> None:
@@ -228,8 +233,8 @@ async def finish_attempt(
 
 
 async def _record_outcome(
-    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, attempt_id: int, state: str,
-    outcome: str, reply: Reply,
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, attempt_id: int,
+    state: LedgerState, outcome: str, reply: Reply,
 ) -> None:
     final = state in FINAL_STATES
     async with pool.acquire() as conn, conn.transaction():
@@ -245,12 +250,12 @@ async def _record_outcome(
             " reply = $5 WHERE id = $1",
             attempt_id, outcome, reply.code, reply.enhanced, reply.text,
         )
-        if state == "hard_bounced":
+        if state is LedgerState.HARD_BOUNCED:
             await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
 
 
 async def settle_open(
-    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, state: str, reason: str
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, state: LedgerState, reason: str
 ) -> str:
     """Give a send that is still open a final state; return the state it ends in.
 
@@ -261,7 +266,7 @@ async def settle_open(
         f"UPDATE sends SET state = CASE WHEN data_started_at IS NOT NULL THEN 'unknown' ELSE $4 END,"
         f" last_reply = coalesce($5, last_reply), data_started_at = NULL,"
         f" updated_at = now(), finished_at = now()"
-        f" WHERE {_KEY} AND state IN ('queued', 'sending', 'soft_bounced') RETURNING state",
+        f" WHERE {_KEY} AND state IN {_OPEN} RETURNING state",
         campaign_id, step, prospect_id, state, reason or None,
     )
     if new_state is None:
@@ -286,7 +291,7 @@ async def skip_open_sends(pool: asyncpg.Pool, campaign_id: str, reason: str) -> 
         "UPDATE sends SET state = CASE WHEN data_started_at IS NOT NULL THEN 'unknown'"
         " ELSE 'skipped' END, last_reply = coalesce(last_reply, $2), data_started_at = NULL,"
         " updated_at = now(), finished_at = now()"
-        " WHERE campaign_id = $1 AND state IN ('queued', 'sending', 'soft_bounced')",
+        f" WHERE campaign_id = $1 AND state IN {_OPEN}",
         campaign_id, reason,
     )
     return int(status.rsplit(" ", 1)[1])

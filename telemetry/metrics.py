@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from mail.outcomes import PauseKind, PauseReason
+
 SENDS = Counter(
     "outreach_sends", "Send attempts by mailbox provider and outcome class.", ["provider", "outcome"]
 )
@@ -30,35 +32,17 @@ BACKLOG = Gauge(
 )
 UNKNOWN_SENDS = Gauge("outreach_unknown_sends", "Sends whose SMTP outcome is unknown (ledger rows).")
 
-# Outcome classes a raised (retried) attempt is counted under.
-RAISED_OUTCOMES = {"SoftBounce": "soft_bounced", "SmtpConnection": "connection_failed", "HostBusy": "busy"}
+# outreach_sends' outcome: a send's outcome, a raised attempt's (mail.outcomes.Retry),
+# or this for an attempt that raised anything else.
+UNEXPECTED = "error"
 
-PAUSE_REASONS = ("auth_failed", "sender_problem", "quota", "config_error")
-
-# Gate reasons (limits/lua/admit.lua, activities/gate.py) -> the limit's label.
-_GATE_LIMITS = (
-    ("outside sending window", "sending_window"),
-    ("mailbox paused", "mailbox_paused"),
-    ("circuit open", "circuit_open"),
-    ("circuit half-open", "circuit_half_open"),
-    ("daily cap", "daily_cap"),
-    ("rolling 24 h cap", "rolling_cap"),
-    ("no slot", "provider_or_spacing"),
-)
-
-
-def gate_limit(reason: str) -> str:
-    """The label of the limit behind a gate's 'wait' reason."""
-    for prefix, label in _GATE_LIMITS:
-        if reason.startswith(prefix):
-            return label
-    return "other"
+PAUSE_REASONS = tuple(r.value for r in PauseReason)
 
 
 def pause_class(reason: str) -> str:
     """A paused mailbox's reason as a bounded label; free text from an operator is 'operator'."""
     head = reason.split(":", 1)[0].strip()
-    return head if head in PAUSE_REASONS else "operator"
+    return head if head in PAUSE_REASONS else PauseKind.OPERATOR.value
 
 
 def exported_names() -> set[str]:

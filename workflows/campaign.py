@@ -23,7 +23,7 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import CampaignStateInput
-    from config.names import step_workflow_id
+    from config.names import SET_CAMPAIGN_STATE, step_workflow_id
     from workflows.campaign_step import CampaignStepWorkflow, step_search_attributes
     from workflows.models import CampaignInput, CampaignResult, StepInput, StepResult
 
@@ -90,7 +90,7 @@ class CampaignWorkflow:
 
     async def _set_state(self, state: str) -> None:
         await workflow.execute_activity(
-            "set_campaign_state",
+            SET_CAMPAIGN_STATE,
             CampaignStateInput(campaign_id=self._inp.campaign_id, state=state),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_STATE_RETRY,

@@ -25,7 +25,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
-        CONFIG_ERROR,
         SEND_BACKOFF,
         SEND_FIRST_RETRY,
         SEND_MAX_ATTEMPTS,
@@ -44,12 +43,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from config.names import (
         CAMPAIGN_ID_ATTR,
+        DUE_SENDS,
+        GATE_SEND,
         MAILBOX_IDS_ATTR,
         PROSPECT_IDS_ATTR,
+        SEND_EMAIL,
+        SETTLE_SEND,
         STEP_ATTR,
         STEP_STALLS_METRIC,
         mailbox_workflow_id,
     )
+    from mail.outcomes import PauseKind
     from workflows.models import StepInput, StepResult
 
 
@@ -71,6 +75,8 @@ def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
 
 # Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# MailboxWorkflow's signal for each kind of pause a send asks for.
+_PAUSE_SIGNALS = {PauseKind.OPERATOR: "pause", PauseKind.HEALTH_CHECK: "health_pause"}
 _THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-5 min
 # Search attribute values are limited to 2,048 bytes by default; stay under it.
 _ATTR_BUDGET = 1_900
@@ -140,7 +146,7 @@ class CampaignStepWorkflow:
 
     async def _claim(self, now: datetime, room: int) -> DueSendsResult:
         batch: DueSendsResult = await workflow.execute_activity(
-            "due_sends",
+            DUE_SENDS,
             DueSendsInput(
                 campaign_id=self._inp.campaign_id, step=self._inp.step, as_of=now, limit=room,
                 per_mailbox=self._inp.tuning.per_mailbox, exclude_prospects=list(self._in_flight),
@@ -273,7 +279,7 @@ class CampaignStepWorkflow:
             if self._blocked.get(mailbox_id, workflow.now()) > workflow.now():
                 return None
             result: GateResult = await workflow.execute_activity(
-                "gate_send",
+                GATE_SEND,
                 GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now()),
                 result_type=GateResult,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -296,7 +302,7 @@ class CampaignStepWorkflow:
             )
         try:
             result: SendResult = await workflow.execute_activity(
-                "send_email",
+                SEND_EMAIL,
                 SendInput(key=key, reservation=gate.reservation),
                 result_type=SendResult,
                 start_to_close_timeout=self._inp.tuning.send_start_to_close,
@@ -330,14 +336,13 @@ class CampaignStepWorkflow:
             # An unusable account (no STARTTLS, refused certificate) is paused as
             # the health check's kind: its next good login lifts it (decision 0018).
             # Other sender problems (auth, quota, policy) wait for the operator.
-            kind = "health_pause" if result.reason.startswith(f"{CONFIG_ERROR}:") else "pause"
-            await mailbox.signal(kind, result.reason)
+            await mailbox.signal(_PAUSE_SIGNALS[result.pause or PauseKind.OPERATOR], result.reason)
             self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
 
     async def _settle_failed(self, key: SendKey, err: ActivityError) -> None:
         reason = str(err.cause or err)
         state = await workflow.execute_activity(
-            "settle_send",
+            SETTLE_SEND,
             SettleFailedInput(key=key, reason=reason[:500]),
             result_type=str,
             start_to_close_timeout=timedelta(seconds=30),

@@ -29,7 +29,12 @@ with workflow.unsafe.imports_passed_through():
         MailboxInput,
         MailboxStateInput,
     )
-    from config.names import HEALTH_PAUSE_SIGNAL, HEALTH_RESUME_SIGNAL, MAILBOX_WORKFLOW
+    from config.names import (
+        APPLY_MAILBOX_STATE,
+        HEALTH_PAUSE_SIGNAL,
+        HEALTH_RESUME_SIGNAL,
+        MAILBOX_WORKFLOW,
+    )
     from workflows.models import MailboxStatus
 
 _CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
@@ -57,7 +62,7 @@ class MailboxWorkflow:
             while self._applied != self._version:
                 version, paused, reason = self._version, self._paused, self._reason
                 await workflow.execute_activity(
-                    "apply_mailbox_state",
+                    APPLY_MAILBOX_STATE,
                     MailboxStateInput(mailbox_id=inp.mailbox_id, paused=paused, reason=reason,
                                       paused_by=self._paused_by or None),
                     start_to_close_timeout=timedelta(seconds=30),

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from activities.models import CampaignStateInput
 from client import InvalidState
 from client.api import OutreachClient
-from config.names import campaign_workflow_id, send_task_queue, step_workflow_id
+from config.names import SET_CAMPAIGN_STATE, campaign_workflow_id, send_task_queue, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -202,7 +202,7 @@ class HeldPause:
         self.real = real
         self.began, self.release = asyncio.Event(), asyncio.Event()
 
-    @activity.defn(name="set_campaign_state")
+    @activity.defn(name=SET_CAMPAIGN_STATE)
     async def set_campaign_state(self, inp: CampaignStateInput) -> None:
         if inp.state == "paused":
             self.began.set()
@@ -217,7 +217,7 @@ async def held_pause_worker(
 ) -> AsyncIterator[HeldPause]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
     real, others = take_activity(build_activities(e2e_settings, db, redis_client, transport),
-                                 "set_campaign_state")
+                                 SET_CAMPAIGN_STATE)
     held = HeldPause(real)
     async with Worker(
         dev_server.client, task_queue=send_task_queue(e2e_settings.task_queue),

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from activities.models import DueSendsInput, DueSendsResult, GateInput, GateResult, GateVerdict
 from client.api import OutreachClient
-from config.names import campaign_workflow_id, send_task_queue, step_workflow_id
+from config.names import DUE_SENDS, GATE_SEND, campaign_workflow_id, send_task_queue, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -129,12 +129,12 @@ class Recorded:
         self.claims: list[tuple[str, list[str]]] = []
         self.answers: dict[str, list[GateResult]] = {}
 
-    @activity.defn(name="due_sends")
+    @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         self.claims.append((activity.info().workflow_run_id, list(inp.blocked_mailboxes)))
         return await self.ledger.due_sends(inp)  # type: ignore[attr-defined, no-any-return]
 
-    @activity.defn(name="gate_send")
+    @activity.defn(name=GATE_SEND)
     async def gate_send(self, inp: GateInput) -> GateResult:
         result: GateResult = await self.gate.gate_send(inp)  # type: ignore[attr-defined]
         self.answers.setdefault(inp.mailbox_id, []).append(result)
@@ -148,8 +148,8 @@ async def recorded_worker(
 ) -> AsyncIterator[Recorded]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
     ledger, activities = take_activity(build_activities(e2e_settings, db, redis_client, transport),
-                                       "due_sends")
-    gate, others = take_activity(activities, "gate_send")
+                                       DUE_SENDS)
+    gate, others = take_activity(activities, GATE_SEND)
     recorded = Recorded(ledger, gate)
     async with Worker(
         dev_server.client, task_queue=send_task_queue(e2e_settings.task_queue),

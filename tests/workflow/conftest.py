@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from activities.models import SendInput, SendResult
 from activities.smtp import SendActivities
 from config.converter import data_converter
-from config.names import send_task_queue
+from config.names import SEND_EMAIL, send_task_queue
 from config.settings import Settings
 from mail.transport import MailTransport, SmtpTimeouts
 from workers.registry import WORKFLOWS, build_activities
@@ -37,8 +37,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def take_activity(activities: list[Callable[..., Any]], name: str) -> tuple[Any, list[Callable[..., Any]]]:
-    """The object behind the activity method ``name``, and the other activities: for a
-    test double that wraps the real activity under its real name."""
+    """The object behind the activity ``name`` (its method is named like it), and the
+    other activities: for a test double that wraps the real activity under its real name."""
     method = next(a for a in activities if getattr(a, "__name__", "") == name)
     return method.__self__, [a for a in activities if a is not method]  # type: ignore[attr-defined]
 
@@ -51,7 +51,7 @@ class AttemptLog:
         self.real = real
         self.scheduled: dict[int, list[datetime]] = {}
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=SEND_EMAIL)
     async def send_email(self, inp: SendInput) -> SendResult:
         info = activity.info()
         self.scheduled.setdefault(inp.key.prospect_id, []).append(info.started_time)
@@ -63,7 +63,7 @@ async def running_worker(
     env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[AttemptLog]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    real, activities = take_activity(build_activities(settings, db, redis_client, transport), "send_email")
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), SEND_EMAIL)
     log = AttemptLog(real)
     async with Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.models import GateInput, GateResult, GateVerdict
-from config.names import campaign_workflow_id, send_task_queue
+from config.names import GATE_SEND, campaign_workflow_id, send_task_queue
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -42,7 +42,7 @@ class CountedGate:
         self.calls = 0
         self.reserved: dict[str, tuple[str, date]] = {}
 
-    @activity.defn(name="gate_send")
+    @activity.defn(name=GATE_SEND)
     async def gate_send(self, inp: GateInput) -> GateResult:
         self.calls += 1
         result: GateResult = await self.real.gate_send(inp)  # type: ignore[attr-defined]
@@ -56,7 +56,7 @@ async def counted_worker(
     env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[CountedGate]:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    real, activities = take_activity(build_activities(settings, db, redis_client, transport), "gate_send")
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), GATE_SEND)
     gate = CountedGate(real)
     async with Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.models import DueSendsInput, DueSendsResult, SendInput, SendResult
-from config.names import campaign_workflow_id, send_task_queue, step_workflow_id
+from config.names import DUE_SENDS, SEND_EMAIL, campaign_workflow_id, send_task_queue, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -45,13 +45,13 @@ class StaleClaimMeetsPreviousDone:
         self.stale_read = asyncio.Event()
         self.held = 0
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=SEND_EMAIL)
     async def send_email(self, inp: SendInput) -> SendResult:
         if inp.key.step == 1 and inp.key.prospect_id == self.last:
             await self.stale_read.wait()
         return await self.sends.send_email(inp)  # type: ignore[attr-defined, no-any-return]
 
-    @activity.defn(name="due_sends")
+    @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         result: DueSendsResult = await self.ledger.due_sends(inp)  # type: ignore[attr-defined]
         if inp.step == 2 and result.pending == 0 and not self.stale_read.is_set():
@@ -76,8 +76,8 @@ async def test_a_step_told_the_step_before_ended_during_a_claim_claims_again(
 ) -> None:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
     sends, activities = take_activity(build_activities(settings, db, redis_client, transport),
-                                      "send_email")
-    ledger, others = take_activity(activities, "due_sends")
+                                      SEND_EMAIL)
+    ledger, others = take_activity(activities, DUE_SENDS)
     async with LocalSmtpServer() as inbox:
         await add_mailbox(db, "mb-race", inbox.port)
         emails = ["a@example.com", "b@example.com", "last@example.com"]

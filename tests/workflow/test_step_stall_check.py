@@ -28,7 +28,7 @@ from temporalio.worker import Worker
 
 from activities.models import DueSendsInput, DueSendsResult
 from config.converter import data_converter
-from config.names import STEP_STALLS_METRIC, campaign_workflow_id, send_task_queue
+from config.names import DUE_SENDS, STEP_STALLS_METRIC, campaign_workflow_id, send_task_queue
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -44,7 +44,7 @@ class OneLostWakeUp:
         self.ledger = ledger
         self.lied = False
 
-    @activity.defn(name="due_sends")
+    @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         if not self.lied:
             self.lied = True
@@ -76,7 +76,7 @@ async def test_an_idle_step_with_a_lost_wake_up_claims_at_the_stall_check_and_re
     temporal = await Client.connect(env.client.service_client.config.target_host,
                                     data_converter=data_converter(), runtime=runtime)
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
-    ledger, activities = take_activity(build_activities(settings, db, redis_client, transport), "due_sends")
+    ledger, activities = take_activity(build_activities(settings, db, redis_client, transport), DUE_SENDS)
     lost = OneLostWakeUp(ledger)
     caplog.set_level(logging.ERROR, logger="temporalio.workflow")
     async with LocalSmtpServer() as inbox, Worker(

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.models import DueSendsInput, DueSendsResult, SendInput, SendResult
-from config.names import campaign_workflow_id, send_task_queue
+from config.names import DUE_SENDS, SEND_EMAIL, campaign_workflow_id, send_task_queue
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -39,7 +39,7 @@ class LastSendEndsDuringClaim:
         self.last = -1
         self.claim_began, self.last_ended = asyncio.Event(), asyncio.Event()
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=SEND_EMAIL)
     async def send_email(self, inp: SendInput) -> SendResult:
         if inp.key.prospect_id == self.last:
             await self.claim_began.wait()
@@ -49,7 +49,7 @@ class LastSendEndsDuringClaim:
             if inp.key.prospect_id == self.last:
                 self.last_ended.set()
 
-    @activity.defn(name="due_sends")
+    @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         result: DueSendsResult = await self.ledger.due_sends(inp)  # type: ignore[attr-defined]
         if self.last in inp.exclude_prospects and not self.last_ended.is_set():
@@ -64,8 +64,8 @@ async def test_a_step_whose_last_send_ends_during_a_claim_still_completes(
 ) -> None:
     transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
     sends, activities = take_activity(build_activities(settings, db, redis_client, transport),
-                                      "send_email")
-    ledger, others = take_activity(activities, "due_sends")
+                                      SEND_EMAIL)
+    ledger, others = take_activity(activities, DUE_SENDS)
     doubles = LastSendEndsDuringClaim(sends, ledger)
     async with LocalSmtpServer() as inbox, Worker(
         env.client, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
