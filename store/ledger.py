@@ -250,7 +250,7 @@ async def _record_outcome(
             " reply = $5 WHERE id = $1",
             attempt_id, outcome, reply.code, reply.enhanced, reply.text,
         )
-        if state is LedgerState.HARD_BOUNCED:
+        if state == LedgerState.HARD_BOUNCED:
             await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
 
 
