@@ -26,7 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 
@@ -137,7 +137,11 @@ class Stage:
     root: Path
     env: dict[str, str]
     workdir: Path
-    mounts: list[Path] = field(default_factory=list)
+    python: Path
+
+    def ensure_python(self) -> None:
+        if not self.python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(self.python)], check=True)
 
     def container_path(self, literal: str, expanded: str) -> Path:
         """A path as the stage sees it: literal absolute paths live under the stage's root."""
@@ -202,6 +206,7 @@ class Builder:
                 raise UnsupportedDockerfile(f"Dockerfile line {instruction.line}: before FROM")
             handler(instruction.args)
         assert self.stage is not None
+        self.stage.ensure_python()
         return Image(self.stage.env, self.stage.workdir, self.cmd, self.healthcheck, self.stopsignal,
                      self.user, self.users_created, self.run_lines)
 
@@ -219,12 +224,11 @@ class Builder:
             raise UnsupportedDockerfile(f"FROM {args}: this interpreter is {sys.version_info[:2]}")
         name = words[2] if len(words) == 3 else str(len(self.stages))
         root = self.work / "stages" / name
-        python = self.work / "base-python" / name  # the base image's /usr/local
+        python = self.work / "base-python" / name  # the base image's /usr/local, made when first used
         root.mkdir(parents=True)
-        subprocess.run([sys.executable, "-m", "venv", str(python)], check=True)
         env = {**_plumbing_env(), "PATH": f"{python}/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
                "LANG": "C.UTF-8", "HOME": str(root / "root")}
-        self.stage = self.stages[name] = Stage(name, root, env, root)
+        self.stage = self.stages[name] = Stage(name, root, env, root, python)
         self.run_lines[name] = []
 
     def _do_env(self, args: str) -> None:
@@ -286,6 +290,7 @@ class Builder:
         if literal_paths:
             raise UnsupportedDockerfile(f"RUN {command}: name container paths through ENV: {literal_paths}")
         self.run_lines[self.current.name].append(command)
+        self.current.ensure_python()
         try:
             subprocess.run(["/bin/sh", "-c", command], env=self.current.env, cwd=self.current.workdir,
                            check=True)

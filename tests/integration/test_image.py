@@ -15,11 +15,12 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,10 @@ DEV_ONLY = {"tests", "bench", "localsmtp"}
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
-    return build_image(ROOT, tmp_path_factory.mktemp("image"))
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    work = tmp_path_factory.mktemp("image")
+    yield build_image(ROOT, work)
+    shutil.rmtree(work)  # some 400 MB
 
 
 @dataclass
@@ -148,7 +151,7 @@ async def read_until(stream: asyncio.StreamReader, event: str, seen: list[str], 
             seen.append(line)
             if f'"event": "{event}"' in line:
                 return
-        raise AssertionError(f"the output ended before {event}")
+        raise AssertionError(f"the output ended before {event}:\n" + "".join(seen)[-3000:])
 
     await asyncio.wait_for(scan(), within)
 
