@@ -67,8 +67,13 @@ HOST_BUSY_PATIENCE_SECONDS = 30.0
 _ATTEMPTS = AttemptPolicy(max_attempts=SEND_MAX_ATTEMPTS)
 
 
-class MailboxPausedBeforeData(Exception):
-    """The mailbox was paused after the transaction began; DATA was not sent."""
+class StopBeforeData(Exception):
+    """Something said "stop" after the transaction began (docs/decisions/0021); DATA
+    was not sent. ``found`` says what."""
+
+    def __init__(self, found: ledger.DataStart) -> None:
+        super().__init__(found.value)
+        self.found = found
 
 
 @dataclass
@@ -177,14 +182,20 @@ class SendActivities:
         at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
 
         async def before_data() -> None:
-            if not await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id):
-                raise MailboxPausedBeforeData(mailbox.id)
+            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id)
+            if found is not ledger.DataStart.GO:
+                raise StopBeforeData(found)
 
         try:
             reply = await self._send_patiently(mailbox, account, ctx.prospect_email, message,
                                                before_data, at.first)
-        except MailboxPausedBeforeData:
-            return await self._apply(at, Event.PAUSED_BEFORE_DATA)
+        except StopBeforeData as stop:
+            if stop.found is ledger.DataStart.PAUSED:
+                return await self._apply(at, Event.PAUSED_BEFORE_DATA)
+            log.info("send_stopped_before_data", why=stop.found.value)
+            if stop.found is ledger.DataStart.SUPPRESSED:  # the prospect's state says so too
+                await ledger.suppress_prospect(self._pool, k.prospect_id, "suppressed")
+            return await self._apply(at, Event.STOPPED_BEFORE_DATA, error=stop.found.value)
         except LimitStoreUnavailable as exc:  # the host's connection slots could not be asked
             return await self._apply(at, Event.HOST_BUSY, error=str(exc))
         except SmtpError as exc:

@@ -137,6 +137,9 @@ class Event(StrEnum):
     # The transaction.
     HOST_BUSY = "host_busy"  # no connection slot of the host free
     PAUSED_BEFORE_DATA = "mailbox_paused"  # paused after the transaction began
+    # Stopped after the transaction began: the address was suppressed, the prospect
+    # is no longer active, or the send was ended (a cancelled campaign). Never sent.
+    STOPPED_BEFORE_DATA = "stopped"
     CONFIG_ERROR = "config_error"  # the account cannot be used safely as configured
     NO_CONNECTION = "connection"  # no usable answer before DATA: safe to retry
     OUTCOME_UNKNOWN = "unknown"  # lost after DATA began: never resend
@@ -218,6 +221,7 @@ _BEFORE: dict[Event, _Row] = {
 _TRANSACTION: dict[Event, _Row] = {
     Event.HOST_BUSY:             _Row(L.QUEUED, S.BUSY, refund=True, retry=R.HOST_BUSY),
     Event.PAUSED_BEFORE_DATA:    _Row(L.QUEUED, S.MAILBOX_PAUSED, refund=True),
+    Event.STOPPED_BEFORE_DATA:   _Row(L.SKIPPED, S.SKIPPED, refund=True),
     Event.CONFIG_ERROR:          _Row(L.QUEUED, S.SENDER_PROBLEM, pause=P.CONFIG_ERROR),
     Event.NO_CONNECTION:         _Row(L.QUEUED, S.FAILED, B.DOWN, retry=R.CONNECTION),
     Event.OUTCOME_UNKNOWN:       _Row(L.UNKNOWN, S.UNKNOWN, B.DOWN),

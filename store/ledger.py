@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -188,19 +189,50 @@ async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospec
     return attempt_id
 
 
-async def mark_data_started(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> bool:
-    """Mark DATA as about to start, unless the mailbox was paused meanwhile.
+class DataStart(StrEnum):
+    """What the check right before DATA found."""
 
-    One statement: a pause committed before it is seen, so after a pause is
-    acknowledged no message of that mailbox reaches DATA.
+    GO = "go"
+    PAUSED = "paused"  # the mailbox was paused meanwhile: the send goes later
+    SUPPRESSED = "suppressed"  # the address (or its domain) was listed meanwhile
+    PROSPECT_STOPPED = "prospect stopped"  # it replied, bounced, unsubscribed, was stopped
+    SEND_ENDED = "send ended"  # the send itself was ended meanwhile (a cancelled campaign)
+
+
+async def mark_data_started(
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int
+) -> DataStart:
+    """Mark DATA as about to start, unless something that says "stop" was committed
+    meanwhile: a mailbox pause, a suppression entry, the prospect's state, or the
+    send's own end. The last moment a stop can still win.
+
+    One statement: whatever was committed before it is seen, so after a pause is
+    acknowledged no message of that mailbox reaches DATA. Only when it finds a
+    reason to stop does a second query say which.
     """
-    done = await pool.fetchval(
+    started = await pool.fetchval(
         f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
+        " AND state = 'sending'"
         " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
+        " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
+        f" {suppressions.UNLISTED})"
         " RETURNING true",
         campaign_id, step, prospect_id,
     )
-    return bool(done)
+    if started:
+        return DataStart.GO
+    why = await pool.fetchrow(
+        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED})"
+        " AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
+        " JOIN prospects p ON p.id = s.prospect_id"
+        " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
+        campaign_id, step, prospect_id,
+    )
+    if why is None or why["state"] != "sending":
+        return DataStart.SEND_ENDED
+    if why["paused"]:
+        return DataStart.PAUSED
+    return DataStart.SUPPRESSED if why["listed"] else DataStart.PROSPECT_STOPPED
 
 
 @dataclass(frozen=True)

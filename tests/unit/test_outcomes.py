@@ -102,6 +102,7 @@ EVENTS: dict[Event, dict[int, SendDecision]] = {
     },
     Event.PAUSED_BEFORE_DATA: every(returns(L.QUEUED, "mailbox_paused", S.MAILBOX_PAUSED),
                                     refund_first=True),
+    Event.STOPPED_BEFORE_DATA: every(returns(L.SKIPPED, "stopped", S.SKIPPED), refund_first=True),
     Event.CONFIG_ERROR: every(returns(L.QUEUED, "config_error", SENDER, pause=PauseKind.HEALTH_CHECK,
                                       pause_reason=PauseReason.CONFIG_ERROR)),
     Event.NO_CONNECTION: {
