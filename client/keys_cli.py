@@ -6,50 +6,21 @@ restart the workers -> ``keys rotate`` -> drop the old entry.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import NoReturn, TypeVar
 
-import asyncpg
 import click
 
+from client.db_command import fail, run_on_database
 from config.secrets import KeyRing, SecretKeyError, generate_entry, key_ring
 from config.settings import get_settings
-from store import StoreError, accounts
-
-T = TypeVar("T")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+from store import accounts
 
 
 def _ring() -> KeyRing:
     try:
         return key_ring(get_settings().secret_keys)
     except SecretKeyError as exc:
-        _fail(str(exc))
-
-
-def _with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    from store.db import create_pool
-
-    async def run() -> T:
-        pool = await create_pool(get_settings().database_url, max_size=2)
-        try:
-            return await action(pool)
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(run())
-    except StoreError as exc:
-        _fail(str(exc))
-    except (OSError, asyncpg.PostgresError) as exc:
-        _fail(f"cannot reach the database: {exc}")
+        fail(str(exc))
 
 
 @click.group()
@@ -64,7 +35,7 @@ def keys_generate(key_id: str | None) -> None:
     try:
         entry = generate_entry(key_id or f"k{datetime.now(UTC):%Y%m%d%H%M%S}")
     except SecretKeyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(entry)
     click.echo(
         "prepend it to OUTREACH_SECRET_KEYS (newest first, comma-separated), restart the"
@@ -78,7 +49,7 @@ def keys_generate(key_id: str | None) -> None:
 def keys_rotate(batch_size: int) -> None:
     """Re-encrypt every stored credential under the newest key (safe to run again)."""
     ring = _ring()
-    done = _with_pool(lambda pool: accounts.rotate_credentials(pool, ring, batch_size))
+    done = run_on_database(lambda pool: accounts.rotate_credentials(pool, ring, batch_size))
     click.echo(
         f"{done.resealed + done.sealed_clear} value(s) re-encrypted under key {done.key_id}"
         f" ({done.resealed} from an older key, {done.sealed_clear} stored in the clear);"
@@ -90,7 +61,7 @@ def keys_rotate(batch_size: int) -> None:
 def keys_status() -> None:
     """How many stored credentials each key holds."""
     ring = _ring()
-    counts = _with_pool(accounts.credential_key_ids)
+    counts = run_on_database(accounts.credential_key_ids)
     if not counts:
         click.echo("no credentials stored")
     for key_id, n in counts.items():

@@ -6,46 +6,18 @@ or ``--global``; listing and exporting without one show every scope.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
 
-import asyncpg
 import click
 
-from config.settings import get_settings
+from client.db_command import fail, run_on_database
 from specs import SpecError
 from specs.suppressions import read_suppressions_csv
 from store import StoreError, suppressions
 from store.suppressions import GLOBAL, Scope, Suppression
-
-T = TypeVar("T")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-def _with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    from store.db import create_pool
-
-    async def run() -> T:
-        pool = await create_pool(get_settings().database_url, max_size=2)
-        try:
-            return await action(pool)
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(run())
-    except (StoreError, SpecError) as exc:
-        _fail(str(exc))
-    except (OSError, asyncpg.PostgresError) as exc:
-        _fail(f"cannot reach the database: {exc}")
 
 
 def _scope(workspace: str | None, is_global: bool, *, required: bool) -> Scope | None:
@@ -93,7 +65,7 @@ def suppress_add(entry: str, workspace: str | None, is_global: bool, reason: str
     """List an ADDRESS, or every address of a @DOMAIN."""
     scope = _scope(workspace, is_global, required=True)
     assert scope is not None
-    added, new = _with_pool(lambda pool: suppressions.add(pool, scope, entry, reason=reason))
+    added, new = run_on_database(lambda pool: suppressions.add(pool, scope, entry, reason=reason))
     click.echo(f"{'added' if new else 'already listed:'} {_describe(added)}")
 
 
@@ -104,7 +76,7 @@ def suppress_remove(entry: str, workspace: str | None, is_global: bool) -> None:
     """Take an ADDRESS or @DOMAIN off a list (other scopes' entries stay)."""
     scope = _scope(workspace, is_global, required=True)
     assert scope is not None
-    removed = _with_pool(lambda pool: suppressions.remove(pool, scope, entry))
+    removed = run_on_database(lambda pool: suppressions.remove(pool, scope, entry))
     click.echo(f"removed {_describe(removed)}")
 
 
@@ -114,7 +86,7 @@ def suppress_remove(entry: str, workspace: str | None, is_global: bool) -> None:
 def suppress_list(workspace: str | None, is_global: bool, as_json: bool) -> None:
     """Show a list's entries: address or domain, scope, source, reason, time."""
     scope = _scope(workspace, is_global, required=False)
-    entries = _with_pool(lambda pool: suppressions.listed(pool, scope))
+    entries = run_on_database(lambda pool: suppressions.listed(pool, scope))
     if as_json:
         click.echo(json.dumps([s.as_json() for s in entries], indent=2, ensure_ascii=False))
         return
@@ -136,8 +108,8 @@ def suppress_import(file: Path, workspace: str | None, is_global: bool) -> None:
     try:
         rows = read_suppressions_csv(file)
     except SpecError as exc:
-        _fail(str(exc))
-    added = _with_pool(lambda pool: suppressions.add_many(pool, scope, rows))
+        fail(str(exc))
+    added = run_on_database(lambda pool: suppressions.add_many(pool, scope, rows))
     click.echo(f"imported {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} into the {scope} list:"
                f" {added} new, {len(rows) - added} already listed")
 
@@ -147,5 +119,5 @@ def suppress_import(file: Path, workspace: str | None, is_global: bool) -> None:
 def suppress_export(workspace: str | None, is_global: bool) -> None:
     """Write a list as CSV to stdout, in the form `suppress import` reads."""
     scope = _scope(workspace, is_global, required=False)
-    entries = _with_pool(lambda pool: suppressions.listed(pool, scope))
+    entries = run_on_database(lambda pool: suppressions.listed(pool, scope))
     suppressions.write_csv(sys.stdout, entries)
