@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.maintenance_models import HealthCheckInput, HealthCheckResult
-from activities.models import CONFIG_ERROR, PAUSED_BY_HEALTH_CHECK, MailboxInput
+from activities.models import PAUSED_BY_HEALTH_CHECK, MailboxInput
 from activities.oauth_tokens import access_token
 from config.names import (
     CHECK_MAILBOXES,
@@ -37,6 +37,7 @@ from config.secrets import KeyRing, key_ring
 from config.settings import get_settings
 from mail.errors import SmtpConfigError, SmtpConnectionFailed, SmtpRejected
 from mail.oauth import TokenEndpoint, TokenRefreshFailed
+from mail.outcomes import PauseReason
 from mail.probe import TokenSource, probe_account
 from mail.replies import ReplyClass
 from mail.transport import SmtpAccount, SmtpTimeouts
@@ -51,16 +52,16 @@ def pause_reason(exc: Exception) -> str | None:
     if isinstance(exc, SmtpRejected):
         summary = f"{exc.reply.code} {exc.reply.text}"
         if exc.stage == "auth":
-            return f"auth_failed: {summary}"[:300]
+            return PauseReason.AUTH_FAILED.text(summary)
         if exc.reply_class in (ReplyClass.SENDER_PROBLEM, ReplyClass.QUOTA):
-            return f"{exc.reply_class.value}: {summary}"[:300]
+            return PauseReason(exc.reply_class.value).text(summary)
         return None
     if isinstance(exc, TokenRefreshFailed):
-        return f"auth_failed: token refresh: {exc}"[:300]
+        return PauseReason.AUTH_FAILED.text(f"token refresh: {exc}")
     if isinstance(exc, SmtpConfigError):
-        return f"{CONFIG_ERROR}: {exc}"[:300]
+        return PauseReason.CONFIG_ERROR.text(str(exc))
     if isinstance(exc, CredentialError):  # its key was removed, or the value was altered
-        return f"{CONFIG_ERROR}: credentials: {exc}"[:300]
+        return PauseReason.CONFIG_ERROR.text(f"credentials: {exc}")
     return None
 
 

@@ -31,6 +31,7 @@ def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
 # activity signals-with-start by these, since an activity never imports a workflow
 # (docs/decisions/0022). MailboxWorkflow is declared with the same constants.
 MAILBOX_WORKFLOW = "MailboxWorkflow"
+PAUSE_SIGNAL = "pause"  # an operator's pause, or a sender problem a send met
 HEALTH_PAUSE_SIGNAL = "health_pause"
 HEALTH_RESUME_SIGNAL = "health_resume"
 

@@ -45,7 +45,9 @@ with workflow.unsafe.imports_passed_through():
         CAMPAIGN_ID_ATTR,
         DUE_SENDS,
         GATE_SEND,
+        HEALTH_PAUSE_SIGNAL,
         MAILBOX_IDS_ATTR,
+        PAUSE_SIGNAL,
         PROSPECT_IDS_ATTR,
         SEND_EMAIL,
         SETTLE_SEND,
@@ -76,7 +78,7 @@ def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
 # Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # MailboxWorkflow's signal for each kind of pause a send asks for.
-_PAUSE_SIGNALS = {PauseKind.OPERATOR: "pause", PauseKind.HEALTH_CHECK: "health_pause"}
+_PAUSE_SIGNALS = {PauseKind.OPERATOR: PAUSE_SIGNAL, PauseKind.HEALTH_CHECK: HEALTH_PAUSE_SIGNAL}
 _THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-5 min
 # Search attribute values are limited to 2,048 bytes by default; stay under it.
 _ATTR_BUDGET = 1_900

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         HEALTH_PAUSE_SIGNAL,
         HEALTH_RESUME_SIGNAL,
         MAILBOX_WORKFLOW,
+        PAUSE_SIGNAL,
     )
     from workflows.models import MailboxStatus
 
@@ -79,7 +80,7 @@ class MailboxWorkflow:
                     )
                 )
 
-    @workflow.signal
+    @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self, reason: str) -> None:
         self._change(True, reason or "paused by operator", PAUSED_BY_OPERATOR)
 
