@@ -21,10 +21,11 @@ from temporalio import activity
 from activities.models import GateInput, GateResult, GateVerdict
 from config.names import GATE_SEND
 from limits.policy import LimitPolicy
-from limits.store import KEEP, Admission, AdmitRequest, GateLimit, LimitStore, Verdict
+from limits.store import KEEP, Admission, AdmitRequest, GateLimit, LimitStore, Restoration, Verdict
 from store.accounts import MailboxRecord, mailbox_record
 from store.ledger import mailbox_sends_since
-from telemetry.metrics import GATE_WAITS
+from store.limit_history import limit_history
+from telemetry.metrics import GATE_WAITS, LIMIT_STORE_RESTORES
 
 log = structlog.get_logger(__name__)
 _CACHE_SECONDS = 30.0  # cap, window and provider-size edits take effect within this
@@ -81,6 +82,26 @@ class GateActivities:
         return GateResult(verdict=GateVerdict.WAIT, until=mailbox.window.next_open(until),
                           reason=admission.reason)
 
+    async def _restore(self, now: datetime) -> None:
+        """The store lost its state: put back what the ledger says still counts
+        (docs/decisions/0029). Several workers may do it at once; one restores.
+        A host sent to within a breaker's open time or a push-back's jitter may have
+        had either: it is held back, from the gate's clock, as if pushed back."""
+        p = self._policy
+        seen = await limit_history(self._pool, p.provider_window, p.connection_lease, p.connection_idle,
+                                   active=max(p.breaker_open_for, p.throttle_jitter))
+        restored = await self._store.restore(Restoration(
+            provider_sends=seen.provider_sends, provider_window=p.provider_window,
+            host_connections=seen.host_connections, held_hosts=seen.active_hosts,
+            hold_until=now + p.restore_hold,
+        ))
+        if restored:
+            LIMIT_STORE_RESTORES.inc()
+            log.warning(
+                "limit_store_restored", provider_sends=sum(map(len, seen.provider_sends.values())),
+                open_connections=sum(map(len, seen.host_connections.values())),
+                held_hosts=len(seen.active_hosts), hold_seconds=p.restore_hold.total_seconds())
+
     def _request(self, mailbox: MailboxRecord, send_key: str, now: datetime, size: int) -> AdmitRequest:
         cap = mailbox.cap_on(now)
         p: LimitPolicy = self._policy
@@ -95,6 +116,9 @@ class GateActivities:
     async def _admit(self, mailbox: MailboxRecord, send_key: str, now: datetime) -> Admission:
         request = self._request(mailbox, send_key, now, await self._provider_size(mailbox.provider))
         admission = await self._store.admit(request)
+        if admission.verdict is Verdict.RESTORE:
+            await self._restore(now)
+            admission = await self._store.admit(request)
         if admission.verdict is not Verdict.REBUILD:
             return admission
         # The store lost (or never had) this mailbox: reload it from PostgreSQL first.

@@ -34,7 +34,7 @@ from config.names import SEND_EMAIL
 from config.secrets import KeyRing
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
-from limits.store import LimitStore
+from limits.store import LimitStore, generation_of
 from mail.errors import SmtpError, SmtpHostBusy, SmtpRejected
 from mail.message import OutgoingMail, build_message
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint, TokenRefreshFailed
@@ -156,7 +156,7 @@ class SendActivities:
         in_flight = f"workspace:{ctx.workspace_id}"
         lease = f"{k}#{at.number}"
         try:
-            if not await self._wait_for_lease(in_flight, lease, at.first):
+            if not await self._wait_for_lease(in_flight, lease, at):
                 return await self._apply(at, Event.WORKSPACE_BUSY, error="workspace in-flight limit")
         except LimitStoreUnavailable as exc:
             # Fail closed: no limits, no send. The workflow asks the gate again,
@@ -307,14 +307,17 @@ class SendActivities:
                     raise
                 await asyncio.sleep(random.uniform(0.5, 2.0))
 
-    async def _wait_for_lease(self, scope: str, lease: str, first: bool) -> bool:
+    async def _wait_for_lease(self, scope: str, lease: str, at: _Attempt) -> bool:
         """A workspace in-flight slot; a first attempt gives up at once (the workflow
-        tries again shortly), a retry waits a little for one."""
-        patience = 0.0 if first else 60.0
+        tries again shortly), a retry waits a little for one. A first attempt's provider
+        slot must still be one the store remembers: granted before the store lost its
+        state, it was forgotten (docs/decisions/0029), and the send asks the gate again."""
+        patience = 0.0 if at.first else 60.0
         deadline = time.monotonic() + patience
         ttl = timedelta(seconds=self._policy.workspace_lease_seconds)
+        granted_in = generation_of(at.inp.reservation) if at.first else ""
         while not await self._store.acquire_lease(
-            scope, lease, self._policy.workspace_in_flight, datetime.now(UTC), ttl
+            scope, lease, self._policy.workspace_in_flight, datetime.now(UTC), ttl, granted_in
         ):
             if time.monotonic() >= deadline:
                 return False

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     limit_breaker_open_seconds: float = 300.0
     limit_throttle_jitter_seconds: float = 300.0
     limit_reservation_horizon_seconds: float = 600.0
+    # After Redis lost its data, every host is held back this long (as if pushed
+    # back) while what it forgot is restored from the ledger (docs/decisions/0029).
+    limit_restore_hold_seconds: float = Field(default=30.0, ge=0)
     # 1.0 spreads a mailbox's daily cap evenly over its window with random
     # gaps; 0 sends as fast as the other limits allow (tests, demos).
     mailbox_spacing: float = Field(default=1.0, ge=0)

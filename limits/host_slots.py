@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from limits import LimitStoreUnavailable
-from limits.store import LimitStore
+from limits.store import LimitStore, host_scope
 
 
 class HostConnection(Protocol):
@@ -55,7 +55,7 @@ class HostSlots:
         self._holds: Counter[str] = Counter()  # lease id -> times held, to tell a stale release
 
     def _lease(self, account: HostConnection) -> tuple[str, str]:
-        return f"host:{account.host}", f"{self._owner}:{account.mailbox_id}"
+        return host_scope(account.host), f"{self._owner}:{account.mailbox_id}"
 
     async def hold(self, account: HostConnection) -> bool:
         if account.max_connections is None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from limits.policy import provider_slot
-from limits.store import KEEP, Admission, AdmitRequest, Verdict, ms, span_ms
+from limits.store import KEEP, Admission, AdmitRequest, Restoration, Verdict, host_scope, ms, span_ms
 
 _DAY = 86_400_000
 
@@ -46,6 +47,7 @@ class MemoryLimitStore:
 
     def forget_everything(self) -> None:
         """What a Redis restart without persistence does."""
+        self._generation = ""  # the generation key: set by restore ('' = lost)
         self._mailboxes: dict[str, _Mailbox] = {}
         self._providers: dict[str, list[tuple[int, str]]] = {}  # sorted (instant, reservation)
         self._breakers: dict[str, _Breaker] = {}
@@ -58,6 +60,8 @@ class MemoryLimitStore:
 
     def _admit(self, req: AdmitRequest) -> Admission:
         now = ms(req.now)
+        if not self._generation:
+            return Admission(Verdict.RESTORE, req.now)
         box = self._mailboxes.get(req.mailbox_id)
         if box is None or not box.ready:
             return Admission(Verdict.REBUILD, req.now)
@@ -87,7 +91,7 @@ class MemoryLimitStore:
                                float(window)))
         if at - now > span_ms(req.horizon):
             return Admission(Verdict.WAIT, _at(at), "no slot within the reservation horizon")
-        reservation = f"{req.send_key}@{at}"
+        reservation = f"{req.send_key}@{at}#{self._generation}"
         bisect.insort(entries, (at, reservation))
         self._providers[req.provider] = entries
         if not held:
@@ -107,6 +111,24 @@ class MemoryLimitStore:
             return Admission(Verdict.WAIT, _at(rolling[len(rolling) - req.cap] + _DAY),
                              "rolling 24 h cap reached")
         return None
+
+    async def restore(self, restoration: Restoration) -> bool:
+        async with self._lock:
+            if self._generation:
+                return False
+            r = restoration
+            for provider, sends in r.provider_sends.items():
+                entries = self._providers.setdefault(provider, [])
+                for attempt, started in sends:
+                    bisect.insort(entries, (ms(started), f"restored:{attempt}@{ms(started)}"))
+            for host, connections in r.host_connections.items():
+                leases = self._leases.setdefault(host_scope(host), {})
+                for attempt, until in connections:
+                    leases.setdefault(f"restored:{attempt}", ms(until))
+            for host in r.held_hosts:
+                self._push_back[host] = max(self._push_back.get(host, 0), ms(r.hold_until))
+            self._generation = secrets.token_hex(8)
+            return True
 
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
@@ -132,9 +154,12 @@ class MemoryLimitStore:
             box.paused, box.reason = paused, reason
 
     async def acquire_lease(
-        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
+        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta,
+        generation: str = "",
     ) -> bool:
         async with self._lock:
+            if not self._generation or generation not in ("", self._generation):
+                return False
             at = ms(now)
             leases = {k: t for k, t in self._leases.get(scope, {}).items() if t > at}
             self._leases[scope] = leases

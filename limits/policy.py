@@ -41,6 +41,13 @@ class LimitPolicy:
     # uniform(1 - spread, 1 + spread) x spacing. 0 disables spacing.
     spacing: float = 1.0
     spacing_spread: float = 0.5
+    # After the store lost its state (docs/decisions/0029): how long a connection
+    # may still be open (the transport's lease: a transaction plus its idle time),
+    # how long an idle pooled connection stays open, and how long every host is
+    # held back (its breaker and push-back were forgotten).
+    connection_lease: timedelta = timedelta(seconds=180)
+    connection_idle: timedelta = timedelta(seconds=30)
+    restore_hold: timedelta = timedelta(seconds=30)
 
     def provider_limit(self, provider: str, mailboxes_on_provider: int) -> int:
         base = self.provider_per_minute.get(provider, self.provider_per_minute["other"])
@@ -88,7 +95,15 @@ def policy_from(settings: Settings) -> LimitPolicy:
         throttle_jitter=timedelta(seconds=settings.limit_throttle_jitter_seconds),
         reservation_horizon=timedelta(seconds=settings.limit_reservation_horizon_seconds),
         spacing=settings.mailbox_spacing,
+        connection_lease=connection_lease(settings),
+        connection_idle=timedelta(seconds=settings.smtp_idle_seconds),
+        restore_hold=timedelta(seconds=settings.limit_restore_hold_seconds),
     )
+
+
+def connection_lease(settings: Settings) -> timedelta:
+    """A host slot outlives the longest transaction plus the idle time of its connection."""
+    return timedelta(seconds=settings.send_start_to_close_seconds + settings.smtp_idle_seconds + 30)
 
 
 def provider_slot(entries: list[float], now: float, limit: int, window: float) -> float:

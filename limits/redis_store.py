@@ -1,14 +1,17 @@
 """The limit store in Redis: one Lua script per operation (``limits/lua/``).
 
-Redis holds only what can be rebuilt: a mailbox whose state is missing is
-answered ``REBUILD`` and reloaded from PostgreSQL before it sends; breaker,
-push-back, provider windows and leases simply start empty, which at worst
-allows one provider window's worth of sends again. Any Redis error is
-raised as ``LimitStoreUnavailable``: no send starts without the limits.
+Redis holds only what can be rebuilt. A generation key says the store is
+trusted: when Redis loses its data it is gone too, and everything is answered
+``RESTORE`` (no admission, no lease) until the provider windows, host
+connections and push-backs are restored from the ledger (restore.lua); a
+mailbox whose state is missing is answered ``REBUILD`` and reloaded from
+PostgreSQL before it sends. Any Redis error is raised as
+``LimitStoreUnavailable``: no send starts without the limits.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,7 +24,7 @@ from redis.exceptions import RedisError
 
 from config.names import redis_key
 from limits import LimitStoreUnavailable
-from limits.store import KEEP, Admission, AdmitRequest, Verdict, ms, span_ms
+from limits.store import KEEP, Admission, AdmitRequest, Restoration, Verdict, host_scope, ms, span_ms
 
 
 def _script(redis: aioredis.Redis, name: str) -> AsyncScript:
@@ -50,6 +53,7 @@ class RedisLimitStore:
         self._acquire = _script(redis, "lease_acquire.lua")
         self._breaker = _script(redis, "breaker_record.lua")
         self._push_back = _script(redis, "push_back.lua")
+        self._restore = _script(redis, "restore.lua")
 
     def _key(self, *parts: str) -> str:
         return redis_key(self._prefix, *parts)
@@ -68,6 +72,7 @@ class RedisLimitStore:
             self._key("provider", req.provider, "window"),
             self._key("host", req.host, "breaker"),
             self._key("host", req.host, "push-back"),
+            self._key("generation"),
         ]
         args: list[str | int] = [
             req.send_key, ms(req.now), ms(req.day[0]), ms(req.day[1]), req.cap, span_ms(KEEP),
@@ -81,6 +86,24 @@ class RedisLimitStore:
             "" if reason == "probe" else reason, probe=reason == "probe",
             reservation=_text(taken[0]) if taken else "",
         )
+
+    async def restore(self, restoration: Restoration) -> bool:
+        r = restoration
+        keys = [self._key("generation"), *(self._key("provider", p, "window") for p in r.provider_sends),
+                *(self._key("leases", host_scope(h)) for h in r.host_connections),
+                *(self._key("host", h, "push-back") for h in r.held_hosts)]
+        args: list[str | int] = [
+            secrets.token_hex(8), ms(datetime.now(UTC)), ms(r.hold_until), span_ms(r.provider_window),
+            len(r.provider_sends), len(r.host_connections), len(r.held_hosts)]
+        for sends in r.provider_sends.values():
+            args.append(len(sends))
+            for attempt, started in sends:
+                args += [ms(started), f"restored:{attempt}@{ms(started)}"]
+        for connections in r.host_connections.values():
+            args.append(len(connections))
+            for attempt, until in connections:
+                args += [ms(until), f"restored:{attempt}"]
+        return bool(await self._run(self._restore, keys, args))
 
     async def refund(self, provider: str, reservation: str) -> None:
         with _unavailable_on_redis_error():
@@ -102,10 +125,12 @@ class RedisLimitStore:
             )
 
     async def acquire_lease(
-        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
+        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta,
+        generation: str = "",
     ) -> bool:
-        args: list[str | int] = [lease_id, ms(now), ms(now + ttl), limit]
-        return bool(await self._run(self._acquire, [self._key("leases", scope)], args))
+        args: list[str | int] = [lease_id, ms(now), ms(now + ttl), limit, generation]
+        keys = [self._key("leases", scope), self._key("generation")]
+        return bool(await self._run(self._acquire, keys, args))
 
     async def release_lease(self, scope: str, lease_id: str) -> None:
         with _unavailable_on_redis_error():

@@ -19,6 +19,7 @@ class Verdict(StrEnum):
     GO = "go"  # send at ``at`` (now, or a reserved instant shortly after)
     WAIT = "wait"  # nothing reserved; ask again at ``at``
     REBUILD = "rebuild"  # the store lost this mailbox: reload it from the ledger first
+    RESTORE = "restore"  # the store lost its shared state: restore it from the ledger first
 
 
 class GateLimit(StrEnum):
@@ -77,8 +78,32 @@ class Admission:
                     GateLimit.OTHER)
 
 
+@dataclass(frozen=True)
+class Restoration:
+    """What the store forgot when it lost its state (a restart without persistence, a
+    flush, a failover to an empty replica), as the ledger tells it: restored before
+    anything is admitted again, so a loss never lets more through than a provider
+    or host takes (docs/decisions/0029).
+
+    Members are ids of the ledger's attempts; instants are when each counts until.
+    """
+
+    provider_sends: dict[str, list[tuple[str, datetime]]]  # provider -> (attempt, started)
+    provider_window: timedelta  # how long a provider window entry is kept
+    host_connections: dict[str, list[tuple[str, datetime]]]  # host -> (attempt, may be open until)
+    # Hosts sent to lately, whose breaker or push-back was forgotten: held back until
+    # ``hold_until``, as if pushed back, rather than taken for healthy.
+    held_hosts: list[str]
+    hold_until: datetime
+
+
 class LimitStore(Protocol):
     async def admit(self, req: AdmitRequest) -> Admission: ...
+
+    async def restore(self, restoration: Restoration) -> bool:
+        """Put back what the ledger says is still counting, then trust the store again;
+        False (and nothing changed) if it was trusted already (another worker restored it)."""
+        ...
 
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
@@ -91,11 +116,16 @@ class LimitStore(Protocol):
         ...
 
     async def acquire_lease(
-        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta
+        self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta,
+        generation: str = "",
     ) -> bool:
         """Take (or renew) one of ``limit`` concurrent leases of ``scope`` (e.g. a
         host's connections, a workspace's sends in flight); False if all are held.
-        A lease not released ends by itself after ``ttl``: a dead worker keeps none."""
+        A lease not released ends by itself after ``ttl``: a dead worker keeps none.
+        None is taken while the store is not trusted (it lost its state and was not
+        restored yet): a connection opened before the loss may still be open. With
+        ``generation`` (a send's reservation's), none is taken unless the store is
+        still in that generation: a slot granted before a loss was forgotten with it."""
         ...
 
     async def release_lease(self, scope: str, lease_id: str) -> None: ...
@@ -109,6 +139,16 @@ class LimitStore(Protocol):
     async def push_back(self, host: str, until: datetime) -> None:
         """No new send to ``host`` before ``until`` (a throttling reply)."""
         ...
+
+
+def generation_of(reservation: str) -> str:
+    """The store generation a provider slot was granted in ('' if it names none)."""
+    return reservation.rpartition("#")[2] if "#" in reservation else ""
+
+
+def host_scope(host: str) -> str:
+    """The lease scope of a host's connections (limits/host_slots.py)."""
+    return f"host:{host}"
 
 
 KEEP = timedelta(hours=48)  # mailbox reservations older than this cannot matter

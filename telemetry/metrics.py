@@ -31,6 +31,10 @@ BACKLOG = Gauge(
     "Sends of running campaigns due now: open ledger rows plus first steps not yet claimed.",
 )
 UNKNOWN_SENDS = Gauge("outreach_unknown_sends", "Sends whose SMTP outcome is unknown (ledger rows).")
+LIMIT_STORE_RESTORES = Counter(
+    "outreach_limit_store_restores",
+    "Times this worker restored the limit store from the ledger after it lost its state.",
+)
 
 # outreach_sends' outcome: a send's outcome, a raised attempt's (mail.outcomes.Retry),
 # or this for an attempt that raised anything else.
@@ -49,7 +53,7 @@ def exported_names() -> set[str]:
     """The series names Prometheus sees (counters get ``_total``, histograms their parts)."""
     names: set[str] = set()
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
-                   SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS):
+                   SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -16,7 +15,7 @@ from activities.smtp import SendActivities
 from config.secrets import key_ring
 from config.settings import Settings
 from limits.host_slots import HostSlots
-from limits.policy import policy_from
+from limits.policy import connection_lease, policy_from
 from limits.redis_store import RedisLimitStore
 from mail.transport import MailTransport, SmtpTimeouts
 from workflows.campaign import CampaignWorkflow
@@ -28,12 +27,10 @@ WORKFLOWS: Sequence[type] = (CampaignWorkflow, CampaignStepWorkflow, MailboxWork
 
 def build_transport(settings: Settings, redis: aioredis.Redis) -> MailTransport:
     """The SMTP transport, its connections counted against each host's shared limit."""
-    # A slot outlives the longest transaction plus the idle time of its connection.
-    ttl = timedelta(seconds=settings.send_start_to_close_seconds + settings.smtp_idle_seconds + 30)
     return MailTransport(
         SmtpTimeouts.from_settings(settings),
         idle_seconds=settings.smtp_idle_seconds,
-        slots=HostSlots(RedisLimitStore(redis, settings.task_queue), ttl),
+        slots=HostSlots(RedisLimitStore(redis, settings.task_queue), connection_lease(settings)),
     )
 
 

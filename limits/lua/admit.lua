@@ -4,6 +4,7 @@
 -- KEYS[3] provider window zset (member = send key + instant, score = reserved instant, ms)
 -- KEYS[4] host breaker hash (failures, open_until, probe, probe_until)
 -- KEYS[5] host push-back string (ms)
+-- KEYS[6] the store's generation (absent: it lost its state; see restore.lua)
 -- ARGV: 1 send_key, 2 now, 3 day_start, 4 day_end, 5 cap, 6 keep, 7 provider_limit,
 --       8 provider_window, 9 spacing_gap, 10 horizon, 11 probe_ttl   (all ms)
 --
@@ -12,6 +13,8 @@
 local key, now = ARGV[1], tonumber(ARGV[2])
 local function num(v) return tonumber(v) or 0 end
 
+local generation = redis.call('GET', KEYS[6])
+if not generation then return {'restore', ARGV[2], ''} end
 if redis.call('HGET', KEYS[1], 'ready') ~= '1' then return {'rebuild', ARGV[2], ''} end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then
   return {'wait', ARGV[2], 'mailbox paused: ' .. (redis.call('HGET', KEYS[1], 'reason') or '')}
@@ -70,7 +73,10 @@ if at - now > tonumber(ARGV[10]) then
   return {'wait', string.format('%d', at), 'no slot within the reservation horizon'}
 end
 
-redis.call('ZADD', KEYS[3], at, key .. '@' .. string.format('%d', at))
+-- The reservation names the store's generation: a send whose slot was granted before
+-- the store lost its state is refused when it comes to use it (lease_acquire.lua).
+local reservation = key .. '@' .. string.format('%d', at) .. '#' .. generation
+redis.call('ZADD', KEYS[3], at, reservation)
 redis.call('PEXPIRE', KEYS[3], window + tonumber(ARGV[10]) + 60000)
 if not held then
   redis.call('ZADD', KEYS[2], now, key)
@@ -79,4 +85,4 @@ end
 if probe then
   redis.call('HSET', KEYS[4], 'probe', key, 'probe_until', string.format('%d', at + tonumber(ARGV[11])))
 end
-return {'go', string.format('%d', at), probe and 'probe' or '', key .. '@' .. string.format('%d', at)}
+return {'go', string.format('%d', at), probe and 'probe' or '', reservation}

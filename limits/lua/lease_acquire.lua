@@ -1,9 +1,14 @@
 -- Take, or renew, one of `limit` concurrent leases of a scope (a host's
 -- connections, a workspace's sends in flight).
 -- KEYS[1] leases zset (member = lease id, score = expiry ms)
--- ARGV: 1 lease_id, 2 now, 3 expires_at, 4 limit. Returns 1 if held.
+-- KEYS[2] the store's generation: absent, the store lost its state and no lease is
+--         taken until it is restored (a connection opened before may still be open)
+-- ARGV: 1 lease_id, 2 now, 3 expires_at, 4 limit, 5 the generation a send's slot was
+--       granted in ('' if none). Returns 1 if held.
 -- Check and add in one script: two workers can never take the last slot twice.
 -- Leases expire by their score, so a worker that dies never keeps a slot.
+local generation = redis.call('GET', KEYS[2])
+if not generation or (ARGV[5] ~= '' and ARGV[5] ~= generation) then return 0 end
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then

@@ -177,3 +177,44 @@ async def test_a_tokyo_mailboxs_daily_cap_ends_at_tokyo_midnight(
 
     assert (evening.verdict, evening.reason) == (GateVerdict.WAIT, "daily cap reached")
     assert evening.until == datetime(2026, 3, 9, 15, 0, tzinfo=UTC)  # Tuesday 00:00 in Tokyo
+
+
+# -- the provider window, host connections and push-backs after Redis lost its data -----
+
+
+async def test_after_redis_lost_its_data_the_ledgers_recent_attempts_still_bind_provider_and_host(
+    db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings,
+) -> None:
+    """Two sends of an "other" mailbox went out 10 s ago (2 a minute allowed), and one
+    connection may still be open (finished 9 s ago, idle for up to 30 s). After the loss,
+    the next send waits for the window; the host's one connection slot is held; and
+    the host is held back a while, its breaker and push-back being unknown."""
+    settings = settings.model_copy(update={"limit_other_per_minute": 2, "limit_other_connections": 1,
+                                           "limit_restore_hold_seconds": 5.0})
+    store = RedisLimitStore(redis_client, settings.task_queue)
+    gate = GateActivities(db, store, policy_from(settings), paused_recheck=10.0, send_timeout=120.0)
+    await add_mailbox(db, "mb", 2525)
+    campaign_id, p = await add_campaign(db, ["mb"], [f"w{i}@example.com" for i in range(3)],
+                                        [("Hi", "Body", 0)])
+    db_now: datetime = await db.fetchval("SELECT now()")
+    for n in range(2):
+        await attempted(db, campaign_id, p[n], "mb", db_now - timedelta(seconds=10))
+        await db.execute(
+            "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt, started_at, finished_at,"
+            " outcome) VALUES ($1, 1, $2, 1, $3, $4, 'sent')",
+            campaign_id, p[n], db_now - timedelta(seconds=10), db_now - timedelta(seconds=9))
+    assert (await ask(gate, "mb", p[2], db_now, campaign_id)).verdict is GateVerdict.GO  # keys exist
+
+    await lose_redis(redis_client, settings)
+    after = await ask(gate, "mb", p[2], db_now, campaign_id)
+
+    window = timedelta(seconds=settings.limit_provider_window_seconds)
+    assert after.verdict is GateVerdict.GO
+    ms = timedelta(milliseconds=1)  # the store keeps instants in milliseconds
+    assert after.until is not None and after.until >= db_now - timedelta(seconds=10) + window - ms
+    host, lease = "host:127.0.0.1", timedelta(minutes=3)
+    assert not await store.acquire_lease(host, "new-connection", 1, db_now, lease)
+    assert await store.acquire_lease(host, "new-connection", 1, db_now + timedelta(seconds=22), lease)
+    pushed_back = await redis_client.get(f"{settings.task_queue}:host:127.0.0.1:push-back")
+    held_until = int((db_now + timedelta(seconds=5)).timestamp() * 1000)
+    assert pushed_back is not None and int(pushed_back) == held_until

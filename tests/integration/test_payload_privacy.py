@@ -154,7 +154,9 @@ async def test_temporal_stores_no_address_subject_field_password_or_reply_in_the
     deadline = time.monotonic() + 20
     while True:  # visibility lags the histories a little
         listed = await temporal_cli(address, "workflow", "list")
-        runs = {(wf["execution"]["workflowId"], wf["execution"]["runId"]) for wf in listed}
+        # This test's runs only: other tests share the dev server, and theirs are theirs.
+        runs = {(wf["execution"]["workflowId"], wf["execution"]["runId"]) for wf in listed
+                if wf["execution"]["workflowId"].startswith(f"{prefix}-")}
         if expected <= {wid for wid, _ in runs} or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)

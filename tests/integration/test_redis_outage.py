@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from client.api import OutreachClient
 from config.names import send_task_queue
 from config.settings import Settings
+from localsmtp.provider import HostBehaviour, Provider
 from localsmtp.server import LocalSmtpServer
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
@@ -111,3 +112,44 @@ async def test_no_send_while_redis_is_down_and_sending_resumes_after(
         finally:
             await client.close()
         assert Counter(r for m in inbox.messages for r in m.rcpt_tos) == Counter(emails)
+
+
+async def test_after_redis_loses_its_data_mid_run_the_provider_refuses_nothing(
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings,
+    private_redis: PrivateRedis,
+) -> None:
+    """A host that takes 4 messages in any 5 s and 2 connections at once, sent to without
+    a pause; Redis restarts without persistence mid-run. What the gate forgot (the
+    provider's window, the connections still open) is restored from the ledger before
+    anything more is let through, so the host never refuses (docs/decisions/0029)."""
+    provider = Provider([HostBehaviour("mx", max_connections=2, per_minute=4, window_seconds=5.0)])
+    settings = e2e_settings.model_copy(update={
+        "redis_url": f"redis://127.0.0.1:{private_redis.port}/0",
+        "limit_other_per_minute": 4, "limit_provider_window_seconds": 5.5, "limit_other_connections": 2,
+        "limit_restore_hold_seconds": 1.0, "smtp_idle_seconds": 1.0, "send_start_to_close_seconds": 10.0,
+    })
+    redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+    transport = build_transport(settings, redis)
+    emails = [f"r{i}@example.com" for i in range(20)]
+    async with provider, Worker(
+        dev_server.client, task_queue=send_task_queue(settings.task_queue),
+        workflows=list(WORKFLOWS), activities=build_activities(settings, db, redis, transport),
+    ):
+        await add_mailbox(db, "mb-1", provider.port("mx"))
+        await add_mailbox(db, "mb-2", provider.port("mx"))
+        campaign_id, _ = await add_campaign(db, ["mb-1", "mb-2"], emails, [("Hi", "Body", 0)])
+        client = await OutreachClient.connect(settings)
+        try:
+            await client.start_campaign(campaign_id)
+            await provider.wait_for(lambda: len(provider.accepted) >= 6, timeout=60)
+            private_redis.stop()  # a restart without persistence: everything is gone
+            private_redis.start()
+            await wait_for_state(client, campaign_id, "completed", timeout=180)
+        finally:
+            await client.close()
+    await transport.close()
+    await redis.aclose()
+
+    assert provider.refusals == [] and provider.refused_connections() == 0
+    assert provider.peak_connections("mx") <= 2 and provider.most_in_window("mx", 5.0) <= 4
+    assert sorted(r.recipient for r in provider.accepted) == sorted(emails)

@@ -28,6 +28,7 @@ from mail.errors import (
 from mail.message import OutgoingMail, build_message
 from mail.replies import ReplyClass
 from mail.transport import MailTransport, Security, SmtpAccount, SmtpTimeouts
+from tests.limits.conftest import NOTHING_LOST
 from tests.tools import required_tool
 
 SENDER = "jane@sender.example"
@@ -389,7 +390,9 @@ async def test_a_slot_taken_from_an_idle_connection_is_reused_only_after_its_qui
     # One connection allowed at the host, ours and the provider's; three mailboxes
     # take turns, so every send ends another mailbox's idle connection first.
     provider = Provider([HostBehaviour("mx", max_connections=1)])
-    slots = HostSlots(RedisLimitStore(redis_client, key_prefix), timedelta(seconds=60))
+    store = RedisLimitStore(redis_client, key_prefix)
+    await store.restore(NOTHING_LOST)
+    slots = HostSlots(store, timedelta(seconds=60))
     transport = MailTransport(QUICK, local_hostname="client.sender.example", slots=slots)
     async with provider:
         for n in range(9):

@@ -11,20 +11,22 @@ import redis.asyncio as aioredis
 
 from limits.memory_store import MemoryLimitStore
 from limits.redis_store import RedisLimitStore
-from limits.store import AdmitRequest, LimitStore
+from limits.store import AdmitRequest, LimitStore, Restoration
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DAY = (datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC))
+NOTHING_LOST = Restoration(provider_sends={}, provider_window=timedelta(seconds=60), host_connections={},
+                           held_hosts=[], hold_until=NOW)
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(
     request: pytest.FixtureRequest, redis_client: aioredis.Redis, key_prefix: str
 ) -> AsyncIterator[LimitStore]:
-    if request.param == "memory":
-        yield MemoryLimitStore()
-    else:
-        yield RedisLimitStore(redis_client, key_prefix)
+    store: LimitStore = MemoryLimitStore() if request.param == "memory" else RedisLimitStore(
+        redis_client, key_prefix)
+    await store.restore(NOTHING_LOST)  # a store starts untrusted: restored from an empty ledger
+    yield store
 
 
 def admit_request(send_key: str, now: datetime = NOW, **changes: object) -> AdmitRequest:

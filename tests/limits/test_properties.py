@@ -17,7 +17,7 @@ from limits.memory_store import MemoryLimitStore
 from limits.redis_store import RedisLimitStore
 from limits.store import LimitStore, Verdict
 from tests.conftest import REDIS_URL
-from tests.limits.conftest import NOW, admit_request
+from tests.limits.conftest import NOTHING_LOST, NOW, admit_request
 
 WINDOW = timedelta(seconds=60)
 # (milliseconds after NOW, mailbox index): callers arriving at the same instant run concurrently
@@ -27,12 +27,16 @@ arrivals = st.lists(st.tuples(st.integers(0, 150_000), st.integers(0, 3)), min_s
 def run_with(kind: str, body: Callable[[LimitStore], Awaitable[None]]) -> None:
     async def main() -> None:
         if kind == "memory":
-            await body(MemoryLimitStore())
+            memory = MemoryLimitStore()
+            await memory.restore(NOTHING_LOST)
+            await body(memory)
             return
         client = aioredis.from_url(REDIS_URL)
         prefix = f"outreach-prop-{secrets.token_hex(4)}"
         try:
-            await body(RedisLimitStore(client, prefix))
+            redis_store = RedisLimitStore(client, prefix)
+            await redis_store.restore(NOTHING_LOST)
+            await body(redis_store)
         finally:
             keys = [k async for k in client.scan_iter(f"{prefix}*")]
             if keys:

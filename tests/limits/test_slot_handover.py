@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from limits.host_slots import HostSlots
 from limits.redis_store import RedisLimitStore
 from mail.transport import SmtpAccount
+from tests.limits.conftest import NOTHING_LOST
 
 
 def account(mailbox_id: str) -> SmtpAccount:
@@ -22,6 +23,7 @@ async def test_a_late_release_of_a_closed_connection_leaves_its_replacement_the_
     redis_client: aioredis.Redis, key_prefix: str,
 ) -> None:
     store = RedisLimitStore(redis_client, key_prefix)
+    await store.restore(NOTHING_LOST)
     slots, other_worker = HostSlots(store, timedelta(seconds=60)), HostSlots(store, timedelta(seconds=60))
     assert await slots.hold(account("mb-1"))
     # The transport closes the connection and schedules its release, then opens the
