@@ -224,7 +224,7 @@ class SendActivities:
         d = decide(result, at.number, _ATTEMPTS)
         detail = f"{reply.code} {reply.text}" if reply else error
         if d.breaker is not None:
-            await self._connection_result(at.known_mailbox, ok=d.breaker is Breaker.UP)
+            await self._connection_result(at, ok=d.breaker is Breaker.UP)
         retry_at = await self._push_back(at.known_mailbox) if d.push_back else None
         if d.ledger is not None:
             await self._record(at, d, reply, error, note)
@@ -324,12 +324,15 @@ class SendActivities:
             await asyncio.sleep(random.uniform(0.2, 1.0))
         return True
 
-    async def _connection_result(self, mailbox: MailboxRecord, ok: bool) -> None:
-        """Feed the host's circuit breaker: a reply means the host is up."""
-        p = self._policy
+    async def _connection_result(self, at: _Attempt, ok: bool) -> None:
+        """Feed the host's circuit breaker: a reply means the host is up. The attempt
+        has ended: its connection is open at most for its idle time from now."""
+        p, mailbox, now = self._policy, at.known_mailbox, datetime.now(UTC)
+        attempt = str(at.attempt_id) if at.attempt_id is not None else ""
         try:
             opened = await self._store.record_connection(
-                mailbox.smtp_host, ok, datetime.now(UTC), p.breaker_failures, p.breaker_open_for
+                mailbox.smtp_host, ok, now, p.breaker_failures, p.breaker_open_for,
+                attempt, now + p.connection_idle,
             )
         except LimitStoreUnavailable as exc:
             log.warning("limit_store_unavailable", error=str(exc))

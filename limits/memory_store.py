@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from limits.policy import provider_slot
-from limits.store import KEEP, Admission, AdmitRequest, Restoration, Verdict, host_scope, ms, span_ms
+from limits.store import (
+    KEEP,
+    Admission,
+    AdmitRequest,
+    Restoration,
+    Verdict,
+    host_scope,
+    ms,
+    restored_lease,
+    span_ms,
+)
 
 _DAY = 86_400_000
 
@@ -124,7 +134,7 @@ class MemoryLimitStore:
             for host, connections in r.host_connections.items():
                 leases = self._leases.setdefault(host_scope(host), {})
                 for attempt, until in connections:
-                    leases.setdefault(f"restored:{attempt}", ms(until))
+                    leases.setdefault(restored_lease(attempt), ms(until))
             for host in r.held_hosts:
                 self._push_back[host] = max(self._push_back.get(host, 0), ms(r.hold_until))
             self._generation = secrets.token_hex(8)
@@ -173,9 +183,14 @@ class MemoryLimitStore:
             self._leases.get(scope, {}).pop(lease_id, None)
 
     async def record_connection(
-        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
+        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta,
+        attempt: str = "", open_until: datetime | None = None,
     ) -> bool:
         async with self._lock:
+            leases = self._leases.get(host_scope(host), {})
+            if attempt and restored_lease(attempt) in leases:
+                placeholder = restored_lease(attempt)
+                leases[placeholder] = min(leases[placeholder], ms(open_until or now))
             if ok:
                 self._breakers.pop(host, None)
                 return False

@@ -24,7 +24,17 @@ from redis.exceptions import RedisError
 
 from config.names import redis_key
 from limits import LimitStoreUnavailable
-from limits.store import KEEP, Admission, AdmitRequest, Restoration, Verdict, host_scope, ms, span_ms
+from limits.store import (
+    KEEP,
+    Admission,
+    AdmitRequest,
+    Restoration,
+    Verdict,
+    host_scope,
+    ms,
+    restored_lease,
+    span_ms,
+)
 
 
 def _script(redis: aioredis.Redis, name: str) -> AsyncScript:
@@ -102,7 +112,7 @@ class RedisLimitStore:
         for connections in r.host_connections.values():
             args.append(len(connections))
             for attempt, until in connections:
-                args += [ms(until), f"restored:{attempt}"]
+                args += [ms(until), restored_lease(attempt)]
         return bool(await self._run(self._restore, keys, args))
 
     async def refund(self, provider: str, reservation: str) -> None:
@@ -137,10 +147,13 @@ class RedisLimitStore:
             await self._redis.zrem(self._key("leases", scope), lease_id)
 
     async def record_connection(
-        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
+        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta,
+        attempt: str = "", open_until: datetime | None = None,
     ) -> bool:
-        args: list[str | int] = ["1" if ok else "0", ms(now), threshold, span_ms(open_for)]
-        return bool(await self._run(self._breaker, [self._key("host", host, "breaker")], args))
+        args: list[str | int] = ["1" if ok else "0", ms(now), threshold, span_ms(open_for),
+                                 restored_lease(attempt) if attempt else "", ms(open_until or now)]
+        keys = [self._key("host", host, "breaker"), self._key("leases", host_scope(host))]
+        return bool(await self._run(self._breaker, keys, args))
 
     async def push_back(self, host: str, until: datetime) -> None:
         await self._run(self._push_back, [self._key("host", host, "push-back")], [ms(until)])

@@ -131,9 +131,14 @@ class LimitStore(Protocol):
     async def release_lease(self, scope: str, lease_id: str) -> None: ...
 
     async def record_connection(
-        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta
+        self, host: str, ok: bool, now: datetime, threshold: int, open_for: timedelta,
+        attempt: str = "", open_until: datetime | None = None,
     ) -> bool:
-        """Count a connection success or failure; True if the breaker is now open."""
+        """Count a connection success or failure; True if the breaker is now open.
+
+        With ``attempt``: that attempt has ended and its connection may stay open until
+        ``open_until`` at most; a host slot restored for it while it was in progress
+        (decision 0029) is shortened to that, in the same step."""
         ...
 
     async def push_back(self, host: str, until: datetime) -> None:
@@ -144,6 +149,11 @@ class LimitStore(Protocol):
 def generation_of(reservation: str) -> str:
     """The store generation a provider slot was granted in ('' if it names none)."""
     return reservation.rpartition("#")[2] if "#" in reservation else ""
+
+
+def restored_lease(attempt: str) -> str:
+    """The placeholder lease a restore gives a connection the ledger says may be open."""
+    return f"restored:{attempt}"
 
 
 def host_scope(host: str) -> str:

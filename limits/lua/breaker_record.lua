@@ -1,8 +1,13 @@
 -- Count a connection's success or failure for a host's circuit breaker.
--- KEYS[1] breaker hash; ARGV: 1 ok ('1'/'0'), 2 now, 3 threshold, 4 open_for (ms)
+-- KEYS[1] breaker hash, KEYS[2] the host's connection leases zset;
+-- ARGV: 1 ok ('1'/'0'), 2 now, 3 threshold, 4 open_for (ms), 5 the placeholder lease of
+-- the attempt that ended ('' if none), 6 when its connection is closed at the latest (ms)
 -- Returns 1 if the breaker is open afterwards.
 -- One script: concurrent failures from several workers must add up exactly
 -- and open the breaker once.
+-- A restore (restore.lua) held a slot for this attempt while it was in progress:
+-- it ended, so its connection is open at most for its idle time now (never longer).
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[2], 'XX', 'LT', ARGV[6], ARGV[5]) end
 if ARGV[1] == '1' then
   redis.call('DEL', KEYS[1])
   return 0

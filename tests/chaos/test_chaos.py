@@ -209,6 +209,7 @@ OVERRIDES: dict[str, Any] = {
     "smtp_idle_seconds": 2.0, "send_start_to_close_seconds": 15.0, "send_first_retry_seconds": 2.0,
     "step_min_sleep_seconds": 0.5, "paused_recheck_seconds": 1.0,
     "limit_throttle_jitter_seconds": 10.0, "limit_breaker_open_seconds": 5.0,
+    "limit_restore_hold_seconds": 5.0,
     "metrics_port": 0, "step_window": STEP_WINDOW, "mailbox_spacing": 0.0,
 }
 

@@ -112,3 +112,21 @@ async def test_a_slot_granted_before_the_loss_is_refused_when_its_send_comes_to_
     again = await store.admit(admit_request("c:1:1"))
     assert await store.acquire_lease("workspace:ws", "c:1:1#1", 50, NOW, TTL,
                                      generation_of(again.reservation))
+
+
+async def test_an_attempt_that_ends_shortens_the_slot_restored_for_it_to_its_idle_time(
+    store: LimitStore, redis_client: aioredis.Redis, key_prefix: str,
+) -> None:
+    """A slot restored for an attempt in progress would hold its host for a whole
+    lease; when the attempt ends, its connection is open at most for its idle time."""
+    await lose_state(store, redis_client, key_prefix)
+    await store.restore(restoration(connections={"smtp.test": [("41", NOW + TTL)]}))
+    assert not await store.acquire_lease(host_scope("smtp.test"), "w:mb", 1, NOW, TTL)
+
+    idle_until = NOW + timedelta(seconds=1)
+    await store.record_connection("smtp.test", True, NOW, 5, timedelta(minutes=5), "41", idle_until)
+    assert not await store.acquire_lease(host_scope("smtp.test"), "w:mb", 1, NOW, TTL)
+    assert await store.acquire_lease(host_scope("smtp.test"), "w:mb", 1, idle_until, TTL)
+    # An attempt nothing was restored for leaves no slot behind.
+    await store.record_connection("smtp.test", True, NOW, 5, timedelta(minutes=5), "42", NOW + TTL)
+    assert await store.acquire_lease(host_scope("smtp.test"), "w:mb2", 2, idle_until, TTL)
