@@ -55,10 +55,11 @@ FAULTS_UNTIL = 0.9  # faults stop once this share of the sends is final...
 FAULT_PHASE = 420.0  # ...or after this many seconds
 BUDGET = 960.0  # the campaign must complete within this many seconds of its start (alone: 420-580 s)
 FINAL = ("sent", "unknown", "hard_bounced")
-# Redis holds the host leases and provider windows and a restart loses them
-# (limits/redis_store.py: they "simply start empty"): connections still open then,
-# and slots reserved before it, are unknown to the limits until they end. A violation
-# this soon after a Redis restart is counted apart, as explained by it: within a
+# Redis holds the host leases and provider windows and a restart loses them; since
+# decision 0029 the gate restores them from the ledger and refuses slots granted
+# before the loss, and runs since then count 0 here. Until that is the assertion
+# (decision 0019, item 4), a violation this soon after a Redis restart is still
+# counted apart, as explained by it: within a
 # lease's lifetime for connections; for the rate, within the provider window plus
 # the furthest a reservation reaches ahead here (both steps' sends in flight, all
 # on one provider, paced at its limit).
