@@ -147,11 +147,16 @@ async def test_cancel_ends_the_steps_and_every_open_send_and_the_campaign_cannot
     for p in held:
         row = await send_row(db, campaign_id, 1, p)
         assert (row["state"], row["last_reply"]) == ("skipped", "campaign cancelled")
+    # The stored state is written just before the workflow closes: wait for it to.
     campaign = client.temporal.get_workflow_handle(campaign_workflow_id(e2e_settings.task_queue, campaign_id))
-    assert (await campaign.describe()).status is WorkflowExecutionStatus.CANCELED
-    for k in (1, 2):
-        step = client.temporal.get_workflow_handle(step_workflow_id(e2e_settings.task_queue, campaign_id, k))
-        assert (await step.describe()).status is WorkflowExecutionStatus.CANCELED
+    steps = [client.temporal.get_workflow_handle(step_workflow_id(e2e_settings.task_queue, campaign_id, k))
+             for k in (1, 2)]
+    for handle in (campaign, *steps):
+        async def closed(handle: WorkflowHandle[Any, Any] = handle) -> bool:
+            return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+
+        await until(closed, f"{handle.id} closed")
+        assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
     with pytest.raises(InvalidState, match="cancelled"):
         await client.start_campaign(campaign_id)
     with pytest.raises(InvalidState):
