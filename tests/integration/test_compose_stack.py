@@ -24,7 +24,6 @@ import json
 import re
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -50,6 +49,7 @@ from config.secrets import generate_entry
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from tests import compose_file
+from tests.chaos.conftest import free_port_pair
 from tests.compose_file import ENV_EXAMPLE, ROOT
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
 
@@ -145,18 +145,6 @@ def named_host(value: str) -> str | None:
     return match[1] if match else None
 
 
-def free_port_pair() -> int:
-    """A free port whose next one is free too (the worker serves metrics on both)."""
-    while True:
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
 
 
 def grace_seconds(service: Mapping[str, Any]) -> float:

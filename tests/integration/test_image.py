@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tomllib
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ import pytest
 import redis.asyncio as aioredis
 from temporalio.testing import WorkflowEnvironment
 
+from tests.chaos.conftest import free_port_pair
 from tests.conftest import PG_ADMIN_URL, REDIS_URL, _db_url
 from tests.integration.conftest import temporal_address
 from tests.integration.image_build import Image, build_image
@@ -129,20 +129,6 @@ async def key_prefix() -> AsyncIterator[str]:
     await client.aclose()
 
 
-def metrics_ports() -> int:
-    """A free port whose successor is free too (ours, then the Temporal SDK's)."""
-    while True:
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65534:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
 
 
 async def read_until(stream: asyncio.StreamReader, event: str, seen: list[str], within: float) -> None:
@@ -163,7 +149,7 @@ async def test_migrate_then_the_images_command_runs_a_worker_until_its_stop_sign
         "OUTREACH_DATABASE_URL": database_url, "OUTREACH_REDIS_URL": REDIS_URL,
         "OUTREACH_TEMPORAL_ADDRESS": temporal_address(dev_server), "OUTREACH_TASK_QUEUE": key_prefix,
         "OUTREACH_SECRET_KEYS": os.environ["OUTREACH_SECRET_KEYS"],
-        "OUTREACH_METRICS_PORT": str(metrics_ports()), "OUTREACH_METRICS_HOST": "127.0.0.1",
+        "OUTREACH_METRICS_PORT": str(free_port_pair()), "OUTREACH_METRICS_HOST": "127.0.0.1",
     }
     migrated = in_image(image, "outreach", "db", "migrate", env=env)
     assert migrated.returncode == 0, migrated.output
