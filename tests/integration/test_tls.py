@@ -220,10 +220,12 @@ async def assert_config_error(
     row = await until_paused(db)
     assert row["pause_reason"].startswith(f"config_error: {refusal}"), row["pause_reason"]
     assert row["paused_by"] == "health_check"  # the kind of pause a good check lifts
-    # PostgreSQL is written first, then Redis: wait for the flag a send's gate reads.
+    # PostgreSQL is written first, then Redis (where the gate may already have written the
+    # mailbox as it was): wait for the pause flag a send's gate reads.
     deadline = time.monotonic() + 30.0
-    while (flag := await redis_client.hgetall(redis_key(settings.task_queue, "mailbox", "mb"))) == {}:
-        assert time.monotonic() < deadline, "no pause flag in Redis"
+    while (flag := await redis_client.hgetall(
+            redis_key(settings.task_queue, "mailbox", "mb"))).get("paused") != "1":
+        assert time.monotonic() < deadline, f"no pause flag in Redis: {flag}"
         await asyncio.sleep(0.05)
     assert flag["paused"] == "1" and flag["reason"] == row["pause_reason"]
 
