@@ -246,7 +246,9 @@ async def test_a_send_that_meets_a_tls_failure_pauses_the_mailbox_as_config_erro
         await assert_config_error(db, redis_client, e2e_settings, refusal)
         handle = client.temporal.get_workflow_handle(
             mailbox_workflow_id(e2e_settings.task_queue, "mb"))
-        state = await handle.query(MailboxWorkflow.status)
+        # `applied` is recorded when the activity's completion reaches the workflow, a
+        # moment after the activity wrote Redis.
+        state = await settled(handle)
         assert (state.paused, state.paused_by, state.applied) == (True, "health_check", True)
         send = await send_row(db, campaign_id, 1, prospect)
         assert send["state"] == "queued"  # kept for when the mailbox is fixed
