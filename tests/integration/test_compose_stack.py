@@ -49,9 +49,9 @@ from config.secrets import generate_entry
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from tests import compose_file
-from tests.chaos.conftest import free_port_pair
 from tests.compose_file import ENV_EXAMPLE, ROOT
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.processes import free_port_pair
 
 pytestmark = pytest.mark.e2e
 
