@@ -6,6 +6,7 @@ operator changes behaviour with configuration, not code.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -126,6 +127,24 @@ class Settings(BaseSettings):
     # message builder's own ceilings (mail/message.py) are the upper bounds.
     max_subject_chars: int = Field(default=300, ge=1, le=998)
     max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
+
+    # One-click unsubscribe (docs/decisions/0030): the public address of
+    # `outreach unsubscribe-server`, e.g. https://unsubscribe.example.com; each message
+    # links BASE/u/TOKEN. Empty: messages carry only the mailto form (the worker warns).
+    unsubscribe_base_url: str = ""
+    # Requests one client address may make to the unsubscribe server: a burst, then
+    # this many a minute (a token bucket per address).
+    unsubscribe_rate_per_minute: float = Field(default=30.0, gt=0)
+    unsubscribe_burst: int = Field(default=10, ge=1)
+
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _unsubscribe_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[A-Za-z0-9._~:/%@\[\]-]+", value):
+            raise ValueError(f"OUTREACH_UNSUBSCRIBE_BASE_URL: {value!r} is not an http(s) URL"
+                             " (no query, spaces or quotes)")
+        return value
 
     @field_validator("redis_sentinels")
     @classmethod
