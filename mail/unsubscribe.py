@@ -83,6 +83,8 @@ def verify(ring: KeyRing, token: str) -> SendKey:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise BadToken("not base64url") from None
+    if _b64(raw) != token:  # one spelling per token: no second form with other padding bits
+        raise BadToken("not canonical base64url")
     body, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
     parts = body.decode("ascii", "replace").split(_SEP)
     if len(parts) != 6 or parts[0] != VERSION:
