@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import click
@@ -22,7 +23,7 @@ import structlog
 from aiohttp import hdrs, web
 
 from config.secrets import KeyRing, SecretKeyError, key_ring
-from config.settings import get_settings
+from config.settings import get_settings, proxy_networks
 from mail import unsubscribe
 from mail.message import ONE_CLICK
 from store.unsubscribes import unsubscribe as act
@@ -43,6 +44,29 @@ _HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def client_address(request: web.Request, trusted: Networks) -> str:
+    """Who a request counts against: the peer, or, when the peer is a trusted proxy, the
+    last address its X-Forwarded-For chain names that is not a trusted proxy too (the
+    left part of the chain is whatever the client wrote, so it is never believed)."""
+    peer = request.remote or "?"
+    if not trusted or not _within(peer, trusted):
+        return peer
+    chain = [a.strip() for a in ",".join(request.headers.getall(hdrs.X_FORWARDED_FOR, [])).split(",")]
+    for address in reversed([a for a in chain if a]):
+        if not _within(address, trusted):
+            return address
+    return peer
+
+
+def _within(address: str, networks: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class RateLimiter:
@@ -100,10 +124,12 @@ def _bad_link() -> web.Response:
     return _page("This link does not work", "The unsubscribe link is not valid.", status=400)
 
 
-def build_app(pool: asyncpg.Pool, ring: KeyRing, limiter: RateLimiter) -> web.Application:
+def build_app(
+    pool: asyncpg.Pool, ring: KeyRing, limiter: RateLimiter, trusted_proxies: Networks = (),
+) -> web.Application:
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/u/") and not limiter.allow(request.remote or "?"):
+        if request.path.startswith("/u/") and not limiter.allow(client_address(request, trusted_proxies)):
             return web.Response(status=429, text="Too many requests\n",
                                 headers={hdrs.RETRY_AFTER: str(limiter.retry_after())})
         return await handler(request)
@@ -167,7 +193,8 @@ def unsubscribe_server(port: int, host: str) -> None:
         pool = await create_pool(settings.database_url, max_size=5)
         limiter = RateLimiter(settings.unsubscribe_rate_per_minute, settings.unsubscribe_burst)
         try:
-            async with serving(build_app(pool, ring, limiter), host, port) as url:
+            app = build_app(pool, ring, limiter, proxy_networks(settings.unsubscribe_trusted_proxies))
+            async with serving(app, host, port) as url:
                 click.echo(f"unsubscribe server on {url}; Ctrl-C stops it")
                 await stop.wait()
         finally:

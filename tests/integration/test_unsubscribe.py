@@ -6,6 +6,7 @@ real unsubscribe server, which stops the prospect and lists its address
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -280,3 +281,25 @@ async def test_ten_thousand_posts_from_one_address_are_rate_limited_and_others_s
                 http.post(f"{base}/u/{urls[1]}", data=ONE_CLICK) as response:
             assert response.status == 200
     assert await db.fetchval("SELECT count(*) FROM prospects WHERE status = 'unsubscribed'") == 2
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket_and_others_cannot_spoof(
+    db: asyncpg.Pool,
+) -> None:
+    await add_mailbox(db, "mb-p", 2525)
+    campaign_id, (pid,) = await add_campaign(db, ["mb-p"], ["p@example.com"], [("Hi", "B", 0)])
+    path = f"/u/{sign(ring(), SendKey('ws', campaign_id, 1, pid))}"
+
+    async def statuses(base: str, forwarded_for: str, n: int) -> list[int]:
+        headers = {"X-Forwarded-For": forwarded_for}
+        return [(await post(base + path, data=ONE_CLICK, headers=headers))[0] for _ in range(n)]
+
+    proxy = [ipaddress.ip_network("127.0.0.1/32")]
+    async with serving(build_app(db, ring(), RateLimiter(1, 2), proxy), "127.0.0.1", 0) as base:
+        assert await statuses(base, "203.0.113.9", 3) == [200, 200, 429]
+        # The chain's left part is the client's to write; the proxy's own entry is the last.
+        assert await statuses(base, "203.0.113.9, 198.51.100.7", 2) == [200, 200]
+    async with serving(build_app(db, ring(), RateLimiter(1, 2)), "127.0.0.1", 0) as base:
+        # No trusted proxy: the header is ignored, so changing it gains nothing.
+        first, second = await statuses(base, "192.0.2.1", 2), await statuses(base, "192.0.2.2", 1)
+        assert [*first, *second] == [200, 200, 429]
