@@ -71,8 +71,9 @@ def _within(address: str, networks: Networks) -> bool:
 
 class RateLimiter:
     """A token bucket per client address: ``burst`` requests at once, refilled at
-    ``per_minute``. Full buckets are forgotten when the table grows, so a flood of
-    addresses costs memory only while they keep asking."""
+    ``per_minute``. The table is bounded: past ``max_clients`` the full buckets are
+    forgotten, then the least recently seen, down to 90 % (so a flood of addresses
+    costs one sweep per tenth of the table, and a forgotten client starts full)."""
 
     def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic,
                  max_clients: int = 100_000) -> None:
@@ -87,18 +88,24 @@ class RateLimiter:
         tokens, then = self._buckets.get(client, (self._burst, now))
         tokens = min(self._burst, tokens + (now - then) * self._rate)
         allowed = tokens >= 1.0
+        self._buckets.pop(client, None)  # re-inserted last: the dict's order is recency
         self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
         if len(self._buckets) > self._max_clients:
-            self._forget_full(now)
+            self._shrink(now)
         return allowed
 
     def retry_after(self) -> int:
         return max(1, round(1.0 / self._rate))
 
-    def _forget_full(self, now: float) -> None:
+    def _shrink(self, now: float) -> None:
         for client, (tokens, then) in list(self._buckets.items()):
             if tokens + (now - then) * self._rate >= self._burst:
                 del self._buckets[client]
+        while len(self._buckets) > self._max_clients * 9 // 10:
+            del self._buckets[next(iter(self._buckets))]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def _page(title: str, text: str, form: bool = False, status: int = 200) -> web.Response:
