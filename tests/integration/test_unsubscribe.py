@@ -31,10 +31,12 @@ from config.secrets import KeyRing, generate_entry, key_ring
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
-from mail.unsubscribe import SendKey, sign
+from mail.unsubscribe import SendKey, sign, verify
 from specs.campaigns import CampaignSpec, resolve_campaign
-from store import ledger, retention
-from store.importer import create_campaign
+from specs.mailboxes import MailboxSpec
+from store import ledger, retention, sender_identity
+from store.importer import create_campaign, import_mailboxes
+from store.sender_identity import SenderIdentity
 from telemetry.log_context import ActivityLogContext
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
@@ -303,3 +305,44 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket_a
         # No trusted proxy: the header is ignored, so changing it gains nothing.
         first, second = await statuses(base, "192.0.2.1", 2), await statuses(base, "192.0.2.2", 1)
         assert [*first, *second] == [200, 200, 429]
+
+
+async def test_without_a_base_url_messages_carry_the_mailto_form_only(
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-m", inbox.port)
+    await db.execute("UPDATE mailboxes SET unsubscribe_mailto = 'optout@sender.example.com'"
+                     " WHERE id = 'mb-m'")
+    campaign_id, (pid,) = await add_campaign(db, ["mb-m"], ["m@example.com"],
+                                             [("Hi", "{{ unsubscribe_url }}", 0)])
+    await client.start_campaign(campaign_id)
+    await wait_for_state(client, campaign_id, "completed", timeout=60)
+    msg = parsed(inbox.messages_to("m@example.com")[0].raw)
+    (mailto,) = URI.findall(str(msg["List-Unsubscribe"]))
+    assert mailto.startswith("mailto:optout@sender.example.com?subject=unsubscribe%20")
+    assert msg["List-Unsubscribe-Post"] is None  # one-click needs an http(s) URI
+    assert msg.get_content().strip() == mailto  # the template's {{ unsubscribe_url }}
+    assert msg["Reply-To"] is None and msg["From"].addresses[0].display_name == ""
+    token = mailto.rsplit("%20", 1)[1]
+    assert verify(ring(), token) == SendKey("ws", campaign_id, 1, pid)  # what the inbox reader will do
+
+
+async def test_identity_fields_are_imported_and_the_campaign_name_wins(db: asyncpg.Pool) -> None:
+    base = {"id": "mb-i", "email": "i@sender.example.com", "smtp_host": "127.0.0.1",
+            "security": "none", "password_env": "NOPE"}
+    await import_mailboxes(db, [MailboxSpec.model_validate(
+        {**base, "from_name": "Ida", "reply_to": "r@sender.example.com"})])
+    steps = [{"subject": "Hi", "body": "B"}]
+    plain = await create_campaign(db, resolve_campaign(CampaignSpec.model_validate(
+        {"name": "a", "workspace": "ws", "mailboxes": ["mb-i"], "steps": steps,
+         "prospects": [{"email": "x@example.com"}]})))
+    named = await create_campaign(db, resolve_campaign(CampaignSpec.model_validate(
+        {"name": "b", "workspace": "ws", "mailboxes": ["mb-i"], "steps": steps, "from_name": "Team",
+         "unsubscribe": "header_and_footer", "prospects": [{"email": "x@example.com"}]})))
+    assert await sender_identity.for_send(db, plain.id, "mb-i") == SenderIdentity(
+        "Ida", "r@sender.example.com", "i@sender.example.com", footer=False)
+    assert await sender_identity.for_send(db, named.id, "mb-i") == SenderIdentity(
+        "Team", "r@sender.example.com", "i@sender.example.com", footer=True)
+    await import_mailboxes(db, [MailboxSpec.model_validate(base)])  # left out: cleared
+    assert await sender_identity.for_send(db, plain.id, "mb-i") == SenderIdentity(
+        None, None, "i@sender.example.com", footer=False)
