@@ -276,6 +276,9 @@ async def test_the_compose_stack_comes_up_sends_a_campaign_and_stops(
                 proc = await start(f"{name}-{replica + 1}", command_words, env, workdir)
                 running.append(proc)
                 await proc.wait_for(READY[command], timeout=60)
+                if command == "worker" and not env.get("OUTREACH_UNSUBSCRIBE_BASE_URL"):
+                    # .env.example leaves it empty: the worker says so before it serves.
+                    assert "unsubscribe_base_url_unset" in proc.log(), proc.log()
                 if "OUTREACH_METRICS_PORT" in env:
                     await check_metrics(int(env["OUTREACH_METRICS_PORT"]))
         assert {r.name for r in running} == {"codec-server-1", "unsubscribe-1", "worker-1", "worker-2"}
