@@ -406,7 +406,7 @@ class _Links:
 def _outgoing(
     mailbox: MailboxRecord, ctx: SendContext, identity: SenderIdentity, links: _Links
 ) -> OutgoingMail:
-    fields = {**ctx.fields, "email": ctx.prospect_email, "unsubscribe_url": links.visible}
+    fields = {"email": ctx.prospect_email, **ctx.fields, "unsubscribe_url": links.visible}
     earlier = ctx.earlier_message_ids
     body = render(ctx.body, fields)
     return OutgoingMail(
