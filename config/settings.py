@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     max_subject_chars: int = Field(default=300, ge=1, le=998)
     max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
 
+    # The deliverability guard (docs/decisions/0033): a mailbox with more hard
+    # bounces among its last `window` sends than `rate` x `window` is paused.
+    bounce_guard_window: int = Field(default=50, ge=1)
+    bounce_guard_rate: float = Field(default=0.05, ge=0, le=1)
+    # `mailboxes check-dns`: the DNS server to ask, "host:port"; empty is the system's.
+    dns_resolver: str = ""
+
     @field_validator("redis_sentinels")
     @classmethod
     def _sentinel_addresses(cls, value: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from activities.bounce_guard import BounceGuard
 from activities.gate import GateActivities
 from activities.ledger import LedgerActivities
 from activities.mailbox import MailboxActivities
@@ -43,7 +44,10 @@ def build_activities(
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
-    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys))
+    guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
+                        settings.bounce_guard_rate)
+    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
+                          guard=guard)
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
