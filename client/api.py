@@ -23,10 +23,12 @@ from config.names import (
     mailbox_workflow_id,
     send_task_queue,
 )
+from config.secrets import key_ring
 from config.settings import Settings
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaigns, suppressions
+from store import accounts, campaigns, erasure, suppressions
 from store.db import create_pool
+from store.erasure import Erasure
 from store.suppressions import Scope, Suppression
 from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
@@ -199,3 +201,10 @@ class OutreachClient:
         entries = await suppressions.listed(self.pool, scope)
         suppressions.write_csv(out, entries)
         return len(entries)
+
+    # Erasure (docs/decisions/0032); `outreach prospects forget`
+
+    async def forget_prospect(self, email: str, workspace: str | None = None) -> Erasure:
+        """Erase a person's address and data in ``workspace`` (every workspace when None),
+        keeping only a keyed hash of the address on the do-not-contact list."""
+        return await erasure.forget(self.pool, key_ring(self.settings.secret_keys), email, workspace)

@@ -18,6 +18,7 @@ from client import ClientError
 from client.api import OutreachClient
 from client.codec_server import codec_server
 from client.keys_cli import keys
+from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
@@ -455,6 +456,7 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, code
 main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
+main.add_command(prospects)
 
 
 def run() -> None:

@@ -21,3 +21,7 @@ ALTER TABLE mailboxes
     -- Set when an operator resumes a mailbox the bounce guard paused: the guard then
     -- counts only sends begun after it, never the old bounces that paused it.
     ADD COLUMN bounce_guard_since timestamptz;
+
+-- Import reads a scope's erasure entries to hash its new prospects' addresses against
+-- them; they are few beside the plain entries.
+CREATE INDEX suppressions_hashed ON suppressions (workspace_id) WHERE entry LIKE 'hmac:%';
