@@ -78,6 +78,9 @@ async def import_mailboxes(
         stored = await accounts.refresh_tokens(conn, ids, ring=ring) if ring else {}
         rows = [_mailbox_row(spec, ring, stored) for spec in specs]
         await conn.executemany(_UPSERT_MAILBOX, rows)
+        # Apart from the upsert: read only by `mailboxes check-dns` (store/sender_dns.py).
+        await conn.executemany("UPDATE mailboxes SET dkim_selector = $2 WHERE id = $1",
+                               [(spec.id, spec.dkim_selector) for spec in specs])
     return ids
 
 

@@ -76,8 +76,10 @@ def build_maintenance_activities(
     from activities.health import MailboxHealth
     from activities.maintenance import LedgerMaintenance
     from mail.oauth import HttpTokenEndpoint
+    from mail.sender_dns import TxtLookup
 
     ledger = LedgerMaintenance(pool, temporal, settings.task_queue)
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
-                           tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys))
+                           tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys),
+                           dns=TxtLookup(settings.dns_resolver))
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes]
