@@ -56,6 +56,7 @@ from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
 from store import accounts, ledger
 from store.accounts import MailboxRecord
+from store.address_hash import every_hash
 from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
 from telemetry.metrics import CIRCUIT_OPEN, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION, UNEXPECTED
@@ -182,9 +183,12 @@ class SendActivities:
     ) -> SendResult:
         k, mailbox = at.inp.key, at.known_mailbox
         at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+        # Stored addresses are normalized: lower-cased, each is its list entry (decision 0026).
+        erased = every_hash(self._ring, ctx.prospect_email.lower())
 
         async def before_data() -> None:
-            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id)
+            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id,
+                                                   erased)
             if found is not ledger.DataStart.GO:
                 raise StopBeforeData(found)
 

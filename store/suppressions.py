@@ -16,9 +16,9 @@ is an equality on the indexed ``entry`` column. The checks:
 Erasure entries (``hmac:<key id>:<hex>``, docs/decisions/0032) hold an erased
 address's keyed hash, never the address: import and ``is_suppressed`` hash the
 addresses they check under every key of the ring. The claim and the moment before
-DATA need no hashing: erasure left no active prospect with the address, and an
+DATA read only active prospects, and erasure left none with the address, while an
 import made after it marks the address's prospects suppressed (ERASURE_LOCK
-orders the two).
+orders the two); the check before DATA matches the hashes as well (NOT_ERASED).
 """
 
 from __future__ import annotations
@@ -137,6 +137,13 @@ def _listed_ids(rows: str, id_col: str, email_col: str, workspace_sql: str) -> s
 UNLISTED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lower(p.email)
                   AND {_scope_of(_CAMPAIGN_WORKSPACE)})
   AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = '@' || split_part(lower(p.email), '@', 2)
+                  AND {_scope_of(_CAMPAIGN_WORKSPACE)})
+"""
+
+# Beside UNLISTED in the check right before DATA: $4 holds the prospect's address
+# hashed under every key of the ring (``address_hash.every_hash``), so an erasure
+# entry stops the send too, whatever path the prospect came by.
+NOT_ERASED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = ANY($4::text[])
                   AND {_scope_of(_CAMPAIGN_WORKSPACE)})
 """
 

@@ -15,12 +15,16 @@ import pytest
 from client.api import OutreachClient
 from config.secrets import generate_entry, key_ring
 from config.settings import Settings
+from localsmtp.server import LocalSmtpServer
 from specs.loading import load_campaign_file, load_mailboxes_file
 from store import erasure, suppressions
+from store.address_hash import current_hash
 from store.importer import create_campaign, import_mailboxes
 from store.suppressions import GLOBAL, Scope, SuppressionError
 from tests.conftest import TEST_SECRET_KEYS
+from tests.factories import send_row
 from tests.integration.test_cli import outreach
+from tests.integration.test_stop_before_data import _attempt_outcome, _held_mid_transaction
 
 ADDRESS = "Zed.Erasable@Example.ORG"
 NEEDLE = "zed.erasable"  # its local part: nothing containing it may remain, in any case
@@ -177,3 +181,19 @@ async def test_erasure_entries_match_under_every_key_of_the_ring_and_a_lost_key_
     with pytest.raises(SuppressionError, match=f"key id\\(s\\) {RING.current_id}, which"):
         async with db.acquire() as conn, conn.transaction():
             await suppressions.mark_suppressed_prospects(conn, created.id, "acme", only_new)
+
+
+async def test_an_erasure_entry_stops_a_send_before_data_by_its_hash_alone(
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
+) -> None:
+    # Only the hash is added (no row stripped), as if the prospect had come by a path
+    # that skipped the import's check: the moment before DATA still matches it.
+    campaign_id, prospect = await _held_mid_transaction(db, inbox, client, "Late@Example.com")
+    await suppressions.add(db, Scope.workspace("ws"), current_hash(RING, "late@example.com"),
+                           source="erasure")
+    inbox.release("rcpt")
+
+    assert await _attempt_outcome(db, campaign_id) == "stopped"
+    row = await send_row(db, campaign_id, 1, prospect)
+    assert (row["state"], row["last_reply"], row["data_started_at"]) == ("skipped", "suppressed", None)
+    assert "DATA" not in inbox.commands and inbox.messages == []
