@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 
 from config.secrets import KeyRing
 
@@ -34,9 +35,18 @@ def key_id_of(entry: str) -> str:
     return found.group(1)
 
 
-def hashed(key_id: str, key: bytes, entry: str) -> str:
+def hasher(key_id: str, key: bytes) -> Callable[[str], str]:
+    """Hashes entries under one key (its derived key made once, for an import's many)."""
     derived = hmac.new(key, _PURPOSE, hashlib.sha256).digest()
-    return f"{PREFIX}{key_id}:{hmac.new(derived, entry.encode(), hashlib.sha256).hexdigest()}"
+
+    def hash_entry(entry: str) -> str:
+        return f"{PREFIX}{key_id}:{hmac.new(derived, entry.encode(), hashlib.sha256).hexdigest()}"
+
+    return hash_entry
+
+
+def hashed(key_id: str, key: bytes, entry: str) -> str:
+    return hasher(key_id, key)(entry)
 
 
 def current_hash(ring: KeyRing, entry: str) -> str:

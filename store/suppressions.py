@@ -42,7 +42,7 @@ from specs.suppressions import (
     is_domain,
 )
 from store import StoreError
-from store.address_hash import every_hash, hashed, is_hashed, key_id_of
+from store.address_hash import every_hash, hasher, is_hashed, key_id_of
 
 Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
@@ -281,12 +281,12 @@ async def _mark_erased(conn: Executor, campaign_id: str, workspace_id: str, ring
             f"erasure entries were made under key id(s) {', '.join(lost)}, which"
             " OUTREACH_SECRET_KEYS no longer holds; add the key(s) back to check them"
         )
-    used = [(kid, keys[kid]) for kid in sorted({key_id_of(e) for e in erased})]
+    used = [hasher(kid, keys[kid]) for kid in sorted({key_id_of(e) for e in erased})]
     rows = await conn.fetch(
         "SELECT id, lower(email) AS entry FROM prospects WHERE campaign_id = $1 AND status = 'active'",
         campaign_id,
     )
-    hits = [r["id"] for r in rows if any(hashed(kid, key, r["entry"]) in erased for kid, key in used)]
+    hits = [r["id"] for r in rows if any(hash_entry(r["entry"]) in erased for hash_entry in used)]
     if not hits:
         return 0
     # Marked, and not stored: the row keeps no address and no field (store/erasure.py).
