@@ -28,6 +28,7 @@ from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.bounce_guard import BounceGuard
 from activities.models import SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
 from config.names import SEND_EMAIL
@@ -56,6 +57,7 @@ from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
 from store import accounts, ledger, sender_identity
 from store.accounts import MailboxRecord
+from store.address_hash import every_hash
 from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
 from store.sender_identity import SenderIdentity
@@ -103,10 +105,12 @@ class SendActivities:
     def __init__(
         self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy,
         tokens: TokenEndpoint | None = None, *, ring: KeyRing, unsubscribe_base_url: str = "",
+        guard: BounceGuard | None = None,
     ) -> None:
         self._pool = pool
         # Signs the unsubscribe tokens too; without a base URL a message offers only the mailto form.
         self._unsubscribe_base_url = unsubscribe_base_url
+        self._guard = guard  # judges the mailbox after each hard bounce (decision 0033)
         self._ring = ring  # opens the mailboxes' stored credentials (store/accounts.py)
         self._transport = transport
         self._store = store
@@ -197,9 +201,12 @@ class SendActivities:
     ) -> SendResult:
         k, mailbox = at.inp.key, at.known_mailbox
         at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+        # Stored addresses are normalized: lower-cased, each is its list entry (decision 0026).
+        erased = every_hash(self._ring, ctx.prospect_email.lower())
 
         async def before_data() -> None:
-            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id)
+            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id,
+                                                   erased)
             if found is not ledger.DataStart.GO:
                 raise StopBeforeData(found)
 
@@ -247,6 +254,7 @@ class SendActivities:
             await self._record(at, d, reply, error, note)
         if d.suppress:
             await ledger.suppress_prospect(self._pool, at.inp.key.prospect_id, "hard_bounced")
+            await self._judge_bounce_rate(at)
         if d.refund and at.inp.reservation:
             await self._best_effort(self._store.refund(at.known_mailbox.provider, at.inp.reservation))
         _count(d.metric)
@@ -265,6 +273,17 @@ class SendActivities:
                     else "" if d.exhausted else error),
             retry_at=retry_at, pause=d.pause,
         )
+
+    async def _judge_bounce_rate(self, at: _Attempt) -> None:
+        """After a hard bounce is recorded: the bounce-rate guard. Its failure must not
+        lose the send's outcome (a retry would find the send final and judge nothing),
+        so it is logged instead; the next hard bounce judges again."""
+        if self._guard is None:
+            return
+        try:
+            await self._guard.after_bounce(at.known_mailbox.id)
+        except Exception as exc:  # noqa: BLE001  # logged, never raised: see above
+            log.error("bounce_guard_failed", error=str(exc))
 
     async def _record(
         self, at: _Attempt, d: SendDecision, reply: SmtpReply | None, error: str, note: str

@@ -17,7 +17,9 @@ import click
 from client import ClientError
 from client.api import OutreachClient
 from client.codec_server import codec_server
+from client.dns_cli import check_dns
 from client.keys_cli import keys
+from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from client.unsubscribe_server import unsubscribe_server
 from config.logs import configure_logging
@@ -463,6 +465,8 @@ main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
 main.add_command(unsubscribe_server)
+main.add_command(prospects)
+mailboxes.add_command(check_dns)
 
 
 def run() -> None:

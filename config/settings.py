@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     def _trusted_proxies(cls, value: str) -> str:
         proxy_networks(value)  # refuse a malformed list at start
         return value
+    # The deliverability guard (docs/decisions/0033): a mailbox with more hard
+    # bounces among its last `window` sends than `rate` x `window` is paused.
+    bounce_guard_window: int = Field(default=50, ge=1)
+    bounce_guard_rate: float = Field(default=0.05, ge=0, le=1)
+    # `mailboxes check-dns`: the DNS server to ask, "host:port"; empty is the system's.
+    dns_resolver: str = ""
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -79,6 +79,9 @@ async def import_mailboxes(
         rows = [_mailbox_row(spec, ring, stored) for spec in specs]
         await conn.executemany(_UPSERT_MAILBOX, rows)
         await sender_identity.store_mailboxes(conn, specs)
+        # Apart from the upsert: read only by `mailboxes check-dns` (store/sender_dns.py).
+        await conn.executemany("UPDATE mailboxes SET dkim_selector = $2 WHERE id = $1",
+                               [(spec.id, spec.dkim_selector) for spec in specs])
     return ids
 
 

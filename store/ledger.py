@@ -9,7 +9,7 @@ means DATA's outcome is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -200,7 +200,7 @@ class DataStart(StrEnum):
 
 
 async def mark_data_started(
-    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, erased: Sequence[str] = ()
 ) -> DataStart:
     """Mark DATA as about to start, unless something that says "stop" was committed
     meanwhile: a mailbox pause, a suppression entry, the prospect's state, or the
@@ -208,25 +208,27 @@ async def mark_data_started(
 
     One statement: whatever was committed before it is seen, so after a pause is
     acknowledged no message of that mailbox reaches DATA. Only when it finds a
-    reason to stop does a second query say which.
+    reason to stop does a second query say which. ``erased``: the prospect's address
+    hashed under each key of the ring, matched against erasure entries
+    (docs/decisions/0032).
     """
     started = await pool.fetchval(
         f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
         " AND state = 'sending'"
         " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
         " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
-        f" {suppressions.UNLISTED})"
+        f" {suppressions.UNLISTED} {suppressions.NOT_ERASED})"
         " RETURNING true",
-        campaign_id, step, prospect_id,
+        campaign_id, step, prospect_id, list(erased),
     )
     if started:
         return DataStart.GO
     why = await pool.fetchrow(
-        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED})"
-        " AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
+        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED}"
+        f" {suppressions.NOT_ERASED}) AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
         " JOIN prospects p ON p.id = s.prospect_id"
         " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
-        campaign_id, step, prospect_id,
+        campaign_id, step, prospect_id, list(erased),
     )
     if why is None or why["state"] != "sending":
         return DataStart.SEND_ENDED
