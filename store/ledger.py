@@ -334,10 +334,15 @@ async def skip_open_sends(pool: asyncpg.Pool, campaign_id: str, reason: str) -> 
 async def mailbox_sends_since(
     pool: asyncpg.Pool, mailbox_id: str, since: datetime
 ) -> list[tuple[str, datetime]]:
-    """(send key, first attempt) of a mailbox's sends since ``since``: its used budget."""
+    """(send key, latest attempt) of a mailbox's sends since ``since``: its used budget.
+    The latest attempt, since a send that went again on a later day counts on that day
+    (limits/lua/admit.lua); a mailbox's day has few sends, so the lookups are few."""
     rows = await pool.fetch(
-        "SELECT campaign_id || ':' || step || ':' || prospect_id AS key, first_attempt_at"
-        " FROM sends WHERE mailbox_id = $1 AND first_attempt_at >= $2",
+        "SELECT s.campaign_id || ':' || s.step || ':' || s.prospect_id AS key,"
+        " greatest(s.first_attempt_at, (SELECT max(a.started_at) FROM send_attempts a"
+        "   WHERE (a.campaign_id, a.step, a.prospect_id) = (s.campaign_id, s.step, s.prospect_id)))"
+        "   AS reserved_at"
+        " FROM sends s WHERE s.mailbox_id = $1 AND s.first_attempt_at >= $2",
         mailbox_id, since,
     )
-    return [(r["key"], r["first_attempt_at"]) for r in rows]
+    return [(r["key"], r["reserved_at"]) for r in rows]
