@@ -160,6 +160,12 @@ class MemoryLimitStore:
             entries = self._providers.get(provider, [])
             self._providers[provider] = [e for e in entries if e[1] != reservation]
 
+    async def release_day(self, mailbox_id: str, send_key: str) -> None:
+        async with self._lock:
+            box = self._mailboxes.get(mailbox_id)
+            if box is not None:
+                box.reserved.pop(send_key, None)
+
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
         async with self._lock:
             box = self._mailboxes.setdefault(mailbox_id, _Mailbox())

@@ -119,6 +119,10 @@ class RedisLimitStore:
         with _unavailable_on_redis_error():
             await self._redis.zrem(self._key("provider", provider, "window"), reservation)
 
+    async def release_day(self, mailbox_id: str, send_key: str) -> None:
+        with _unavailable_on_redis_error():
+            await self._redis.zrem(self._mailbox_keys(mailbox_id)[1], send_key)
+
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
     ) -> None:

@@ -288,6 +288,16 @@ async def _record_outcome(
             await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
 
 
+async def release_day(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> None:
+    """The ledger's side of giving back a send's place in its mailbox's day (nothing was
+    sent, the send went back to the queue or ended unsent): a rebuild of the day's budget
+    (``mailbox_sends_since``) counts it again only once it is attempted again."""
+    await pool.execute(
+        f"UPDATE sends SET first_attempt_at = NULL WHERE {_KEY} AND data_started_at IS NULL"
+        f" AND state IN ('queued', 'skipped')", campaign_id, step, prospect_id,
+    )
+
+
 async def settle_open(
     pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, state: LedgerState, reason: str
 ) -> str:
