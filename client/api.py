@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from activities.models import MailboxInput
 from client import ClientError, InvalidState
+from client.campaign_controls import CampaignControls
 from config.names import (
     CAMPAIGN_ID_ATTR,
     MAILBOX_IDS_ATTR,
@@ -25,7 +26,7 @@ from config.names import (
 )
 from config.settings import Settings
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaigns, suppressions
+from store import accounts, campaign_controls, campaigns, suppressions
 from store.db import create_pool
 from store.suppressions import Scope, Suppression
 from workers.main import connect_temporal
@@ -50,7 +51,7 @@ def tuning_from(settings: Settings) -> StepTuning:
     )
 
 
-class OutreachClient:
+class OutreachClient(CampaignControls):
     def __init__(self, settings: Settings, temporal: Client, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.temporal = temporal
@@ -87,6 +88,7 @@ class OutreachClient:
                 id_prefix=self.settings.task_queue, campaign_id=campaign_id,
                 delays=[timedelta(seconds=r["delay_seconds"]) for r in delays],
                 tuning=tuning_from(self.settings),
+                open=await campaign_controls.open_for_prospects(self.pool, campaign_id),
             ),
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,

@@ -16,6 +16,7 @@ import click
 
 from client import ClientError
 from client.api import OutreachClient
+from client.campaign_cli import register as register_campaign_controls
 from client.codec_server import codec_server
 from client.keys_cli import keys
 from client.suppress_cli import suppress
@@ -167,18 +168,26 @@ def campaigns() -> None:
 
 @campaigns.command("create")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--open", "is_open", is_flag=True,
+              help="Keep it running for prospects added later, until `campaigns close` (as `open: true`).")
 @run_async
-async def campaigns_create(file: Path) -> None:
+async def campaigns_create(file: Path, is_open: bool) -> None:
     """Create a campaign from a YAML FILE; prints its id on the last line."""
+    from dataclasses import replace
+
     from specs.loading import load_campaign_file
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
+    if is_open:
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"created campaign with {created.prospects} prospect(s),"
-               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)")
+               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
+               + (f", {created.active_elsewhere} skipped (active in another running campaign)"
+                  if created.active_elsewhere else ""))
     click.echo(created.id)
 
 
@@ -455,6 +464,7 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, code
 main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
+register_campaign_controls(main, campaigns)
 
 
 def run() -> None:

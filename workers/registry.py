@@ -45,7 +45,7 @@ def build_activities(
     mailbox = MailboxActivities(pool, store)
     send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys))
     return [
-        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
+        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
     ]
 

@@ -1,0 +1,109 @@
+"""``outreach campaigns list|add-prospects|close`` and ``outreach prospects stop``:
+operator controls on a running campaign, over OutreachClient (docs/decisions/0039)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import click
+
+from client import ClientError
+from client.api import OutreachClient
+from client.db_command import fail
+from config.settings import get_settings
+from specs import SpecError
+from store import StoreError
+
+T = TypeVar("T")
+_STATES = ("created", "running", "paused", "completed", "cancelled")
+
+
+def _with_client(action: Callable[[OutreachClient], Awaitable[T]]) -> T:
+    """Run ``action`` on a connected client; known errors become one line, exit code 2."""
+
+    async def run() -> T:
+        client = await OutreachClient.connect(get_settings())
+        try:
+            return await action(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except (SpecError, StoreError, ClientError) as exc:
+        fail(str(exc))
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"cannot reach the database: {exc}")
+
+
+@click.command("list")
+@click.option("--state", type=click.Choice(_STATES), help="Only campaigns in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def campaigns_list(state: str | None, as_json: bool) -> None:
+    """List campaigns: id, name, workspace, state and progress (sends done of all)."""
+    found = _with_client(lambda c: c.list_campaigns(state))
+    if as_json:
+        click.echo(json.dumps([s.as_json() for s in found], indent=2))
+        return
+    for s in found:
+        state_text = s.state + (" (open)" if s.open else "")
+        click.echo(f"{s.id:<16} {s.name[:30]:<30} {s.workspace:<16} {state_text:<16}"
+                   f" {s.sends_done}/{s.sends_total} sends done, {s.prospects} prospects")
+
+
+@click.command("add-prospects")
+@click.argument("campaign_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dedupe", type=click.Choice(["workspace", "campaign"]),
+              help="workspace: skip prospects active in another running campaign of the workspace"
+                   " (default: the campaign file's setting).")
+def campaigns_add_prospects(campaign_id: str, file: Path, dedupe: str | None) -> None:
+    """Add the prospects of a CSV FILE to a campaign (all or nothing); a running
+    campaign sends them without a restart."""
+
+    async def add(c: OutreachClient) -> None:
+        loaded = await c.read_prospects(campaign_id, file)
+        for warning in loaded.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        added = await c.add_prospects(campaign_id, loaded.prospects, dedupe)
+        click.echo(f"added {added.added} prospect(s) to {campaign_id}; skipped {added.duplicates}"
+                   f" already in the campaign, {added.active_elsewhere} active in another running"
+                   f" campaign; {added.suppressed} suppressed (on the do-not-contact list)")
+
+    _with_client(add)
+
+
+@click.command("close")
+@click.argument("campaign_id")
+def campaigns_close(campaign_id: str) -> None:
+    """Close an open campaign: it completes once its prospects are through."""
+    _with_client(lambda c: c.close_campaign(campaign_id))
+    click.echo(f"campaign {campaign_id} closed: it completes once its prospects are through")
+
+
+@click.group()
+def prospects() -> None:
+    """Prospects of a campaign."""
+
+
+@prospects.command("stop")
+@click.argument("campaign_id")
+@click.argument("prospect")
+@click.option("--reason", help="Why, kept with the prospect and its skipped sends.")
+def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
+    """End one PROSPECT's sequence (its address or id): state 'stopped', queued sends 'skipped'."""
+    stopped = _with_client(lambda c: c.stop_prospect(campaign_id, prospect, reason))
+    click.echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
+               f" {stopped.skipped} queued send(s) skipped")
+
+
+def register(main: click.Group, campaigns: click.Group) -> None:
+    for command in (campaigns_list, campaigns_add_prospects, campaigns_close):
+        campaigns.add_command(command)
+    main.add_command(prospects)
+

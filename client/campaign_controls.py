@@ -1,0 +1,71 @@
+"""Operator controls on a running campaign, part of ``OutreachClient``: list campaigns,
+add prospects, close an open campaign, stop a prospect (docs/decisions/0039)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+
+from config.settings import Settings
+from specs.added_prospects import LoadedProspects, load_prospects_csv
+from specs.prospects import Prospect
+from store import campaign_controls
+from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
+from workflows.campaign import CampaignWorkflow
+
+
+class CampaignControls:
+    """Mixed into OutreachClient, which provides these."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+
+    def _campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
+        raise NotImplementedError
+
+    async def list_campaigns(self, state: str | None = None) -> list[CampaignSummary]:
+        """Every campaign (or those in ``state``), oldest first, with its progress."""
+        return await campaign_controls.list_campaigns(self.pool, state)
+
+    async def read_prospects(self, campaign_id: str, path: Path) -> LoadedProspects:
+        """A CSV file checked against the campaign's steps, by the rules of create:
+        SpecError lists every problem (row and column); nothing is written."""
+        return load_prospects_csv(path, await campaign_controls.stored_steps(self.pool, campaign_id))
+
+    async def add_prospects(
+        self, campaign_id: str, prospects: Path | list[Prospect], dedupe: str | None = None
+    ) -> ProspectsAdded:
+        """Add prospects (a CSV file, or prospects already read) to a campaign that has
+        not finished; a running one sends them without a restart. Addresses already
+        in the campaign, on the do-not-contact list, or (``dedupe="workspace"``)
+        active in another running campaign of the workspace are skipped and counted.
+        Raises CampaignFinished for a completed or cancelled campaign."""
+        if isinstance(prospects, Path):
+            prospects = (await self.read_prospects(campaign_id, prospects)).prospects
+        added = await campaign_controls.add_prospects(self.pool, campaign_id, prospects, dedupe)
+        if added.added and added.state in ("running", "paused"):
+            await self._tell(campaign_id, CampaignWorkflow.prospects_added)
+        return added
+
+    async def close_campaign(self, campaign_id: str) -> None:
+        """An open campaign stops waiting for prospects and completes once they are through."""
+        await campaign_controls.close(self.pool, campaign_id)
+        await self._tell(campaign_id, CampaignWorkflow.close)
+
+    async def stop_prospect(
+        self, campaign_id: str, prospect: str, reason: str | None = None
+    ) -> StoppedProspect:
+        """End one prospect's sequence (by id or address): 'stopped', queued sends 'skipped'."""
+        return await campaign_controls.stop_prospect(self.pool, campaign_id, prospect, reason)
+
+    async def _tell(self, campaign_id: str, signal: Any) -> None:
+        try:
+            await self._campaign(campaign_id).signal(signal)
+        except RPCError:
+            # Not started yet, or just ended: a campaign that starts reads the
+            # prospects, and one completes only when none has a step to go.
+            pass
