@@ -1,0 +1,245 @@
+"""Operator controls on a running campaign (issue 15; docs/decisions/0039): list, add
+prospects to a running or open campaign, close, workspace dedupe, stop a prospect.
+
+Against the real stack: PostgreSQL, Redis, the Temporal dev server with a worker, and
+an in-process SMTP server; the CLI runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from client.api import OutreachClient
+from config.names import step_workflow_id
+from config.settings import Settings
+from localsmtp.server import LocalSmtpServer
+from specs import SpecError
+from store import ledger
+from store.campaign_controls import CampaignFinished
+from store.ledger import DataStart
+from store.suppressions import Scope
+from tests.factories import add_campaign, add_mailbox
+from tests.integration.test_campaign_e2e import wait_for_state
+from tests.integration.test_cli import outreach, row_counts
+
+STEPS = [("Hello {{ first_name }}", "Step one", 0), ("Re: Hello {{ first_name }}", "Step two", 1)]
+
+
+def csv_file(tmp_path: Path, name: str, rows: list[str], header: str = "email,first_name") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n", "utf-8")
+    return path
+
+
+def people(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}@example.com,{prefix.title()}{i}" for i in range(n)]
+
+
+async def sent_to(inbox: LocalSmtpServer, address: str, steps: int) -> None:
+    await inbox.wait_for(lambda: len(inbox.messages_to(address)) >= steps, timeout=60)
+
+
+async def test_list_shows_state_workspace_and_progress_and_filters_by_state(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-list", inbox.port)
+    done_id, _ = await add_campaign(db, ["mb-list"], ["a@example.com", "b@example.com"], STEPS[:1])
+    idle_id, _ = await add_campaign(db, ["mb-list"], ["c@example.com"], STEPS, workspace="other")
+    await client.start_campaign(done_id)
+    await wait_for_state(client, done_id, "completed", timeout=120)
+
+    ran = await outreach(e2e_settings, "campaigns", "list", "--json")
+    assert ran.returncode == 0, ran.stderr
+    listed = {c["id"]: c for c in json.loads(ran.stdout)}
+    assert listed[done_id] == {"id": done_id, "name": "test", "workspace": "ws", "state": "completed",
+                               "open": False, "prospects": 2, "progress": {"done": 2, "total": 2}}
+    assert listed[idle_id]["state"] == "created" and listed[idle_id]["workspace"] == "other"
+    assert listed[idle_id]["progress"] == {"done": 0, "total": 2}
+
+    only = await outreach(e2e_settings, "campaigns", "list", "--state", "created")
+    assert only.returncode == 0, only.stderr
+    assert idle_id in only.stdout and done_id not in only.stdout
+    bad = await outreach(e2e_settings, "campaigns", "list", "--state", "finished")
+    assert bad.returncode == 2 and "finished" in bad.stderr
+
+
+async def test_prospects_added_to_a_running_campaign_reach_every_step_after_step_one_ended(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, dev_server: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-add", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-add"], ["first@example.com"],
+                                        [STEPS[0], ("Re: Hello {{ first_name }}", "Step two", 30)])
+    await client.start_campaign(campaign_id)
+    await sent_to(inbox, "first@example.com", 1)
+    # Step 1 has ended (nothing left); step 2 waits 30 s for its one prospect.
+    step1 = dev_server.client.get_workflow_handle(step_workflow_id(e2e_settings.task_queue, campaign_id, 1))
+    await step1.result()
+    await client.suppress_add("blocked@example.com", scope=Scope.workspace("ws"))
+
+    added = await client.add_prospects(campaign_id, csv_file(tmp_path, "more.csv", [
+        *people("new", 3), "first@example.com,Again", "blocked@example.com,Blocked"]))
+    assert (added.added, added.duplicates, added.suppressed) == (4, 1, 1)
+    for i in range(3):
+        await sent_to(inbox, f"new{i}@example.com", 2)
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert [s["sent"] for s in status["steps"]] == [4, 4]
+    assert status["prospects"]["suppressed"] == 1
+    assert not inbox.messages_to("blocked@example.com")
+    assert len(inbox.messages_to("first@example.com")) == 2
+    # The step 1 workflow that had ended was started again.
+    runs = [w async for w in dev_server.client.list_workflows(f"WorkflowId = '{step1.id}'")]
+    assert len(runs) == 2
+
+
+async def test_open_campaign_waits_for_prospects_until_closed(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-open", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-open"], ["o@example.com"], STEPS)
+    await db.execute("UPDATE campaigns SET is_open = true WHERE id = $1", campaign_id)
+    await client.start_campaign(campaign_id)
+    await sent_to(inbox, "o@example.com", 2)
+    # Nothing left to send, and still running: it waits for prospects.
+    await asyncio.sleep(2)
+    assert (await client.campaign_status(campaign_id))["state"] == "running"
+
+    ran = await outreach(e2e_settings, "campaigns", "add-prospects", campaign_id,
+                         str(csv_file(tmp_path, "late.csv", people("late", 2))))
+    assert ran.returncode == 0, ran.stderr
+    assert "added 2 prospect(s)" in ran.stdout
+    await sent_to(inbox, "late0@example.com", 2)
+    await sent_to(inbox, "late1@example.com", 2)
+    assert (await client.campaign_status(campaign_id))["state"] == "running"
+
+    closed = await outreach(e2e_settings, "campaigns", "close", campaign_id)
+    assert closed.returncode == 0, closed.stderr
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert [s["sent"] for s in status["steps"]] == [3, 3]
+    assert len(inbox.messages) == 6
+
+
+async def test_add_prospects_refuses_a_finished_campaign_and_a_bad_file_changing_nothing(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-bad", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-bad"], ["x@example.com"], STEPS)
+    bad = csv_file(tmp_path, "bad.csv", ["ok@example.com,Ok", "not-an-address,Nope", "y@example.com,"])
+    with pytest.raises(SpecError) as caught:
+        await client.add_prospects(campaign_id, bad)
+    assert "bad.csv line 3, column email" in str(caught.value)
+    lacking = csv_file(tmp_path, "lacking.csv", ["z@example.com"], header="email")
+    before = await row_counts(db)
+    ran = await outreach(e2e_settings, "campaigns", "add-prospects", campaign_id, str(lacking))
+    assert ran.returncode == 2
+    assert "lacking.csv line 1 (header)" in ran.stderr and "first_name" in ran.stderr
+    assert await row_counts(db) == before
+
+    await db.execute("UPDATE campaigns SET state = 'cancelled' WHERE id = $1", campaign_id)
+    good = csv_file(tmp_path, "good.csv", people("g", 1))
+    with pytest.raises(CampaignFinished, match="is cancelled"):
+        await client.add_prospects(campaign_id, good)
+    ran = await outreach(e2e_settings, "campaigns", "add-prospects", campaign_id, str(good))
+    assert ran.returncode == 2 and f"campaign {campaign_id} is cancelled" in ran.stderr
+    assert await row_counts(db) == before
+
+
+async def test_concurrent_add_prospects_from_two_shells_adds_each_address_once(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-race", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-race"], ["seed@example.com"], STEPS)
+    shared = people("both", 200)
+    one = csv_file(tmp_path, "one.csv", [*shared, *people("one", 50)])
+    two = csv_file(tmp_path, "two.csv", [*people("two", 50), *shared])
+    first, second = await asyncio.gather(
+        outreach(e2e_settings, "campaigns", "add-prospects", campaign_id, str(one)),
+        outreach(e2e_settings, "campaigns", "add-prospects", campaign_id, str(two)),
+    )
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr, second.stderr)
+    total = await db.fetchval("SELECT count(*) FROM prospects WHERE campaign_id = $1", campaign_id)
+    assert total == 1 + 200 + 50 + 50
+    outputs = first.stdout + second.stdout
+    # One shell added the shared 200; the other found them there.
+    assert "skipped 200 already in the campaign" in outputs and "skipped 0 already" in outputs
+
+
+async def test_workspace_dedupe_skips_prospects_active_in_another_running_campaign(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-dd", inbox.port)
+    running_id, _ = await add_campaign(db, ["mb-dd"], ["busy@example.com", "done@example.com"], STEPS)
+    await db.execute("UPDATE campaigns SET state = 'running' WHERE id = $1", running_id)
+    await db.execute("UPDATE prospects SET status = 'replied' WHERE email = 'done@example.com'")
+    other_ws, _ = await add_campaign(db, ["mb-dd"], ["elsewhere@example.com"], STEPS, workspace="ws2")
+    await db.execute("UPDATE campaigns SET state = 'running' WHERE id = $1", other_ws)
+    (tmp_path / "p.csv").write_text(
+        "email,first_name\nBusy@example.com,B\ndone@example.com,D\nelsewhere@example.com,E\nfree@example.com,F\n"
+    )
+    (tmp_path / "c.yaml").write_text(
+        "name: second\nworkspace: ws\nmailboxes: [mb-dd]\ndedupe: workspace\nprospects_csv: p.csv\n"
+        "steps:\n  - subject: 'Hi {{ first_name }}'\n    body: Hello\n"
+    )
+    created = await outreach(e2e_settings, "campaigns", "create", str(tmp_path / "c.yaml"))
+    assert created.returncode == 0, created.stderr
+    assert "created campaign with 3 prospect(s)" in created.stdout
+    assert "1 skipped (active in another running campaign)" in created.stdout
+    new_id = created.stdout.strip().splitlines()[-1]
+    rows = await db.fetch("SELECT email FROM prospects WHERE campaign_id = $1", new_id)
+    emails = {r["email"] for r in rows}
+    assert emails == {"done@example.com", "elsewhere@example.com", "free@example.com"}
+
+    # add-prospects: --dedupe workspace on a campaign created without it.
+    plain_id, _ = await add_campaign(db, ["mb-dd"], ["seed@example.com"], STEPS)
+    more = csv_file(tmp_path, "more.csv", ["busy@example.com,B", "fresh@example.com,F"])
+    ran = await outreach(e2e_settings, "campaigns", "add-prospects", plain_id, str(more),
+                         "--dedupe", "workspace")
+    assert ran.returncode == 0, ran.stderr
+    assert "added 1 prospect(s)" in ran.stdout and "1 active in another running campaign" in ran.stdout
+
+
+async def test_stopped_prospect_gets_nothing_more_and_its_queued_send_is_skipped(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-stop", inbox.port)
+    campaign_id, ids = await add_campaign(db, ["mb-stop"], ["s0@example.com", "s1@example.com",
+                                                            "s2@example.com"], STEPS)
+    # s1: a queued step 1 send (claimed, not yet sent). s2: a send already in flight.
+    await db.execute(
+        "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id, state)"
+        " VALUES ($1, 1, $2, 'mb-stop', '<q@x>', 'queued'), ($1, 1, $3, 'mb-stop', '<s@x>', 'queued')",
+        campaign_id, ids[1], ids[2],
+    )
+    await ledger.begin_attempt(db, campaign_id, 1, ids[2])
+
+    ran = await outreach(e2e_settings, "prospects", "stop", campaign_id, "S1@example.com",
+                         "--reason", "asked by phone")
+    assert ran.returncode == 0, ran.stderr
+    assert "1 queued send(s) skipped" in ran.stdout
+    stopped = await client.stop_prospect(campaign_id, str(ids[2]))
+    assert stopped.email == "s2@example.com" and stopped.skipped == 0  # in flight: not queued
+    # The in-flight send meets the check right before DATA.
+    assert await ledger.mark_data_started(db, campaign_id, 1, ids[2]) is DataStart.PROSPECT_STOPPED
+    row = await db.fetchrow("SELECT status, stop_reason FROM prospects WHERE id = $1", ids[1])
+    assert dict(row) == {"status": "stopped", "stop_reason": "asked by phone"}
+    again = await outreach(e2e_settings, "prospects", "stop", campaign_id, "s1@example.com")
+    assert again.returncode == 2 and "already stopped" in again.stderr
+    unknown = await outreach(e2e_settings, "prospects", "stop", campaign_id, "nobody@example.com")
+    assert unknown.returncode == 2 and "no prospect 'nobody@example.com'" in unknown.stderr
+
+    await db.execute("UPDATE sends SET state = 'skipped' WHERE prospect_id = $1", ids[2])
+    await client.start_campaign(campaign_id)
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert [m.rcpt_tos[0] for m in inbox.messages] == ["s0@example.com", "s0@example.com"]
+    assert status["prospects"]["stopped"] == 2
+    assert status["steps"][0]["skipped"] == 2
