@@ -102,8 +102,22 @@ def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
                f" {stopped.skipped} queued send(s) skipped")
 
 
-def register(main: click.Group, campaigns: click.Group) -> None:
+@click.command("retire")
+@click.argument("mailbox_id")
+@click.option("--reassign", is_flag=True,
+              help="Move its prospects not yet sent step 1 to their campaigns' other mailboxes.")
+@click.option("--force", is_flag=True, help="Retire even a campaign's last mailbox, skipping the rest.")
+def mailboxes_retire(mailbox_id: str, reassign: bool, force: bool) -> None:
+    """Retire a mailbox: it sends nothing more; prospects mid-sequence keep their thread
+    and end skipped (reason mailbox_retired)."""
+    r = _with_client(lambda c: c.retire_mailbox(mailbox_id, reassign=reassign, force=force))
+    click.echo(f"mailbox {mailbox_id} retired: {r.moved} prospect(s) moved to other mailboxes,"
+               f" {r.stopped} ended ({r.skipped} open send(s) skipped) in {len(r.campaigns)} campaign(s)")
+
+
+def register(main: click.Group, campaigns: click.Group, mailboxes: click.Group) -> None:
     for command in (campaigns_list, campaigns_add_prospects, campaigns_close):
         campaigns.add_command(command)
+    mailboxes.add_command(mailboxes_retire)
     main.add_command(prospects)
 

@@ -15,6 +15,7 @@ from specs.added_prospects import LoadedProspects, load_prospects_csv
 from specs.prospects import Prospect
 from store import campaign_controls
 from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
+from store.mailbox_retirement import MailboxRetired, retire
 from workflows.campaign import CampaignWorkflow
 
 
@@ -61,6 +62,19 @@ class CampaignControls:
     ) -> StoppedProspect:
         """End one prospect's sequence (by id or address): 'stopped', queued sends 'skipped'."""
         return await campaign_controls.stop_prospect(self.pool, campaign_id, prospect, reason)
+
+    async def retire_mailbox(
+        self, mailbox_id: str, reassign: bool = False, force: bool = False
+    ) -> MailboxRetired:
+        """Retire a mailbox: it sends nothing more (docs/decisions/0040). With
+        ``reassign``, its prospects not yet sent step 1 move to their campaign's other
+        mailboxes; the rest end (prospect 'stopped', sends 'skipped', reason
+        mailbox_retired). LastMailbox if it is an unfinished campaign's last one,
+        unless ``force``."""
+        retired = await retire(self.pool, mailbox_id, reassign=reassign, force=force)
+        for campaign_id in retired.running:  # their steps claim the moved, or see none left
+            await self._tell(campaign_id, CampaignWorkflow.prospects_added)
+        return retired
 
     async def _tell(self, campaign_id: str, signal: Any) -> None:
         try:

@@ -464,7 +464,7 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, code
 main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
-register_campaign_controls(main, campaigns)
+register_campaign_controls(main, campaigns, mailboxes)
 
 
 def run() -> None:

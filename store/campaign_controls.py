@@ -100,9 +100,12 @@ async def add_prospects(
             raise CampaignFinished(f"campaign {campaign_id} is {row['state']}: no prospect can be added"
                                    " (create a new campaign)")
         mailbox_ids = [r["mailbox_id"] for r in await conn.fetch(
-            "SELECT mailbox_id FROM campaign_mailboxes WHERE campaign_id = $1 ORDER BY mailbox_id",
+            "SELECT cm.mailbox_id FROM campaign_mailboxes cm JOIN mailboxes m ON m.id = cm.mailbox_id"
+            " WHERE cm.campaign_id = $1 AND m.retired_at IS NULL ORDER BY cm.mailbox_id",
             campaign_id,
         )]
+        if not mailbox_ids:
+            raise StoreError(f"campaign {campaign_id} has no mailbox left (all retired)")
         inserted = await insert_prospects(
             conn, campaign_id, row["workspace_id"], prospects, mailbox_ids,
             dedupe_workspace=(dedupe or row["dedupe"]) == "workspace",

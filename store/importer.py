@@ -167,11 +167,14 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
 
 
 async def _require_mailboxes(conn: Conn, ids: list[str], source: str) -> None:
-    rows = await conn.fetch("SELECT id FROM mailboxes WHERE id = any($1::text[])", ids)
+    rows = await conn.fetch("SELECT id, retired_at FROM mailboxes WHERE id = any($1::text[])", ids)
     unknown = sorted(set(ids) - {row["id"] for row in rows})
     if unknown:
         message = f"unknown mailbox(es): {', '.join(unknown)} (import them first)"
         raise SpecError([Problem(source, "mailboxes", message)])
+    retired = sorted(row["id"] for row in rows if row["retired_at"] is not None)
+    if retired:
+        raise SpecError([Problem(source, "mailboxes", f"retired mailbox(es): {', '.join(retired)}")])
 
 
 async def insert_prospects(

@@ -14,3 +14,7 @@ ALTER TABLE prospects ADD COLUMN stop_reason text;
 
 -- Workspace dedupe looks an address up across a workspace's campaigns.
 CREATE INDEX prospects_email ON prospects (lower(email)) WHERE status = 'active';
+
+-- A retired mailbox sends nothing more: its prospects in unfinished campaigns
+-- moved to the campaign's other mailboxes or stopped ('mailbox_retired').
+ALTER TABLE mailboxes ADD COLUMN retired_at timestamptz;

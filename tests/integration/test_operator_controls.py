@@ -243,3 +243,69 @@ async def test_stopped_prospect_gets_nothing_more_and_its_queued_send_is_skipped
     assert [m.rcpt_tos[0] for m in inbox.messages] == ["s0@example.com", "s0@example.com"]
     assert status["prospects"]["stopped"] == 2
     assert status["steps"][0]["skipped"] == 2
+
+
+async def test_retiring_a_paused_mailbox_with_reassign_lets_the_campaign_complete(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-dead", inbox.port)
+    await add_mailbox(db, "mb-live", inbox.port)
+    emails = [f"r{i}@example.com" for i in range(6)]  # round-robin: r0, r2, r4 on mb-dead
+    campaign_id, ids = await add_campaign(db, ["mb-dead", "mb-live"], emails, STEPS)
+    # r0 is mid-sequence on mb-dead: step 1 went out before the mailbox died.
+    await db.execute(
+        "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id, state, sent_at,"
+        " finished_at) VALUES ($1, 1, $2, 'mb-dead', '<r0@sender.example.com>', 'sent', now(), now())",
+        campaign_id, ids[0],
+    )
+    await client.pause_mailbox("mb-dead", reason="account suspended")
+    await client.start_campaign(campaign_id)
+    for i in (1, 3, 5):
+        await sent_to(inbox, f"r{i}@example.com", 2)
+    await asyncio.sleep(1)
+    assert (await client.campaign_status(campaign_id))["state"] == "running"  # stuck on mb-dead
+
+    ran = await outreach(e2e_settings, "mailboxes", "retire", "mb-dead", "--reassign")
+    assert ran.returncode == 0, ran.stderr
+    assert "2 prospect(s) moved" in ran.stdout and "1 ended" in ran.stdout
+
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert {m.mail_from for m in inbox.messages} == {"mb-live@sender.example.com"}
+    for i in (2, 4):
+        assert len(inbox.messages_to(f"r{i}@example.com")) == 2
+    assert not inbox.messages_to("r0@example.com")
+    r0 = await db.fetchrow("SELECT status, stop_reason FROM prospects WHERE id = $1", ids[0])
+    assert dict(r0) == {"status": "stopped", "stop_reason": "mailbox_retired"}
+    assert status["steps"][1]["skipped"] == 1  # r0's step 2, queued on mb-dead
+    assert [s["sent"] for s in status["steps"]] == [6, 5]
+
+
+async def test_retiring_the_last_mailbox_is_refused_unless_forced(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-only", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-only"], ["l0@example.com", "l1@example.com"], STEPS)
+    await client.pause_mailbox("mb-only", reason="blocked")
+    await client.start_campaign(campaign_id)
+
+    refused = await outreach(e2e_settings, "mailboxes", "retire", "mb-only", "--reassign")
+    assert refused.returncode == 2
+    assert f"last one of campaign(s) {campaign_id}" in refused.stderr and "--force" in refused.stderr
+    assert await db.fetchval("SELECT retired_at FROM mailboxes WHERE id = 'mb-only'") is None
+    assert await db.fetchval("SELECT count(*) FROM prospects WHERE status = 'active'") == 2
+
+    forced = await outreach(e2e_settings, "mailboxes", "retire", "mb-only", "--force")
+    assert forced.returncode == 0, forced.stderr
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert status["prospects"]["stopped"] == 2 and not inbox.messages
+    again = await outreach(e2e_settings, "mailboxes", "retire", "mb-only")
+    assert again.returncode == 2 and "already retired" in again.stderr
+    (tmp_path / "p.csv").write_text("email,first_name\nn@example.com,N\n")
+    (tmp_path / "c.yaml").write_text(
+        "name: n\nworkspace: ws\nmailboxes: [mb-only]\nprospects_csv: p.csv\n"
+        "steps:\n  - subject: 'Hi {{ first_name }}'\n    body: Hello\n"
+    )
+    created = await outreach(e2e_settings, "campaigns", "create", str(tmp_path / "c.yaml"))
+    assert created.returncode == 2 and "retired mailbox(es): mb-only" in created.stderr
