@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -115,9 +116,40 @@ def mailboxes_retire(mailbox_id: str, reassign: bool, force: bool) -> None:
                f" {r.stopped} ended ({r.skipped} open send(s) skipped) in {len(r.campaigns)} campaign(s)")
 
 
+@click.group()
+def sends() -> None:
+    """Sends of a campaign."""
+
+
+@sends.command("retry")
+@click.argument("campaign_id")
+@click.option("--state", required=True, type=click.Choice(["unknown", "failed"]),
+              help="Which sends: unknown (may already have been delivered) or failed.")
+@click.option("--step", type=click.IntRange(min=1), help="Only this step's sends.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def sends_retry(campaign_id: str, state: str, step: int | None, yes: bool) -> None:
+    """Send again the campaign's unknown or failed sends, after saying how many."""
+    count = _with_client(lambda c: c.count_retryable_sends(campaign_id, state, step))
+    which = f"{state} send(s) of campaign {campaign_id}" + (f", step {step}" if step else "")
+    if not count:
+        click.echo(f"no {which} to retry")
+        return
+    click.echo(f"{count} {which} will be sent again.")
+    if state == "unknown":
+        click.echo("An unknown send may already have been delivered: its recipient may get it twice.")
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("not retried: confirm at a terminal, or add --yes")
+        if not click.confirm("Send them again?", default=False):
+            fail("not retried")
+    retried = _with_client(lambda c: c.retry_sends(campaign_id, state, step))
+    click.echo(f"{retried.count} send(s) queued again")
+
+
 def register(main: click.Group, campaigns: click.Group, mailboxes: click.Group) -> None:
     for command in (campaigns_list, campaigns_add_prospects, campaigns_close):
         campaigns.add_command(command)
     mailboxes.add_command(mailboxes_retire)
     main.add_command(prospects)
+    main.add_command(sends)
 

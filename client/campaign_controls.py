@@ -13,9 +13,10 @@ from temporalio.service import RPCError
 from config.settings import Settings
 from specs.added_prospects import LoadedProspects, load_prospects_csv
 from specs.prospects import Prospect
-from store import campaign_controls
+from store import campaign_controls, send_retry
 from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
 from store.mailbox_retirement import MailboxRetired, retire
+from store.send_retry import SendsRetried
 from workflows.campaign import CampaignWorkflow
 
 
@@ -26,6 +27,9 @@ class CampaignControls:
     pool: asyncpg.Pool
 
     def _campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
+        raise NotImplementedError
+
+    async def start_campaign(self, campaign_id: str) -> str:
         raise NotImplementedError
 
     async def list_campaigns(self, state: str | None = None) -> list[CampaignSummary]:
@@ -75,6 +79,21 @@ class CampaignControls:
         for campaign_id in retired.running:  # their steps claim the moved, or see none left
             await self._tell(campaign_id, CampaignWorkflow.prospects_added)
         return retired
+
+    async def count_retryable_sends(self, campaign_id: str, state: str, step: int | None = None) -> int:
+        """How many ``state`` ("unknown" or "failed") sends ``retry_sends`` would queue again."""
+        return await send_retry.count_retryable(self.pool, campaign_id, state, step)
+
+    async def retry_sends(self, campaign_id: str, state: str, step: int | None = None) -> SendsRetried:
+        """Send again the campaign's ``state`` sends (of ``step``): an operator's decision,
+        since an ``unknown`` one may already have been delivered. A completed campaign
+        runs again; with no worker up, the sends wait for one (each goes once)."""
+        retried = await send_retry.retry(self.pool, campaign_id, state, step)
+        if retried.count and retried.campaign_state == "completed":
+            await self.start_campaign(campaign_id)
+        elif retried.count and retried.campaign_state in ("running", "paused"):
+            await self._tell(campaign_id, CampaignWorkflow.prospects_added)
+        return retried
 
     async def _tell(self, campaign_id: str, signal: Any) -> None:
         try:
