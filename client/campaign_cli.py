@@ -87,6 +87,19 @@ def campaigns_close(campaign_id: str) -> None:
     click.echo(f"campaign {campaign_id} closed: it completes once its prospects are through")
 
 
+@click.command("update")
+@click.argument("campaign_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def campaigns_update(campaign_id: str, file: Path) -> None:
+    """Change the subjects, bodies and delays of a campaign's steps from a campaign FILE,
+    for every send not made yet (all or nothing; steps cannot be added or removed)."""
+    updated = _with_client(lambda c: c.update_campaign(campaign_id, file))
+    if not updated.changed:
+        click.echo(f"campaign {campaign_id}: no step changed")
+        return
+    click.echo(f"campaign {campaign_id}: step(s) {', '.join(map(str, updated.changed))} updated")
+
+
 @click.group()
 def prospects() -> None:
     """Prospects of a campaign."""
@@ -147,7 +160,7 @@ def sends_retry(campaign_id: str, state: str, step: int | None, yes: bool) -> No
 
 
 def register(main: click.Group, campaigns: click.Group, mailboxes: click.Group) -> None:
-    for command in (campaigns_list, campaigns_add_prospects, campaigns_close):
+    for command in (campaigns_list, campaigns_add_prospects, campaigns_close, campaigns_update):
         campaigns.add_command(command)
     mailboxes.add_command(mailboxes_retire)
     main.add_command(prospects)

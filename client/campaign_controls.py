@@ -3,6 +3,7 @@ add prospects, close an open campaign, stop a prospect (docs/decisions/0039)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ from temporalio.service import RPCError
 
 from config.settings import Settings
 from specs.added_prospects import LoadedProspects, load_prospects_csv
+from specs.campaign_update import load_campaign_update
 from specs.prospects import Prospect
 from store import campaign_controls, send_retry
 from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
+from store.campaign_update import StepsUpdated, update_steps
 from store.mailbox_retirement import MailboxRetired, retire
 from store.send_retry import SendsRetried
 from workflows.campaign import CampaignWorkflow
@@ -95,9 +98,20 @@ class CampaignControls:
             await self._tell(campaign_id, CampaignWorkflow.prospects_added)
         return retried
 
-    async def _tell(self, campaign_id: str, signal: Any) -> None:
+    async def update_campaign(self, campaign_id: str, path: Path) -> StepsUpdated:
+        """Change the subjects, bodies and delays of a campaign's steps from a campaign
+        FILE, for every send not made yet (validated like create: SpecError, nothing
+        changed; adding or removing steps is refused). A changed delay moves every
+        send of that step not yet claimed."""
+        updated = await update_steps(self.pool, campaign_id, load_campaign_update(path))
+        if updated.changed and updated.state in ("running", "paused"):
+            delays = [timedelta(seconds=d) for d in updated.delays]
+            await self._tell(campaign_id, CampaignWorkflow.steps_changed, delays)
+        return updated
+
+    async def _tell(self, campaign_id: str, signal: Any, *args: Any) -> None:
         try:
-            await self._campaign(campaign_id).signal(signal)
+            await self._campaign(campaign_id).signal(signal, *args)
         except RPCError:
             # Not started yet, or just ended: a campaign that starts reads the
             # prospects, and one completes only when none has a step to go.

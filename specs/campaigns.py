@@ -129,7 +129,7 @@ def resolve_campaign(
 ) -> LoadedCampaign:
     """Reads and checks the prospects of ``spec`` against its templates."""
     bounds = bounds or InputBounds.from_settings()
-    problems = _step_size_problems(spec, bounds, source, node)
+    problems = step_size_problems(spec, bounds, source, node)
     if problems:  # rendering an oversized template for every prospect tells nothing more
         raise SpecError(problems)
     columns: list[str] | None = None
@@ -155,7 +155,7 @@ def resolve_campaign(
     return LoadedCampaign(spec, prospects, warnings, source)
 
 
-def _step_size_problems(
+def step_size_problems(
     spec: CampaignSpec, bounds: InputBounds, source: str, node: yaml.Node | None
 ) -> list[Problem]:
     problems = []

@@ -241,6 +241,20 @@ class CampaignWorkflow:
             if self._reopenable and self._running and self._running[0]:
                 await self._steps[0].signal(CampaignStepWorkflow.previous_step_done)
 
+    @workflow.signal
+    async def steps_changed(self, delays: list[timedelta]) -> None:
+        """Steps were edited (already stored): steps started from now on take the new
+        delays, running ones are told theirs."""
+        async with self._control:
+            self._inp = self._inp.model_copy(update={"delays": delays})
+            for k, handle in enumerate(self._steps):
+                if self._reopenable and not self._running[k]:
+                    continue
+                try:
+                    await handle.signal(CampaignStepWorkflow.delay_changed, delays[k])
+                except Exception:  # noqa: BLE001 - it has ended: nothing of it is left to time
+                    workflow.logger.info("step %d ended before it was told its delay", k + 1)
+
     @workflow.query
     def paused(self) -> bool:
         return self._paused

@@ -378,6 +378,13 @@ class CampaignStepWorkflow:
         self._wake = True
 
     @workflow.signal
+    def delay_changed(self, delay: timedelta) -> None:
+        """The step's delay was edited: claim again, so a due time the last claim
+        gave (and the timer on it) is computed anew."""
+        self._inp = self._inp.model_copy(update={"delay": delay})
+        self._wake = True
+
+    @workflow.signal
     def pause(self) -> None:
         self._paused = True
 

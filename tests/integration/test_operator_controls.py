@@ -8,7 +8,10 @@ an in-process SMTP server; the CLI runs as a subprocess.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
+from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from client.api import OutreachClient
 from config.names import step_workflow_id
 from config.settings import Settings
-from localsmtp.server import LocalSmtpServer
+from localsmtp.server import AcceptedMessage, LocalSmtpServer
 from specs import SpecError
 from store import ledger
 from store.campaign_controls import CampaignFinished
@@ -309,3 +312,77 @@ async def test_retiring_the_last_mailbox_is_refused_unless_forced(
     )
     created = await outreach(e2e_settings, "campaigns", "create", str(tmp_path / "c.yaml"))
     assert created.returncode == 2 and "retired mailbox(es): mb-only" in created.stderr
+
+
+def body_of(message: AcceptedMessage) -> str:
+    parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    part = parsed.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content()).strip()
+
+
+def campaign_yaml(tmp_path: Path, steps: str, mailboxes: str = "[mb-up]", workspace: str = "ws") -> Path:
+    path = tmp_path / "update.yaml"
+    path.write_text(f"name: test\nworkspace: {workspace}\nmailboxes: {mailboxes}\n"
+                    f"prospects_csv: gone.csv\nsteps:\n{steps}", "utf-8")
+    return path
+
+
+UPDATED = ("  - subject: 'Hello {{ first_name }}'\n    body: Step one\n"
+           "  - body: 'New step two for {{ first_name }}'\n    delay: 1s\n")
+
+
+async def test_update_changes_a_running_campaigns_unsent_step_and_moves_its_due_time(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-up", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-up"], ["e0@example.com", "e1@example.com"],
+                                        [STEPS[0], ("Re: Hello {{ first_name }}", "Old step two", 3600)])
+    await client.start_campaign(campaign_id)
+    await inbox.wait_for(lambda: len(inbox.messages) == 2, timeout=60)  # step 1; step 2 is 1 h away
+
+    ran = await outreach(e2e_settings, "campaigns", "update", campaign_id,
+                         str(campaign_yaml(tmp_path, UPDATED)))
+    assert ran.returncode == 0, ran.stderr
+    assert "step(s) 2 updated" in ran.stdout
+    # Due in 1 s now, not 1 h: the step's timer was computed anew.
+    status = await wait_for_state(client, campaign_id, "completed", timeout=60)
+    assert [s["sent"] for s in status["steps"]] == [2, 2]
+    follow_ups = [m for m in inbox.messages if m.in_reply_to]
+    assert len(follow_ups) == 2
+    assert sorted(body_of(m) for m in follow_ups) == ["New step two for P0", "New step two for P1"]
+
+
+async def test_update_is_refused_before_anything_changes(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, tmp_path: Path,
+    client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-up", inbox.port)
+    campaign_id, ids = await add_campaign(db, ["mb-up"], ["k0@example.com", "k1@example.com"], STEPS)
+    await db.execute("UPDATE prospects SET fields = fields || $2 WHERE id = $1", ids[0], {"company": "Acme"})
+    steps = "SELECT * FROM steps WHERE campaign_id = $1 ORDER BY step"
+    before = await db.fetch(steps, campaign_id)
+
+    async def refused(path: Path, *expected: str) -> None:
+        ran = await outreach(e2e_settings, "campaigns", "update", campaign_id, str(path))
+        assert ran.returncode == 2, ran.stdout
+        for text in expected:
+            assert text in ran.stderr
+        assert await db.fetch(steps, campaign_id) == before
+
+    lacking = UPDATED.replace("New step two for", "{{ company }} news for")
+    await refused(campaign_yaml(tmp_path, lacking),
+                  "prospect k1@example.com (id", "step 2 body uses {{ company }}, which this prospect lacks")
+    await refused(campaign_yaml(tmp_path, UPDATED + "  - body: Three\n    delay: 2d\n"),
+                  "has 3 step(s), the campaign 2: steps cannot be added or removed")
+    await refused(campaign_yaml(tmp_path, "  - subject: Hi\n    body: One\n"),
+                  "has 1 step(s), the campaign 2")
+    await refused(campaign_yaml(tmp_path, UPDATED, workspace="elsewhere"), "workspace: is 'elsewhere'")
+    await refused(campaign_yaml(tmp_path, UPDATED.replace("1s", "soon")), "steps[2].delay", "not a delay")
+    await refused(campaign_yaml(tmp_path, UPDATED, mailboxes="[mb-up, mb-other]"),
+                  "mailboxes: mb-other, mb-up differ")
+
+    await db.execute("UPDATE campaigns SET state = 'completed' WHERE id = $1", campaign_id)
+    await refused(campaign_yaml(tmp_path, UPDATED), f"campaign {campaign_id} is completed")
