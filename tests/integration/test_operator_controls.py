@@ -23,7 +23,8 @@ from config.names import step_workflow_id
 from config.settings import Settings
 from localsmtp.server import AcceptedMessage, LocalSmtpServer
 from specs import SpecError
-from store import ledger
+from specs.prospects import Prospect
+from store import campaign_controls, ledger
 from store.campaign_controls import CampaignFinished
 from store.ledger import DataStart
 from store.suppressions import Scope
@@ -386,3 +387,26 @@ async def test_update_is_refused_before_anything_changes(
 
     await db.execute("UPDATE campaigns SET state = 'completed' WHERE id = $1", campaign_id)
     await refused(campaign_yaml(tmp_path, UPDATED), f"campaign {campaign_id} is completed")
+
+
+async def test_campaign_does_not_complete_over_prospects_whose_signal_never_came(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, dev_server: WorkflowEnvironment,
+) -> None:
+    """The completion check, not the signal, is what keeps a prospect from being left
+    behind: prospects written with no signal at all (as if it were lost, or came after
+    the steps ended) are still sent every step before the campaign completes."""
+    await add_mailbox(db, "mb-late", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-late"], ["early@example.com"],
+                                        [STEPS[0], ("Re: Hello {{ first_name }}", "Step two", 2)])
+    await client.start_campaign(campaign_id)
+    await sent_to(inbox, "early@example.com", 1)
+    step1 = dev_server.client.get_workflow_handle(step_workflow_id(e2e_settings.task_queue, campaign_id, 1))
+    await step1.result()  # step 1 has ended; step 2 waits for early@ and then ends
+    prospect = Prospect("late@example.com", {"first_name": "Late"}, "test")
+    added = await campaign_controls.add_prospects(db, campaign_id, [prospect])  # the store only: no signal
+    assert added.added == 1
+
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert [s["sent"] for s in status["steps"]] == [2, 2]
+    assert len(inbox.messages_to("late@example.com")) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,13 +51,13 @@ async def running_worker(
     await transport.close()
 
 
-async def outreach(settings: Settings, *args: str) -> Ran:
-    """The CLI with stdin that is no terminal (/dev/null), as from a script or cron."""
+async def outreach(settings: Settings, *args: str, stdin: int = asyncio.subprocess.DEVNULL) -> Ran:
+    """The CLI; by default with stdin that is no terminal (/dev/null), as from a script or cron."""
     env = {**os.environ, "OUTREACH_DATABASE_URL": settings.database_url,
            "OUTREACH_REDIS_URL": settings.redis_url, "OUTREACH_TASK_QUEUE": settings.task_queue,
            "OUTREACH_TEMPORAL_ADDRESS": settings.temporal_address, "OUTREACH_MAILBOX_SPACING": "0"}
     proc = await asyncio.create_subprocess_exec(
-        OUTREACH, *args, env=env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+        OUTREACH, *args, env=env, cwd=ROOT, stdin=stdin,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -141,3 +142,36 @@ async def test_failed_sends_of_one_step_retried_continue_their_sequence(
         await client.retry_sends(campaign_id, "failed")
     bad = await outreach(e2e_settings, "sends", "retry", campaign_id, "--state", "sent", "--yes")
     assert bad.returncode == 2 and "'sent' is not one of" in bad.stderr
+
+
+async def answering(settings: Settings, answer: str, *args: str) -> Ran:
+    """The CLI at a terminal (a pseudo-terminal), typing ``answer`` at the prompt."""
+    main, terminal = pty.openpty()
+    try:
+        os.write(main, f"{answer}\n".encode())
+        return await outreach(settings, *args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(main)
+
+
+async def test_retry_asks_at_a_terminal_and_does_nothing_unless_told_yes(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, client: OutreachClient,
+    worker: None,
+) -> None:
+    await add_mailbox(db, "mb-t", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-t"], ["t0@example.com", "t1@example.com"], STEPS[:1])
+    inbox.script("t1@example.com", replies=[(451, "4.2.0 try later")] * 4)
+    await client.start_campaign(campaign_id)
+    await wait_for_state(client, campaign_id, "completed", timeout=120)
+
+    said_no = await answering(e2e_settings, "n", "sends", "retry", campaign_id, "--state", "failed")
+    assert said_no.returncode == 2 and "Send them again?" in said_no.stdout
+    assert "not retried" in said_no.stderr
+    assert (await send_states(db, campaign_id))[(1, "t1@example.com")] == "failed"
+
+    said_yes = await answering(e2e_settings, "y", "sends", "retry", campaign_id, "--state", "failed")
+    assert said_yes.returncode == 0, said_yes.stderr
+    assert "1 failed send(s)" in said_yes.stdout and "1 send(s) queued again" in said_yes.stdout
+    status = await wait_for_state(client, campaign_id, "completed", timeout=120)
+    assert status["steps"][0]["sent"] == 2
