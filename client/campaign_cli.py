@@ -15,10 +15,10 @@ import click
 
 from client import ClientError
 from client.api import OutreachClient
-from client.db_command import fail
+from client.db_command import fail, run_on_database
 from config.settings import get_settings
 from specs import SpecError
-from store import StoreError
+from store import StoreError, campaign_controls
 
 T = TypeVar("T")
 _STATES = ("created", "running", "paused", "completed", "cancelled")
@@ -47,7 +47,7 @@ def _with_client(action: Callable[[OutreachClient], Awaitable[T]]) -> T:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def campaigns_list(state: str | None, as_json: bool) -> None:
     """List campaigns: id, name, workspace, state and progress (sends done of all)."""
-    found = _with_client(lambda c: c.list_campaigns(state))
+    found = run_on_database(lambda pool: campaign_controls.list_campaigns(pool, state))  # no Temporal needed
     if as_json:
         click.echo(json.dumps([s.as_json() for s in found], indent=2))
         return
@@ -111,7 +111,8 @@ def prospects() -> None:
 @click.option("--reason", help="Why, kept with the prospect and its skipped sends.")
 def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
     """End one PROSPECT's sequence (its address or id): state 'stopped', queued sends 'skipped'."""
-    stopped = _with_client(lambda c: c.stop_prospect(campaign_id, prospect, reason))
+    stopped = run_on_database(  # PostgreSQL alone: an in-flight send stops at the check before DATA
+        lambda pool: campaign_controls.stop_prospect(pool, campaign_id, prospect, reason))
     click.echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
                f" {stopped.skipped} queued send(s) skipped")
 

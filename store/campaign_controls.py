@@ -110,7 +110,12 @@ async def add_prospects(
             conn, campaign_id, row["workspace_id"], prospects, mailbox_ids,
             dedupe_workspace=(dedupe or row["dedupe"]) == "workspace",
         )
-        suppressed = await suppressions.mark_suppressed_prospects(conn, campaign_id, row["workspace_id"])
+        await suppressions.mark_suppressed_prospects(conn, campaign_id, row["workspace_id"])
+        suppressed = await conn.fetchval(  # of those added (earlier ones may have been marked too)
+            "SELECT count(*) FROM prospects WHERE campaign_id = $1 AND status = 'suppressed'"
+            " AND lower(email) = any($2::text[])",
+            campaign_id, inserted.addresses,
+        )
     return ProspectsAdded(campaign_id, row["state"], inserted.added, inserted.duplicates,
                           inserted.active_elsewhere, suppressed)
 

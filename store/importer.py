@@ -67,6 +67,7 @@ class ProspectsInserted:
     added: int
     duplicates: int  # already in the campaign
     active_elsewhere: int  # `dedupe: workspace`: active in another running campaign
+    addresses: list[str]  # those added, lower-cased
 
 
 async def import_mailboxes(
@@ -218,4 +219,5 @@ async def insert_prospects(
             for i, p in enumerate(fresh)
         ],
     )
-    return ProspectsInserted(len(fresh), len(prospects) - len(fresh) - len(elsewhere), len(elsewhere))
+    return ProspectsInserted(len(fresh), len(prospects) - len(fresh) - len(elsewhere), len(elsewhere),
+                             [p.email.lower() for p in fresh])
