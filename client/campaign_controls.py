@@ -1,25 +1,36 @@
-"""Operator controls on a running campaign, part of ``OutreachClient``: list campaigns,
-add prospects, close an open campaign, stop a prospect (docs/decisions/0039)."""
+"""Part of ``OutreachClient``: what the CLI does beyond starting and pausing, from
+Python: create campaigns and import mailboxes (files or models), list campaigns,
+progress, trace, and the operator controls on a running campaign (add prospects,
+close, stop a prospect, update steps, retire a mailbox, retry sends;
+docs/decisions/0039, 0040)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from client.trace import holding_urls
 from config.settings import Settings
 from specs.added_prospects import LoadedProspects, load_prospects_csv
 from specs.campaign_update import load_campaign_update
+from specs.campaigns import CampaignSpec, resolve_campaign
+from specs.loading import load_campaign_file, load_mailboxes_file
+from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
-from store import campaign_controls, send_retry
+from store import campaign_controls, campaigns, send_retry
 from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
 from store.campaign_update import StepsUpdated, update_steps
+from store.importer import CampaignCreated, create_campaign, import_mailboxes
 from store.mailbox_retirement import MailboxRetired, retire
 from store.send_retry import SendsRetried
+from store.trace import TracedProspect, TracedSend
+from store.trace import trace as ledger_trace
 from workflows.campaign import CampaignWorkflow
 
 
@@ -28,12 +39,50 @@ class CampaignControls:
 
     settings: Settings
     pool: asyncpg.Pool
+    temporal: Client
 
     def _campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
         raise NotImplementedError
 
     async def start_campaign(self, campaign_id: str) -> str:
         raise NotImplementedError
+
+    async def create_campaign(
+        self, campaign: Path | CampaignSpec, open_for_prospects: bool = False
+    ) -> CampaignCreated:
+        """Create a campaign from a campaign file, or from a CampaignSpec built in Python
+        (a ``prospects_csv`` of a model is read relative to the working directory).
+        Checked as ``campaigns create`` checks it: SpecError, nothing written.
+        ``open_for_prospects`` is ``campaigns create --open``."""
+        if isinstance(campaign, Path):
+            loaded = load_campaign_file(campaign)
+        else:
+            loaded = resolve_campaign(campaign, source="<CampaignSpec>")
+        if open_for_prospects:
+            loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
+        return await create_campaign(self.pool, loaded)
+
+    async def import_mailboxes(self, mailboxes: Path | list[MailboxSpec]) -> list[str]:
+        """Import or update mailboxes from a mailboxes file or MailboxSpec models (all or
+        nothing); returns their ids."""
+        specs = load_mailboxes_file(mailboxes) if isinstance(mailboxes, Path) else mailboxes
+        return await import_mailboxes(self.pool, specs)
+
+    async def campaign_progress(self, campaign_id: str) -> dict[str, Any]:
+        """What ``campaigns status --json`` prints: state, prospects by state, per-step
+        ledger counts, and ``progress`` (done per step, rate, estimate of completion)."""
+        status = await campaigns.campaign_status(self.pool, campaign_id)
+        progress = await campaigns.campaign_progress(self.pool, campaign_id, status["steps"])
+        return {**status, "progress": progress}
+
+    async def trace(self, target: str) -> list[TracedProspect]:
+        """A prospect's sends, from a prospect id, an address or a send key
+        (campaign:step:prospect), as ``outreach trace`` shows them; ``send_urls``
+        gives the Web UI addresses of the runs that held a send."""
+        return await ledger_trace(self.pool, target)
+
+    async def send_urls(self, send: TracedSend) -> list[str]:
+        return await holding_urls(self.temporal, self.settings, send)
 
     async def list_campaigns(self, state: str | None = None) -> list[CampaignSummary]:
         """Every campaign (or those in ``state``), oldest first, with its progress."""

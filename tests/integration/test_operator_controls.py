@@ -23,6 +23,8 @@ from config.names import step_workflow_id
 from config.settings import Settings
 from localsmtp.server import AcceptedMessage, LocalSmtpServer
 from specs import SpecError
+from specs.campaigns import CampaignSpec
+from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
 from store import campaign_controls, ledger
 from store.campaign_controls import CampaignFinished
@@ -410,3 +412,41 @@ async def test_campaign_does_not_complete_over_prospects_whose_signal_never_came
     status = await wait_for_state(client, campaign_id, "completed", timeout=120)
     assert [s["sent"] for s in status["steps"]] == [2, 2]
     assert len(inbox.messages_to("late@example.com")) == 2
+
+
+async def test_the_client_creates_from_models_and_reports_progress_and_traces(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient,
+) -> None:
+    mailbox = MailboxSpec.model_validate({
+        "id": "mb-model", "email": "mb-model@sender.example.com", "smtp_host": "127.0.0.1",
+        "smtp_port": inbox.port, "security": "none", "username": "mb-model", "password": "secret",
+        "daily_limit": 1000,
+    })
+    assert await client.import_mailboxes([mailbox]) == ["mb-model"]
+    spec = CampaignSpec.model_validate({
+        "name": "from a model", "workspace": "ws", "mailboxes": ["mb-model"],
+        "steps": [{"subject": "Hi {{ first_name }}", "body": "Hello"}],
+        "prospects": [{"email": "m0@example.com", "first_name": "M"}, {"email": "m1@example.com"}],
+    })
+    with pytest.raises(SpecError, match=r"prospects\[2\].*first_name"):
+        await client.create_campaign(spec)
+    spec.prospects = spec.prospects[:1] if spec.prospects else None
+    created = await client.create_campaign(spec, open_for_prospects=True)
+    assert created.prospects == 1
+    assert [(c.id, c.open) for c in await client.list_campaigns()] == [(created.id, True)]
+
+    await client.start_campaign(created.id)
+    await sent_to(inbox, "m0@example.com", 1)
+    await client.close_campaign(created.id)
+    await wait_for_state(client, created.id, "completed", timeout=60)
+    progress = await client.campaign_progress(created.id)
+    assert progress["progress"]["steps"] == [{"step": 1, "done": 1, "total": 1}]
+    assert progress["progress"]["remaining"] == 0
+    [traced] = await client.trace("m0@example.com")
+    assert [(s.step, s.state, s.mailbox_id) for s in traced.sends] == [(1, "sent", "mb-model")]
+    for _ in range(100):  # visibility is indexed a moment after the run
+        if urls := await client.send_urls(traced.sends[0]):
+            break
+        await asyncio.sleep(0.1)
+    assert urls and all(created.id in url and "/history" in url for url in urls)
