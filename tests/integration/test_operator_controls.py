@@ -150,8 +150,11 @@ async def test_add_prospects_refuses_a_finished_campaign_and_a_bad_file_changing
     assert "lacking.csv line 1 (header)" in ran.stderr and "first_name" in ran.stderr
     assert await row_counts(db) == before
 
-    await db.execute("UPDATE campaigns SET state = 'cancelled' WHERE id = $1", campaign_id)
     good = csv_file(tmp_path, "good.csv", people("g", 1))
+    await db.execute("UPDATE campaigns SET state = 'completed' WHERE id = $1", campaign_id)
+    with pytest.raises(CampaignFinished, match="is completed"):
+        await client.add_prospects(campaign_id, good)
+    await db.execute("UPDATE campaigns SET state = 'cancelled' WHERE id = $1", campaign_id)
     with pytest.raises(CampaignFinished, match="is cancelled"):
         await client.add_prospects(campaign_id, good)
     ran = await outreach(e2e_settings, "campaigns", "add-prospects", campaign_id, str(good))
@@ -450,3 +453,27 @@ async def test_the_client_creates_from_models_and_reports_progress_and_traces(
             break
         await asyncio.sleep(0.1)
     assert urls and all(created.id in url and "/history" in url for url in urls)
+
+
+async def test_open_from_the_campaign_file_or_the_create_flag(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-flag", inbox.port)
+    (tmp_path / "p.csv").write_text("email\nq@example.com\n")
+    base = ("name: n\nworkspace: ws\nmailboxes: [mb-flag]\nprospects_csv: p.csv\n"
+            "steps:\n  - subject: Hi\n    body: B\n")
+    made: dict[str, str] = {}
+    for name, text, flags in (("plain", base, []), ("file", base + "open: true\n", []),
+                              ("flag", base, ["--open"])):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        ran = await outreach(e2e_settings, "campaigns", "create", str(tmp_path / f"{name}.yaml"), *flags)
+        assert ran.returncode == 0, ran.stderr
+        made[name] = ran.stdout.strip().splitlines()[-1]
+    listed = {c["id"]: c["open"] for c in json.loads(
+        (await outreach(e2e_settings, "campaigns", "list", "--json")).stdout)}
+    assert listed == {made["plain"]: False, made["file"]: True, made["flag"]: True}
+    (tmp_path / "bad.yaml").write_text(base + "open: sometimes\ndedupe: everywhere\n")
+    bad = await outreach(e2e_settings, "campaigns", "create", str(tmp_path / "bad.yaml"))
+    assert bad.returncode == 2 and "open (line 8)" in bad.stderr and "dedupe (line 9)" in bad.stderr
+    closed = await outreach(e2e_settings, "campaigns", "close", made["plain"])
+    assert closed.returncode == 2 and "was not created open" in closed.stderr
