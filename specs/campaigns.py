@@ -15,11 +15,15 @@ from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
-from specs.scalars import OneLine, Slug, SpecModel, Text, forbid_line_breaks
+from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_line_breaks
 from specs.templates import render, required_fields
 from specs.yamlfile import child, describe, line_of
 
 REPLY_PREFIX = "Re: "
+# Fields every send fills in itself; a template may use them whatever the prospects hold.
+SEND_FIELDS = frozenset({"email", "unsubscribe_url"})
+# What a template's {{ unsubscribe_url }} renders as when import checks the templates.
+_SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/" + "x" * 80
 
 
 class StepSpec(SpecModel):
@@ -58,6 +62,10 @@ class CampaignSpec(SpecModel):
     steps: list[StepSpec] = Field(min_length=1)
     prospects: list[dict[str, Any]] | None = None
     prospects_csv: Annotated[OneLine, Field(min_length=1)] | None = None
+    # Overrides the mailboxes' from_name; `header_and_footer` also ends every body with
+    # a line holding the unsubscribe link (docs/decisions/0031).
+    from_name: DisplayName | None = None
+    unsubscribe: Literal["header", "header_and_footer"] = "header"
     # Stays running with nothing left to send, for prospects added later, until closed.
     open: bool = False
     # "workspace": skip prospects active in another running campaign of the workspace.
@@ -186,7 +194,7 @@ def template_problems(
 ) -> list[Problem]:
     """Each prospect against every template of ``steps``: fields it lacks, renders that break."""
     templates = _distinct_templates(steps)
-    needs: Needs = [(what, required_fields(text) - {"email"}) for what, text, _ in templates]
+    needs: Needs = [(what, required_fields(text) - SEND_FIELDS) for what, text, _ in templates]
     if columns is not None:
         # Every CSV row has the same columns: one problem per missing column, not per row.
         gaps = [
@@ -233,7 +241,7 @@ def _render_problems(
     templates: list[tuple[str, str, bool]], prospect: Prospect, source: str, bounds: InputBounds
 ) -> list[Problem]:
     problems = []
-    fields = prospect.template_fields()
+    fields = {**prospect.template_fields(), "unsubscribe_url": _SAMPLE_UNSUBSCRIBE_URL}
     for what, text, is_subject in templates:
         try:
             rendered = render(text, fields)

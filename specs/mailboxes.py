@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from config.settings import get_settings
-from specs.scalars import Address, OneLine, Slug, SpecModel
+from specs.scalars import Address, DisplayName, OneLine, Slug, SpecModel
 
 Provider = Literal["gmail", "outlook", "yahoo", "other"]
 Security = Literal["tls", "starttls", "none"]
@@ -162,6 +162,12 @@ class MailboxSpec(SpecModel):
     window: WindowSpec = Field(default_factory=WindowSpec)
     warmup: WarmupSpec | None = None
     oauth: OAuthSpec | None = None
+    # Sender identity (docs/decisions/0031): the From header's display name, a
+    # Reply-To address, and where the List-Unsubscribe mailto form writes
+    # (default: this mailbox).
+    from_name: DisplayName | None = None
+    reply_to: Address | None = None
+    unsubscribe_mailto: Address | None = None
 
     @model_validator(mode="after")
     def _oauth_needs_a_user_and_no_password(self) -> Self:

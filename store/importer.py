@@ -21,7 +21,7 @@ from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
-from store import StoreError, accounts, suppressions
+from store import StoreError, accounts, sender_identity, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -88,6 +88,7 @@ async def import_mailboxes(
         stored = await accounts.refresh_tokens(conn, ids, ring=ring) if ring else {}
         rows = [_mailbox_row(spec, ring, stored) for spec in specs]
         await conn.executemany(_UPSERT_MAILBOX, rows)
+        await sender_identity.store_mailboxes(conn, specs)
     return ids
 
 
@@ -158,6 +159,7 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             "INSERT INTO campaign_mailboxes (campaign_id, mailbox_id) VALUES ($1, $2)",
             [(campaign_id, mailbox_id) for mailbox_id in spec.mailboxes],
         )
+        await sender_identity.store_campaign(conn, campaign_id, spec)
         inserted = await insert_prospects(
             conn, campaign_id, spec.workspace, loaded.prospects, spec.mailboxes,
             dedupe_workspace=spec.dedupe == "workspace",

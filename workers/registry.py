@@ -43,7 +43,8 @@ def build_activities(
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
-    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys))
+    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
+                          unsubscribe_base_url=settings.unsubscribe_base_url)
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
