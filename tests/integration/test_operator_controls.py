@@ -309,6 +309,8 @@ async def test_retiring_the_last_mailbox_is_refused_unless_forced(
     assert forced.returncode == 0, forced.stderr
     status = await wait_for_state(client, campaign_id, "completed", timeout=120)
     assert status["prospects"]["stopped"] == 2 and not inbox.messages
+    await client.resume_mailbox("mb-only")  # unpaused, and still retired: no capacity counted
+    assert (await client.campaign_progress(campaign_id))["progress"]["limit_per_minute"] == 0
     again = await outreach(e2e_settings, "mailboxes", "retire", "mb-only")
     assert again.returncode == 2 and "already retired" in again.stderr
     (tmp_path / "p.csv").write_text("email,first_name\nn@example.com,N\n")
