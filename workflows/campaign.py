@@ -81,7 +81,11 @@ class CampaignWorkflow:
                 is_cancelled_exception(err) and workflow.patched(_CANCEL_THROUGH_STEP_ERROR)
             ):
                 self._cancelling = True
-                await self._cancel_steps()
+                if self._reopenable:
+                    async with self._control:  # no step is being started again meanwhile
+                        await self._cancel_steps()
+                else:
+                    await self._cancel_steps()
                 await self._set_state("cancelled")
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -164,6 +168,8 @@ class CampaignWorkflow:
     async def _restart(self, k: int) -> None:
         """Start step k+1 (0-based k) again; step 1 goes at once unless the campaign is
         open, a follow-up waits for the step before (running again) to end."""
+        if self._cancelling:
+            return
         handle = await self._start_step(k + 1, previous_done=k == 0 and self._closed)
         self._steps[k] = handle
         self._running[k] = True

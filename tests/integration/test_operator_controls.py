@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from client.api import OutreachClient
@@ -479,3 +480,25 @@ async def test_open_from_the_campaign_file_or_the_create_flag(
     assert bad.returncode == 2 and "open (line 8)" in bad.stderr and "dedupe (line 9)" in bad.stderr
     closed = await outreach(e2e_settings, "campaigns", "close", made["plain"])
     assert closed.returncode == 2 and "was not created open" in closed.stderr
+
+
+async def test_an_open_campaign_with_prospects_added_cancels_with_all_its_steps(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient, dev_server: WorkflowEnvironment,
+) -> None:
+    await add_mailbox(db, "mb-cancel", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-cancel"], ["c0@example.com"],
+                                        [STEPS[0], ("Re: Hello {{ first_name }}", "Step two", 3600)])
+    await db.execute("UPDATE campaigns SET is_open = true WHERE id = $1", campaign_id)
+    await client.start_campaign(campaign_id)
+    await sent_to(inbox, "c0@example.com", 1)
+    await client.add_prospects(campaign_id, [Prospect("c1@example.com", {"first_name": "C"}, "")])
+    await sent_to(inbox, "c1@example.com", 1)  # step 2 is an hour away for both
+
+    assert await client.cancel_campaign(campaign_id) == "cancelled"
+    for k in (1, 2):
+        step_id = step_workflow_id(e2e_settings.task_queue, campaign_id, k)
+        step = dev_server.client.get_workflow_handle(step_id)
+        assert (await step.describe()).status == WorkflowExecutionStatus.CANCELED
+    status = await client.campaign_status(campaign_id)
+    assert status["steps"][1]["sent"] == 0 and len(inbox.messages) == 2
