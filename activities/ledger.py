@@ -14,10 +14,10 @@ from activities.models import (
     DueSendsResult,
     SettleFailedInput,
 )
-from config.names import DUE_SENDS, SET_CAMPAIGN_STATE, SETTLE_SEND
+from config.names import DUE_SENDS, FINISH_CAMPAIGN, SET_CAMPAIGN_STATE, SETTLE_SEND
 from mail.message import message_id_for
 from mail.outcomes import LedgerState
-from store import campaigns, ledger
+from store import campaign_controls, campaigns, ledger
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +50,11 @@ class LedgerActivities:
         log.warning("send_settled", campaign_id=k.campaign_id, step=k.step,
                     prospect_id=k.prospect_id, state=state, reason=inp.reason)
         return state
+
+    @activity.defn(name=FINISH_CAMPAIGN)
+    async def finish_campaign(self, campaign_id: str) -> bool:
+        """Completed, unless prospects added meanwhile still have steps to go."""
+        return await campaign_controls.finish(self._pool, campaign_id)
 
     @activity.defn(name=SET_CAMPAIGN_STATE)
     async def set_campaign_state(self, inp: CampaignStateInput) -> None:

@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from activities.models import MailboxInput
 from client import ClientError, InvalidState
+from client.campaign_controls import CampaignControls
 from config.names import (
     CAMPAIGN_ID_ATTR,
     MAILBOX_IDS_ATTR,
@@ -27,7 +28,7 @@ from config.secrets import key_ring
 from config.settings import Settings
 from mail.sender_dns import SenderReport, TxtLookup
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaigns, erasure, sender_dns, suppressions
+from store import accounts, campaign_controls, campaigns, erasure, sender_dns, suppressions
 from store.db import create_pool
 from store.erasure import Erasure
 from store.suppressions import Scope, Suppression
@@ -53,7 +54,7 @@ def tuning_from(settings: Settings) -> StepTuning:
     )
 
 
-class OutreachClient:
+class OutreachClient(CampaignControls):
     def __init__(self, settings: Settings, temporal: Client, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.temporal = temporal
@@ -90,6 +91,7 @@ class OutreachClient:
                 id_prefix=self.settings.task_queue, campaign_id=campaign_id,
                 delays=[timedelta(seconds=r["delay_seconds"]) for r in delays],
                 tuning=tuning_from(self.settings),
+                open=await campaign_controls.open_for_prospects(self.pool, campaign_id),
             ),
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,

@@ -16,6 +16,7 @@ import click
 
 from client import ClientError
 from client.api import OutreachClient
+from client.campaign_cli import register as register_campaign_controls
 from client.codec_server import codec_server
 from client.dns_cli import check_dns
 from client.keys_cli import keys
@@ -170,18 +171,26 @@ def campaigns() -> None:
 
 @campaigns.command("create")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--open", "is_open", is_flag=True,
+              help="Keep it running for prospects added later, until `campaigns close` (as `open: true`).")
 @run_async
-async def campaigns_create(file: Path) -> None:
+async def campaigns_create(file: Path, is_open: bool) -> None:
     """Create a campaign from a YAML FILE; prints its id on the last line."""
+    from dataclasses import replace
+
     from specs.loading import load_campaign_file
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
+    if is_open:
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"created campaign with {created.prospects} prospect(s),"
-               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)")
+               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
+               + (f", {created.active_elsewhere} skipped (active in another running campaign)"
+                  if created.active_elsewhere else ""))
     click.echo(created.id)
 
 
@@ -467,6 +476,7 @@ main.add_command(suppress)
 main.add_command(unsubscribe_server)
 main.add_command(prospects)
 mailboxes.add_command(check_dns)
+register_campaign_controls(main, campaigns, mailboxes, prospects)
 
 
 def run() -> None:

@@ -77,6 +77,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
 DUE_SENDS = "due_sends"
 SETTLE_SEND = "settle_send"
 SET_CAMPAIGN_STATE = "set_campaign_state"
+FINISH_CAMPAIGN = "finish_campaign"
 GATE_SEND = "gate_send"
 SEND_EMAIL = "send_email"
 APPLY_MAILBOX_STATE = "apply_mailbox_state"

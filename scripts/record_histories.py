@@ -57,6 +57,7 @@ from config.settings import Settings  # noqa: E402
 from localsmtp.server import LocalSmtpServer  # noqa: E402
 from specs.loading import load_campaign_file  # noqa: E402
 from specs.mailboxes import MailboxSpec  # noqa: E402
+from specs.prospects import Prospect  # noqa: E402
 from store.db import create_pool  # noqa: E402
 from store.importer import create_campaign, import_mailboxes  # noqa: E402
 from store.migrate import migrate  # noqa: E402
@@ -259,6 +260,46 @@ async def campaign_paused_and_resumed(stack: Stack) -> None:
     await save_step_runs(stack, "campaign-paused-resumed", handle.id, cid, steps=1)
 
 
+async def campaigns_taking_prospects(stack: Stack) -> None:
+    """Prospects added to running campaigns (docs/decisions/0039): to one whose step 1
+    had ended (started again), and to an open one, whose steps are told, then closed
+    after a step's delay was edited."""
+    inbox = stack.inbox
+    steps = [{"subject": "Hello {{ first_name }}", "body": "A first note."},
+             {"delay": "3s", "body": "A follow-up."}]
+    cid = await new_campaign(stack, ["mb-a"], steps, ["early@example.com"])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: bool(inbox.messages_to("early@example.com")), timeout=60)
+    step1 = stack.temporal.get_workflow_handle(step_workflow_id(stack.settings.task_queue, cid, 1))
+    await asyncio.wait_for(step1.result(), 60)
+    await stack.client.add_prospects(cid, [Prospect("late@example.com", {"first_name": "Late"}, "")])
+    await closed(handle)
+    if len(inbox.messages_to("late@example.com")) != 2:
+        raise RecordingFailed("the prospect added after step 1 ended did not get both steps")
+    await save(stack, "campaign-prospects-added", handle.id)
+    await save_step_runs(stack, "campaign-prospects-added", handle.id, cid, steps=2)
+
+    cid = await new_campaign(stack, ["mb-b"], steps, ["first@example.com"])
+    await stack.pool.execute("UPDATE campaigns SET is_open = true WHERE id = $1", cid)
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: len(inbox.messages_to("first@example.com")) == 2, timeout=60)
+    await stack.client.add_prospects(cid, [Prospect("next@example.com", {"first_name": "Next"}, "")])
+    await inbox.wait_for(lambda: len(inbox.messages_to("next@example.com")) == 1, timeout=60)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "campaign.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "edited", "workspace": "replay", "mailboxes": ["mb-b"], "prospects": [],
+            "steps": [steps[0], {**steps[1], "delay": "1s"}]}))
+        await stack.client.update_campaign(cid, path)
+    await inbox.wait_for(lambda: len(inbox.messages_to("next@example.com")) == 2, timeout=60)
+    await stack.client.close_campaign(cid)
+    await closed(handle)
+    if await campaign_state(stack, cid) != "completed":
+        raise RecordingFailed("the open campaign did not complete once closed")
+    await save(stack, "campaign-open-closed", handle.id)
+    await save_step_runs(stack, "campaign-open-closed", handle.id, cid, steps=2)
+
+
 async def _state_is(stack: Stack, campaign_id: str, state: str) -> bool:
     return await campaign_state(stack, campaign_id) == state
 
@@ -321,6 +362,7 @@ async def record(stack: Stack) -> None:
     ], ring)
     await campaign_with_bounces(stack)
     await campaign_paused_and_resumed(stack)
+    await campaigns_taking_prospects(stack)
     await mailbox_paused_by_operator(stack)
     await health_checks(stack)
     await run_maintenance(stack, "reconcile", "reconcile")

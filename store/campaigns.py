@@ -124,7 +124,7 @@ async def campaign_progress(
                          CASE WHEN m.window_end > m.window_start THEN m.window_end - m.window_start
                               ELSE interval '24 hours' END) / 60, 1))
                   FROM campaign_mailboxes cm JOIN mailboxes m ON m.id = cm.mailbox_id
-                 WHERE cm.campaign_id = $1 AND NOT m.paused) AS limit_rate
+                 WHERE cm.campaign_id = $1 AND NOT m.paused AND m.retired_at IS NULL) AS limit_rate
         """,
         campaign_id,
     )

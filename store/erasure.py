@@ -77,7 +77,7 @@ async def forget(pool: asyncpg.Pool, ring: KeyRing, address: str, workspace: str
             f"SELECT id FROM prospects WHERE lower(email) = ANY($2::text[])"
             f" AND campaign_id IN {_IN_SCOPE}", workspace, spellings)]
         await conn.execute(
-            "UPDATE prospects SET email = 'erased-' || id || $2, fields = '{}',"
+            "UPDATE prospects SET email = 'erased-' || id || $2, fields = '{}', stop_reason = NULL,"
             " status = CASE WHEN status = 'active' THEN 'suppressed' ELSE status END"
             " WHERE id = ANY($1::bigint[])", ids, "@" + ERASED_DOMAIN)
         ended = await conn.execute(

@@ -49,7 +49,7 @@ def build_activities(
     send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
                           unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
-        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
+        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
     ]
 
