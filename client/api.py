@@ -23,6 +23,7 @@ from config.names import (
     campaign_workflow_id,
     mailbox_workflow_id,
     send_task_queue,
+    step_workflow_id,
 )
 from config.secrets import key_ring
 from config.settings import Settings
@@ -36,6 +37,10 @@ from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
 from workflows.mailbox import MailboxWorkflow
 from workflows.models import CampaignInput, MailboxStatus, StepTuning
+
+# How long a cancel may take before the steps' latest runs are cancelled directly
+# (see OutreachClient._cancel_steps_directly).
+_STEP_CANCEL_AFTER = 10.0
 
 _ACK_TIMEOUT = 30.0  # how long a pause may take to be in force before we say so
 
@@ -121,13 +126,31 @@ class OutreachClient(CampaignControls):
         """Cancel a campaign and wait until every open send has a final state."""
         handle = await self._running_campaign(campaign_id)
         await handle.cancel()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        steps_told = False
+        while time.monotonic() < started + wait:
             state = (await campaigns.campaign_info(self.pool, campaign_id)).state
             if state == "cancelled":
                 return state
+            if not steps_told and time.monotonic() > started + _STEP_CANCEL_AFTER:
+                await self._cancel_steps_directly(campaign_id)
+                steps_told = True
             await asyncio.sleep(0.2)
         raise ClientError(f"campaign {campaign_id}: cancellation requested, not confirmed in {wait}s")
+
+    async def _cancel_steps_directly(self, campaign_id: str) -> None:
+        """A campaign run started before the reopenable-steps patch awaits each step's
+        first run and cancels that run, which is closed once the step continued as new:
+        the cancel is lost and the campaign waits for ever. Cancelling each step's
+        latest run (no run id) ends the chain, and the campaign's cancel goes on."""
+        info = await campaigns.campaign_info(self.pool, campaign_id)
+        for k in range(1, info.steps + 1):
+            step = self.temporal.get_workflow_handle(
+                step_workflow_id(self.settings.task_queue, campaign_id, k))
+            try:
+                await step.cancel()
+            except RPCError:
+                pass  # already closed
 
     async def campaign_status(self, campaign_id: str) -> dict[str, Any]:
         return await campaigns.campaign_status(self.pool, campaign_id)
