@@ -154,8 +154,18 @@ async def mailboxes_status(mailbox_id: str | None, as_json: bool) -> None:
         state = f"paused ({r['pause_reason']})" if r["paused"] else "active"
         click.echo(
             f"{r['id']:<20} {r['email']:<32} {r['provider']:<8} {state:<30}"
-            f" today {r['sent_today']}/{r['daily_limit']}"
+            f" today {r['sent_today']}/{r['daily_limit']}  {inbox_state(r)}"
         )
+
+
+def inbox_state(row: dict[str, Any]) -> str:
+    """What `mailboxes status` says about reading the mailbox's inbox."""
+    if not row["reads_replies"]:
+        return "inbox: not read (no IMAP settings), replies are not seen"
+    if row["inbox_error"]:
+        return f"inbox: failing ({row['inbox_error']})"
+    read_at = row["inbox_read_at"]
+    return f"inbox: read {read_at:%Y-%m-%d %H:%M:%S}Z" if read_at else "inbox: not read yet"
 
 
 # outreach campaigns ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -58,6 +58,17 @@ class CampaignSpec(SpecModel):
     steps: list[StepSpec] = Field(min_length=1)
     prospects: list[dict[str, Any]] | None = None
     prospects_csv: Annotated[OneLine, Field(min_length=1)] | None = None
+    # What a reply found in the inbox does (inbox/): stop this campaign's sequence for
+    # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
+    stop_on_reply: bool | Literal["workspace"] = True
+    stop_on_auto_reply: bool = False
+
+    @property
+    def reply_stops(self) -> str:
+        """stop_on_reply as stored: 'campaign', 'workspace' or 'none'."""
+        if self.stop_on_reply == "workspace":
+            return "workspace"
+        return "campaign" if self.stop_on_reply else "none"
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from config.settings import Settings
 from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
-from store import StoreError, accounts, suppressions
+from store import StoreError, accounts, inbox_settings, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -78,11 +78,12 @@ async def import_mailboxes(
         stored = await accounts.refresh_tokens(conn, ids, ring=ring) if ring else {}
         rows = [_mailbox_row(spec, ring, stored) for spec in specs]
         await conn.executemany(_UPSERT_MAILBOX, rows)
+        await inbox_settings.store_imap_settings(conn, specs, ring)
     return ids
 
 
 def _has_credential(spec: MailboxSpec) -> bool:
-    return spec.password is not None or spec.oauth is not None
+    return spec.password is not None or spec.oauth is not None or spec.imap_password is not None
 
 
 def _settings_ring() -> KeyRing:
@@ -135,6 +136,10 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
         await conn.execute(
             "INSERT INTO campaigns (id, name, workspace_id) VALUES ($1, $2, $3)",
             campaign_id, spec.name, spec.workspace,
+        )
+        await conn.execute(
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
+            campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
         )
         await conn.executemany(
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
