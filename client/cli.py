@@ -17,6 +17,7 @@ import click
 from client import ClientError
 from client.api import OutreachClient
 from client.codec_server import codec_server
+from client.inbox_cli import inbox
 from client.keys_cli import keys
 from client.suppress_cli import suppress
 from config.logs import configure_logging
@@ -465,6 +466,7 @@ def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, code
 main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
+main.add_command(inbox)
 
 
 def run() -> None:

@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     max_subject_chars: int = Field(default=300, ge=1, le=998)
     max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
 
+    # Reading inboxes (inbox/, docs/decisions/0034): how often each mailbox's folders are
+    # read, the largest message read whole (larger ones are classified from their
+    # headers), how long a sent Message-ID is kept for matching replies, and the
+    # bound on each IMAP command.
+    inbox_poll_seconds: float = Field(default=60.0, gt=0)
+    inbox_max_message_bytes: int = Field(default=2 * 2**20, ge=1024)
+    reply_match_days: float = Field(default=90.0, gt=0)
+    imap_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("redis_sentinels")
     @classmethod
     def _sentinel_addresses(cls, value: str) -> str:

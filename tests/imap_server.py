@@ -4,8 +4,8 @@ Everything lives in a temporary directory (configuration, passwd-file, Maildirs,
 sockets, logs); no system service and no root-only path is used. As root, dovecot
 runs its login and internal processes as the packaged ``dovenull``/``dovecot``
 users, and the mail processes as ``dovecot`` too (dovecot refuses uid 0 for mail),
-which owns the Maildirs; as anyone else, all of them as the current user. Tests put messages in with APPEND, so dovecot
-itself writes its Maildir.
+which owns the Maildirs; as anyone else, all of them as the current user. Tests put
+messages in with APPEND, so dovecot itself writes its Maildir.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +97,7 @@ class ImapServer:
     host = "127.0.0.1"
 
     def add_user(self, name: str, password: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.users[name] = password
         lines = "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items())
         (self.root / "passwd").write_text(lines, "utf-8")
@@ -120,6 +124,7 @@ class ImapServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode() if self._process.stderr else ""
+                self.stop()
                 raise RuntimeError(f"dovecot exited: {err}\n{self.log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as s:
@@ -137,6 +142,8 @@ class ImapServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
         self._process = None
 
     def log(self) -> str:
@@ -183,3 +190,21 @@ class ImapServer:
                 path.unlink()
         time.sleep(1.1)  # dovecot's new UIDVALIDITY is the time in seconds
         self.start()
+
+
+@contextmanager
+def running_imap(users: dict[str, str]) -> Iterator[ImapServer]:
+    """A started server with ``users`` (name -> password), stopped and removed afterwards.
+
+    Its directory is made here, not under pytest's tmp_path: that one is private to
+    its owner, and dovecot's login processes (another user, as root) must reach it."""
+    root = Path(tempfile.mkdtemp(prefix="outreach-imap-"))
+    server = ImapServer(root)
+    for name, password in users.items():
+        server.add_user(name, password)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

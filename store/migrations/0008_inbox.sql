@@ -43,7 +43,7 @@ CREATE TRIGGER mailboxes_credentials_sealed
 CREATE TABLE inbox_cursors (
     mailbox_id   text NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
     folder       text NOT NULL,
-    uidvalidity  bigint NOT NULL,
+    uidvalidity  bigint,               -- NULL: never examined (a failed first pass)
     last_uid     bigint NOT NULL DEFAULT 0,
     read_at      timestamptz,          -- the last pass that finished
     error        text,                 -- why the last pass failed (NULL after a good one)

@@ -1,0 +1,163 @@
+"""Reading a mailbox over IMAP without changing it (aioimaplib).
+
+Only commands that change nothing are sent: LOGIN, EXAMINE (the folder opened
+read-only, RFC 3501 6.3.2), UID SEARCH, and UID FETCH of RFC822.SIZE and
+BODY.PEEK[...] (PEEK: the \\Seen flag is not set). No STORE, COPY, MOVE, EXPUNGE.
+A message above ``max_bytes`` is fetched as its header only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import date
+from types import TracebackType
+
+import aioimaplib
+
+from store.inbox_settings import ImapAccount
+
+
+class ImapError(Exception):
+    """The server refused, dropped the connection, or answered something unreadable."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    uid: int
+    size: int
+    raw: bytes
+    headers_only: bool
+
+
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_UID = re.compile(rb"UID (\d+)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class ImapReader:
+    """One connection to one mailbox: ``async with ImapReader(account) as imap``."""
+
+    def __init__(self, account: ImapAccount, *, timeout: float = 30.0) -> None:
+        self._account = account
+        self._timeout = timeout
+        self._client: aioimaplib.IMAP4 | None = None
+
+    async def __aenter__(self) -> ImapReader:
+        a = self._account
+        try:
+            if a.security == "tls":
+                self._client = aioimaplib.IMAP4_SSL(a.host, a.port, timeout=self._timeout)
+            else:
+                self._client = aioimaplib.IMAP4(a.host, a.port, timeout=self._timeout)
+            await self._client.wait_hello_from_server()
+            if a.security == "starttls":
+                await self._starttls()
+            response = await self._client.login(a.username, a.password)
+        except (TimeoutError, OSError, aioimaplib.AioImapException, ssl.SSLError) as exc:
+            await self._drop()
+            raise ImapError(f"cannot connect to {a.host}:{a.port}: {exc or type(exc).__name__}") from exc
+        if response.result != "OK":
+            await self._drop()
+            raise ImapError(f"LOGIN refused for {a.username!r}: {_text(response.lines)}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        client = self._client
+        self._client = None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.logout(), 5)
+            except (TimeoutError, OSError, aioimaplib.AioImapException):
+                pass  # the connection is gone anyway
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.protocol is not None and client.protocol.transport is not None:
+            client.protocol.transport.close()
+
+    async def _starttls(self) -> None:
+        # aioimaplib has no STARTTLS: send it, then upgrade the same transport.
+        assert self._client is not None
+        protocol = self._client.protocol
+        command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        response = await asyncio.wait_for(protocol.execute(command), self._timeout)
+        if response.result != "OK":
+            raise ImapError(f"STARTTLS refused: {_text(response.lines)}")
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        protocol.transport = await protocol.loop.start_tls(
+            protocol.transport, protocol, context, server_hostname=self._account.host
+        )
+
+    async def _run(self, what: str, call: Awaitable[aioimaplib.Response]) -> aioimaplib.Response:
+        try:
+            response = await asyncio.wait_for(call, self._timeout)
+        except (TimeoutError, OSError, aioimaplib.AioImapException) as exc:
+            raise ImapError(f"{what}: {exc or type(exc).__name__}") from exc
+        if response.result != "OK":
+            raise ImapError(f"{what} refused: {_text(response.lines)}")
+        return response
+
+    @property
+    def _imap(self) -> aioimaplib.IMAP4:
+        if self._client is None:
+            raise ImapError("not connected")
+        return self._client
+
+    async def examine(self, folder: str) -> int:
+        """Open ``folder`` read-only; its UIDVALIDITY."""
+        response = await self._run(f"EXAMINE {folder}", self._imap.examine(_quoted(folder)))
+        # aioimaplib moves to SELECTED only after its own SELECT; EXAMINE selects too.
+        self._imap.protocol.state = aioimaplib.SELECTED
+        for line in response.lines:
+            match = _UIDVALIDITY.search(bytes(line)) if isinstance(line, bytes | bytearray) else None
+            if match:
+                return int(match.group(1))
+        raise ImapError(f"EXAMINE {folder}: no UIDVALIDITY in the answer")
+
+    async def uids_after(self, last_uid: int) -> list[int]:
+        # "n:*" always includes the last message, even when its UID is below n.
+        response = await self._run("UID SEARCH", self._imap.uid_search(f"UID {last_uid + 1}:*", charset=None))
+        return [u for u in _search_result(response) if u > last_uid]
+
+    async def uids_since(self, day: date) -> list[int]:
+        since = f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+        response = await self._run("UID SEARCH", self._imap.uid_search(f"SINCE {since}", charset=None))
+        return _search_result(response)
+
+    async def fetch(self, uid: int, max_bytes: int) -> Fetched:
+        response = await self._run("UID FETCH", self._imap.uid("fetch", str(uid), "(RFC822.SIZE)"))
+        size = next((int(m.group(1)) for line in response.lines if isinstance(line, bytes | bytearray)
+                     for m in [_SIZE.search(bytes(line))] if m), None)
+        if size is None:
+            raise ImapError(f"UID FETCH {uid}: the message is gone")
+        part = "BODY.PEEK[]" if size <= max_bytes else "BODY.PEEK[HEADER]"
+        response = await self._run("UID FETCH", self._imap.uid("fetch", str(uid), f"({part})"))
+        literal = next((bytes(line) for line in response.lines if isinstance(line, bytearray)), None)
+        if literal is None:
+            raise ImapError(f"UID FETCH {uid}: no message in the answer")
+        return Fetched(uid, size, literal, headers_only=size > max_bytes)
+
+
+def _quoted(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _search_result(response: aioimaplib.Response) -> list[int]:
+    found: list[int] = []
+    for line in response.lines:
+        text = bytes(line) if isinstance(line, bytes | bytearray) else b""
+        if text.startswith(b"SEARCH") or (text and text.split()[0].isdigit()):
+            found.extend(int(t) for t in text.replace(b"SEARCH", b"").split() if t.isdigit())
+    return sorted(set(found))
+
+
+def _text(lines: list[object]) -> str:
+    texts = (bytes(x).decode("utf-8", "replace") for x in lines if isinstance(x, bytes | bytearray))
+    return " ".join(texts)[:300]
