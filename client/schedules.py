@@ -35,12 +35,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.inbox_models import InboxPollInput
 from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
 from config.codec import KEY_ID, PayloadEncryption
 from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
 from config.settings import Settings
 
-JOBS = ("cleanup", "health-check", "reconcile")
+JOBS = ("cleanup", "health-check", "reconcile", "inbox-poll")
 _FINGERPRINT = "outreach_config"
 
 
@@ -65,6 +66,11 @@ def jobs(settings: Settings) -> list[Job]:
             timedelta(seconds=settings.health_check_interval_seconds)),
         Job("reconcile", "ReconcileWorkflow", ReconcileInput(timeout=timeout),
             timedelta(seconds=settings.reconcile_interval_seconds)),
+        Job("inbox-poll", "InboxPollWorkflow", InboxPollInput(
+            max_message_bytes=settings.inbox_max_message_bytes,
+            match_window=timedelta(days=settings.reply_match_days),
+            imap_timeout_seconds=settings.imap_timeout_seconds, timeout=timeout,
+        ), timedelta(seconds=settings.inbox_poll_seconds)),
     ]
 
 
