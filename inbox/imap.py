@@ -42,16 +42,21 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 class ImapReader:
     """One connection to one mailbox: ``async with ImapReader(account) as imap``."""
 
-    def __init__(self, account: ImapAccount, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, account: ImapAccount, *, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self._account = account
         self._timeout = timeout
+        # Verified TLS (chain and host name) unless a test gives its own trust.
+        self._tls = tls_context or ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         self._client: aioimaplib.IMAP4 | None = None
 
     async def __aenter__(self) -> ImapReader:
         a = self._account
         try:
             if a.security == "tls":
-                self._client = aioimaplib.IMAP4_SSL(a.host, a.port, timeout=self._timeout)
+                self._client = aioimaplib.IMAP4_SSL(a.host, a.port, timeout=self._timeout,
+                                                    ssl_context=self._tls)
             else:
                 self._client = aioimaplib.IMAP4(a.host, a.port, timeout=self._timeout)
             await self._client.wait_hello_from_server()
@@ -90,9 +95,8 @@ class ImapReader:
         response = await asyncio.wait_for(protocol.execute(command), self._timeout)
         if response.result != "OK":
             raise ImapError(f"STARTTLS refused: {_text(response.lines)}")
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         protocol.transport = await protocol.loop.start_tls(
-            protocol.transport, protocol, context, server_hostname=self._account.host
+            protocol.transport, protocol, self._tls, server_hostname=self._account.host
         )
 
     async def _run(self, what: str, call: Awaitable[aioimaplib.Response]) -> aioimaplib.Response:

@@ -50,7 +50,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = {login}
@@ -73,7 +73,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{
@@ -92,6 +93,9 @@ class ImapServer:
     root: Path
     port: int = field(default_factory=_free_port)
     users: dict[str, str] = field(default_factory=dict)
+    # A certificate and key (PEM files) turn on STARTTLS on ``port`` and TLS on ``tls_port``.
+    certificate: tuple[Path, Path] | None = None
+    tls_port: int = field(default_factory=_free_port)
     _process: subprocess.Popen[bytes] | None = None
 
     host = "127.0.0.1"
@@ -110,8 +114,13 @@ class ImapServer:
         login, internal, uid, gid = _service_users()
         os.chown(self.root / "mail", uid, gid)
         conf = self.root / "dovecot.conf"
+        tls = "ssl = no"
+        if self.certificate is not None:
+            cert, key = self.certificate
+            tls = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
         conf.write_text(_CONFIG.format(
             root=self.root, port=self.port, login=login, internal=internal, uid=uid, gid=gid,
+            ssl=tls, tls_port=self.tls_port if self.certificate else 0,
         ), "utf-8")
         # The login processes run as another user and must reach the sockets.
         for path in (self.root, self.root / "run"):
@@ -193,13 +202,15 @@ class ImapServer:
 
 
 @contextmanager
-def running_imap(users: dict[str, str]) -> Iterator[ImapServer]:
+def running_imap(
+    users: dict[str, str], certificate: tuple[Path, Path] | None = None
+) -> Iterator[ImapServer]:
     """A started server with ``users`` (name -> password), stopped and removed afterwards.
 
     Its directory is made here, not under pytest's tmp_path: that one is private to
     its owner, and dovecot's login processes (another user, as root) must reach it."""
     root = Path(tempfile.mkdtemp(prefix="outreach-imap-"))
-    server = ImapServer(root)
+    server = ImapServer(root, certificate=certificate)
     for name, password in users.items():
         server.add_user(name, password)
     try:

@@ -4,6 +4,7 @@ folder, oversized message, forged or foreign references) handled (issue 14)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -226,3 +227,61 @@ async def test_stop_on_reply_workspace_stops_every_campaign_of_the_workspace(
     imap.append(ADDRESS, mail(f"From: a@acme.example.org\nMessage-ID: <ra@acme>\nIn-Reply-To: {a1}"))
     await poll(db)
     assert [await status(db, p) for p in (a, a_elsewhere, a_other_ws)] == ["replied", "stopped", "active"]
+
+
+class DroppingProxy:
+    """A TCP relay to the IMAP server that cuts both sides when the client sends its
+    ``nth`` BODY.PEEK fetch: a server dropping the connection mid-FETCH."""
+
+    def __init__(self, target: ImapServer, nth: int) -> None:
+        self._target, self._nth, self._fetches = target, nth, 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> DroppingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(self._target.host, self._target.port)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, upstream: bool) -> None:
+            try:
+                while data := await r.read(65536):
+                    if upstream and b"BODY.PEEK[" in data:
+                        self._fetches += 1
+                        if self._fetches == self._nth:
+                            break
+                    w.write(data)
+                    await w.drain()
+            except ConnectionError:
+                pass
+            finally:
+                for writer in (client_w, server_w):
+                    writer.close()
+
+        await asyncio.gather(pipe(client_r, server_w, True), pipe(server_r, client_w, False))
+
+
+async def test_connection_dropped_mid_fetch_skips_nothing_and_repeats_nothing(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    _, (a, b, _, _), (a1, b1, _, _) = campaign
+    imap.append(ADDRESS, mail(f"From: a@acme.example.org\nMessage-ID: <ra@acme>\nIn-Reply-To: {a1}"))
+    imap.append(ADDRESS, mail(f"From: b@beta.example.org\nMessage-ID: <rb@beta>\nIn-Reply-To: {b1}"))
+    async with DroppingProxy(imap, nth=2) as proxy:
+        await db.execute("UPDATE mailboxes SET imap_port = $2 WHERE id = $1", MAILBOX, proxy.port)
+        cut = await poll(db, PollLimits(timeout=3))
+    assert [f.prospect_id for f in cut.found] == [a] and cut.error is not None and "FETCH" in cut.error
+    assert await db.fetchval("SELECT error FROM inbox_cursors WHERE mailbox_id = $1", MAILBOX)
+
+    await db.execute("UPDATE mailboxes SET imap_port = $2 WHERE id = $1", MAILBOX, imap.port)
+    again = await poll(db)
+    assert [f.prospect_id for f in again.found] == [b] and again.error is None
+    assert await db.fetchval("SELECT error FROM inbox_cursors WHERE mailbox_id = $1", MAILBOX) is None
+    assert [await status(db, p) for p in (a, b)] == ["replied", "replied"]
