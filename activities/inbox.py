@@ -6,6 +6,7 @@ inbox must not fail (and retry) the pass of all the others.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import asyncpg
@@ -15,7 +16,9 @@ from temporalio import activity
 from activities.inbox_models import InboxPollInput, InboxPollResult
 from config.names import POLL_INBOXES
 from config.secrets import KeyRing
-from inbox.poll import PollLimits, poll_all
+from inbox.poll import PassResult, PollLimits, poll_all
+from store.inbound import complaint_rate
+from telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,8 @@ class InboxActivities:
         limits = PollLimits(max_message_bytes=inp.max_message_bytes, match_window=inp.match_window,
                             timeout=inp.imap_timeout_seconds)
         results = await poll_all(self._pool, self._ring, limits, concurrency=inp.concurrency)
+        for r in results:
+            await self._export(r)
         found = Counter(f.kind for r in results for f in r.found)
         result = InboxPollResult(
             mailboxes=len(results), found=dict(found),
@@ -38,3 +43,14 @@ class InboxActivities:
         )
         log.info("inbox_poll", **result.model_dump())
         return result
+
+    async def _export(self, r: PassResult) -> None:
+        if r.error:
+            metrics.IMAP_ERRORS.labels(r.mailbox_id).inc()
+        else:
+            metrics.INBOX_LAST_READ.labels(r.mailbox_id).set(time.time())
+        for f in r.found:
+            metrics.INBOUND.labels(r.mailbox_id, f.kind).inc()
+            if f.stop_latency is not None:
+                metrics.REPLY_TO_STOP.observe(f.stop_latency)
+        metrics.COMPLAINT_RATE.labels(r.mailbox_id).set(await complaint_rate(self._pool, r.mailbox_id))

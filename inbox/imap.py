@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from types import TracebackType
 
 import aioimaplib
@@ -31,11 +31,12 @@ class Fetched:
     size: int
     raw: bytes
     headers_only: bool
+    arrived_at: datetime | None = None  # INTERNALDATE: when the server received it
 
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -136,9 +137,12 @@ class ImapReader:
         return _search_result(response)
 
     async def fetch(self, uid: int, max_bytes: int) -> Fetched:
-        response = await self._run("UID FETCH", self._imap.uid("fetch", str(uid), "(RFC822.SIZE)"))
-        size = next((int(m.group(1)) for line in response.lines if isinstance(line, bytes | bytearray)
-                     for m in [_SIZE.search(bytes(line))] if m), None)
+        response = await self._run(
+            "UID FETCH", self._imap.uid("fetch", str(uid), "(RFC822.SIZE INTERNALDATE)"))
+        lines = [bytes(x) for x in response.lines if isinstance(x, bytes | bytearray)]
+        size = next((int(m.group(1)) for line in lines for m in [_SIZE.search(line)] if m), None)
+        arrived = next((_internaldate(m.group(1)) for line in lines
+                        for m in [_INTERNALDATE.search(line)] if m), None)
         if size is None:
             raise ImapError(f"UID FETCH {uid}: the message is gone")
         part = "BODY.PEEK[]" if size <= max_bytes else "BODY.PEEK[HEADER]"
@@ -146,7 +150,14 @@ class ImapReader:
         literal = next((bytes(line) for line in response.lines if isinstance(line, bytearray)), None)
         if literal is None:
             raise ImapError(f"UID FETCH {uid}: no message in the answer")
-        return Fetched(uid, size, literal, headers_only=size > max_bytes)
+        return Fetched(uid, size, literal, headers_only=size > max_bytes, arrived_at=arrived)
+
+
+def _internaldate(value: bytes) -> datetime | None:
+    try:  # "30-Nov-2026 06:45:48 +0000"
+        return datetime.strptime(value.decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
 
 
 def _quoted(folder: str) -> str:

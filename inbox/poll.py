@@ -53,6 +53,7 @@ class Found:
     prospect_id: int | None
     stopped: list[int]
     detail: str
+    stop_latency: float | None = None  # seconds from arrival in the inbox to the stop
 
     def line(self) -> str:
         what = self.kind + (f" ({self.verdict})" if self.verdict else "")
@@ -137,7 +138,8 @@ async def _read_folder(
     for uid in uids:
         fetched = await imap.fetch(uid, limits.max_message_bytes)
         classified = classify(fetched.raw, headers_only=fetched.headers_only)
-        found = await _apply(pool, mailbox_id, folder, uidvalidity, uid, classified, since)
+        found = await _apply(pool, mailbox_id, folder, uidvalidity, uid, classified, since,
+                             fetched.arrived_at)
         if found is not None:
             result.found.append(found)
             log.info("inbound_message", mailbox_id=mailbox_id, folder=folder, uid=uid, kind=found.kind,
@@ -157,7 +159,7 @@ async def _rescan_from(
 
 async def _apply(
     pool: asyncpg.Pool, mailbox_id: str, folder: str, uidvalidity: int, uid: int, c: Classified,
-    since: datetime,
+    since: datetime, arrived_at: datetime | None,
 ) -> Found | None:
     async with pool.acquire() as conn, conn.transaction():
         match = await _match(conn, mailbox_id, c, since)
@@ -173,8 +175,11 @@ async def _apply(
     if row_id is None:
         return None
     key = f"{match.campaign_id}:{match.step}:{match.prospect_id}" if match else None
+    latency = None
+    if stopped and arrived_at is not None:
+        latency = max(0.0, (datetime.now(UTC) - arrived_at).total_seconds())
     return Found(mailbox_id, folder, uid, kind.value, verdict, key, match.prospect_id if match else None,
-                 stopped, c.detail)
+                 stopped, c.detail, latency)
 
 
 async def _match(conn: inbound.Conn, mailbox_id: str, c: Classified, since: datetime) -> Match | None:

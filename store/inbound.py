@@ -249,3 +249,15 @@ async def forget_old_sent(pool: asyncpg.Pool, older_than: timedelta, batch: int 
         older_than, batch,
     )
     return int(status.rsplit(" ", 1)[1])
+
+
+async def complaint_rate(pool: asyncpg.Pool, mailbox_id: str) -> float:
+    """Complaints over sends of the mailbox in the last 24 hours (0 without sends)."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM inbound_messages WHERE mailbox_id = $1 AND class = 'complaint'"
+        "        AND recorded_at > now() - interval '1 day') AS complaints,"
+        " (SELECT count(*) FROM sent_messages WHERE mailbox_id = $1"
+        "        AND sent_at > now() - interval '1 day') AS sends",
+        mailbox_id,
+    )
+    return row["complaints"] / row["sends"] if row and row["sends"] else 0.0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
 from activities.inbox_models import InboxPollInput, InboxPollResult
@@ -67,6 +68,11 @@ async def poll_now(env: WorkflowEnvironment, settings: Settings) -> InboxPollRes
     )
 
 
+def sample(name: str, **labels: str) -> float | None:
+    value: float | None = REGISTRY.get_sample_value(name, labels)
+    return value
+
+
 def to(inbox: LocalSmtpServer, rcpt: str) -> list[AcceptedMessage]:
     return [m for m in inbox.messages if list(m.rcpt_tos) == [rcpt]]
 
@@ -97,9 +103,14 @@ async def test_replies_and_bounces_stop_the_sequence(
     imap.append(SENDER, reply_to(first[D], "Please stop.", threaded=False))
     inbox.hold("rcpt")  # the next transaction (B's step 2, the only one left) waits at RCPT
 
+    stops_before = sample("outreach_reply_to_stop_seconds_count") or 0.0
     polled = await poll_now(dev_server, e2e_settings)
     assert polled.found == {"reply": 2, "auto_reply": 1, "bounce": 1} and polled.stopped == 3
     assert polled.failed == []
+    # The worker's metrics: by class, the stop latency of each stop, when the inbox was read.
+    assert sample("outreach_reply_to_stop_seconds_count") == stops_before + 3
+    assert sample("outreach_inbound_messages_total", mailbox="mb", **{"class": "bounce"}) is not None
+    assert sample("outreach_inbox_last_read_timestamp_seconds", mailbox="mb") is not None
 
     # B's step 2 passed the gate and waits at RCPT; now B really replies.
     await inbox.wait_for(lambda: inbox.held.get("rcpt") == 1, timeout=60)
