@@ -238,11 +238,16 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
     click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
                f" {sum(prospects.values())} prospects")
     click.echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
+    replies = {r["step"]: r for r in status.get("replies", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
+        answered = replies.get(step["step"], {})
+        reply = ""
+        if answered.get("replies"):
+            reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
         click.echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
-                   f" {counts or 'nothing yet'}")
+                   f" {counts or 'nothing yet'}{reply}")
     eta = progress["eta_seconds"]
     click.echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
                f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
@@ -357,6 +362,19 @@ async def trace(target: str) -> None:
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)
             for url in urls or [execution_url(settings, wid)]:
                 click.echo(f"    {url}")
+    await _echo_inbound([p.id for p in prospects])
+
+
+async def _echo_inbound(prospect_ids: list[int]) -> None:
+    """What the inboxes held from these prospects, with its class (issue 14)."""
+    from store.inbound import inbound_of
+
+    for m in await with_pool(lambda pool: inbound_of(pool, prospect_ids)):
+        verdict = f" ({m['verdict']})" if m["verdict"] else ""
+        click.echo(f"  inbound for prospect {m['prospect_id']}: {m['class']}{verdict}"
+                   f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
+                   f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
+                   f" (by {m['matched_by']})")
 
 
 async def _temporal_or_none() -> Any:

@@ -261,3 +261,23 @@ async def complaint_rate(pool: asyncpg.Pool, mailbox_id: str) -> float:
         mailbox_id,
     )
     return row["complaints"] / row["sends"] if row and row["sends"] else 0.0
+
+
+async def replies_by_step(pool: asyncpg.Pool, campaign_id: str) -> dict[int, int]:
+    """Replies recorded per step (the step whose send they answered)."""
+    rows = await pool.fetch(
+        "SELECT step, count(*) AS n FROM inbound_messages WHERE campaign_id = $1 AND class = 'reply'"
+        " GROUP BY step",
+        campaign_id,
+    )
+    return {r["step"]: r["n"] for r in rows}
+
+
+async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncpg.Record]:
+    """The inbound messages matched to these prospects, oldest first (for `outreach trace`)."""
+    return list(await pool.fetch(
+        "SELECT prospect_id, recorded_at, received_at, class, verdict, mailbox_id, folder, uid,"
+        " campaign_id, step, matched_by, detail FROM inbound_messages"
+        " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
+        prospect_ids,
+    ))

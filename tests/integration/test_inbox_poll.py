@@ -5,6 +5,7 @@ folder, oversized message, forged or foreign references) handled (issue 14)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from config.settings import Settings
 from inbox.poll import PassResult, PollLimits, poll_mailbox
 from tests.factories import add_campaign, add_mailbox, sealed, settings_ring
 from tests.imap_server import ImapServer, running_imap
+from tests.integration.test_cli import outreach
 
 MAILBOX = "mb-in"
 ADDRESS = "ann@sender.example.com"
@@ -285,3 +288,26 @@ async def test_connection_dropped_mid_fetch_skips_nothing_and_repeats_nothing(
     assert [f.prospect_id for f in again.found] == [b] and again.error is None
     assert await db.fetchval("SELECT error FROM inbox_cursors WHERE mailbox_id = $1", MAILBOX) is None
     assert [await status(db, p) for p in (a, b)] == ["replied", "replied"]
+
+
+async def test_cli_poll_prints_one_line_per_new_message_and_json(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]], settings: Settings,
+) -> None:
+    campaign_id, (a, b, _, _), (a1, b1, _, _) = campaign
+    imap.append(ADDRESS, mail(f"From: a@acme.example.org\nMessage-ID: <ra@acme>\nIn-Reply-To: {a1}"))
+    ran = await outreach(settings, "inbox", "poll", MAILBOX)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [f"{MAILBOX} INBOX uid 1 reply {campaign_id}:1:{a} stopped {a}"]
+
+    imap.append(ADDRESS, mail(f"From: b@beta.example.org\nSubject: Out of office\nIn-Reply-To: {b1}"))
+    ran = await outreach(settings, "inbox", "poll", "--json")
+    found = json.loads(ran.stdout)
+    expected = [(2, "auto_reply", f"{campaign_id}:1:{b}")]
+    assert [(f["uid"], f["kind"], f["send_key"]) for f in found] == expected
+    assert (await outreach(settings, "inbox", "poll")).stdout == ""  # nothing new
+
+    status = await outreach(settings, "mailboxes", "status", MAILBOX)
+    assert "inbox: read " in status.stdout
+
+    unknown = await outreach(settings, "inbox", "poll", "nope")
+    assert unknown.returncode == 2 and "mailbox 'nope' does not exist" in unknown.stderr

@@ -25,6 +25,8 @@ from client.api import OutreachClient
 from config.names import maintenance_task_queue
 from config.settings import Settings
 from localsmtp.server import AcceptedMessage, LocalSmtpServer
+from store.campaigns import campaign_status
+from store.inbound import inbound_of
 from tests.factories import add_campaign, add_mailbox, sealed
 from tests.imap_server import ImapServer, running_imap
 from tests.integration.test_campaign_controls import until
@@ -135,6 +137,11 @@ async def test_replies_and_bounces_stop_the_sequence(
     outcome = await db.fetchval("SELECT outcome FROM send_attempts WHERE prospect_id = $1 AND step = 2", b)
     state = await db.fetchval("SELECT state FROM sends WHERE prospect_id = $1 AND step = 2", b)
     assert (outcome, state) == ("stopped", "skipped")
+    # `campaigns status`: replies per step (A, B and D answered step 1); `trace`: B's two messages.
+    status = await campaign_status(db, campaign_id)
+    assert status["replies"][0] == {"step": 1, "replies": 3, "reply_rate": 0.75}
+    assert status["prospects"]["replied"] == 3 and status["prospects"]["hard_bounced"] == 1
+    assert [m["class"] for m in await inbound_of(db, [b])] == ["auto_reply", "reply"]
     # Every stopped prospect's later steps: never sent.
     sent_later = await db.fetchval(
         "SELECT count(*) FROM sends WHERE campaign_id = $1 AND step > 1 AND state = 'sent'", campaign_id)
