@@ -7,7 +7,7 @@ inbox-poll schedule runs (docs/decisions/0034).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -15,6 +15,7 @@ from client.db_command import fail, run_on_database
 from config.secrets import SecretKeyError, key_ring
 from config.settings import get_settings
 from inbox.poll import PollLimits, poll_all
+from store.inbound import events_since
 
 
 def poll_limits() -> PollLimits:
@@ -50,3 +51,20 @@ def inbox_poll(mailbox_id: str | None, as_json: bool) -> None:
             click.echo(f"error: mailbox {r.mailbox_id}: {r.error}", err=True)
     if any(r.error for r in results):
         raise SystemExit(1)
+
+
+@inbox.command("export")
+@click.option("--since", required=True, type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="UTC date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SS).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def inbox_export(since: datetime, as_json: bool) -> None:
+    """Replies, bounces, unsubscribes and complaints recorded since a date, with their
+    ids, class and time (what a CRM follows)."""
+    events = run_on_database(lambda pool: events_since(pool, since.replace(tzinfo=UTC)))
+    if as_json:
+        click.echo(json.dumps(events, indent=2, default=str))
+        return
+    for e in events:
+        verdict = f" ({e['verdict']})" if e["verdict"] else ""
+        click.echo(f"{e['recorded_at']:%Y-%m-%dT%H:%M:%S}Z {e['class']}{verdict} {e['mailbox_id']}"
+                   f" {e['send_key'] or 'unmatched'}")

@@ -281,3 +281,22 @@ async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncp
         " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
         prospect_ids,
     ))
+
+
+EVENT_CLASSES = ("reply", "bounce", "unsubscribe", "complaint")
+
+
+async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, object]]:
+    """The inbound messages other systems follow (replies, bounces, unsubscribes,
+    complaints) recorded since ``since``: ids, class and time, never content."""
+    rows = await pool.fetch(
+        "SELECT id, recorded_at, received_at, class, verdict, mailbox_id, campaign_id, step, prospect_id,"
+        " matched_by FROM inbound_messages WHERE recorded_at >= $1 AND class = any($2::text[])"
+        " ORDER BY recorded_at, id",
+        since, list(EVENT_CLASSES),
+    )
+    return [
+        {**dict(r), "send_key": f"{r['campaign_id']}:{r['step']}:{r['prospect_id']}"
+         if r["campaign_id"] else None}
+        for r in rows
+    ]

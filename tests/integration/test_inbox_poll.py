@@ -309,5 +309,15 @@ async def test_cli_poll_prints_one_line_per_new_message_and_json(
     status = await outreach(settings, "mailboxes", "status", MAILBOX)
     assert "inbox: read " in status.stdout
 
+    exported = await outreach(settings, "inbox", "export", "--since", "2000-01-01")
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.split("\n")[0].endswith(f"reply {MAILBOX} {campaign_id}:1:{a}")
+    assert len(exported.stdout.splitlines()) == 1  # the auto-reply is no event
+    ran = await outreach(settings, "inbox", "export", "--since", "2000-01-01", "--json")
+    as_json = json.loads(ran.stdout)
+    assert [(e["class"], e["prospect_id"]) for e in as_json] == [("reply", a)]
+    tomorrow = await outreach(settings, "inbox", "export", "--since", "2999-01-01")
+    assert tomorrow.stdout == ""
+
     unknown = await outreach(settings, "inbox", "poll", "nope")
     assert unknown.returncode == 2 and "mailbox 'nope' does not exist" in unknown.stderr
