@@ -13,20 +13,40 @@ import asyncpg
 import structlog
 from temporalio import activity
 
-from activities.inbox_models import InboxPollInput, InboxPollResult
-from config.names import POLL_INBOXES
+from activities.inbox_models import InboxPollInput, InboxPollResult, WebhookInput, WebhookResult
+from config.names import DELIVER_WEBHOOK, POLL_INBOXES
 from config.secrets import KeyRing
 from inbox.poll import PassResult, PollLimits, poll_all
-from store.inbound import complaint_rate
+from inbox.webhook import post_events
+from store.inbound import complaint_rate, mark_delivered, undelivered_events
 from telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
 
 class InboxActivities:
-    def __init__(self, pool: asyncpg.Pool, ring: KeyRing) -> None:
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing, webhook_url: str = "",
+                 webhook_secret: str = "") -> None:
         self._pool = pool
         self._ring = ring
+        # From the worker's own settings: a URL may hold a token, and neither belongs in
+        # a workflow's input or history.
+        self._webhook = (webhook_url, webhook_secret)
+
+    @activity.defn(name=DELIVER_WEBHOOK)
+    async def deliver_webhook(self, inp: WebhookInput) -> WebhookResult:
+        """POST every undelivered event, a batch at a time; a refusal raises (Temporal
+        retries with backoff) and keeps the rest for the next attempt."""
+        url, secret = self._webhook
+        if not url:
+            return WebhookResult(delivered=0)
+        delivered = 0
+        while events := await undelivered_events(self._pool, inp.batch_size):
+            await post_events(url, secret, events)
+            await mark_delivered(self._pool, [int(str(e["id"])) for e in events])
+            delivered += len(events)
+            activity.heartbeat(delivered)
+        return WebhookResult(delivered=delivered)
 
     @activity.defn(name=POLL_INBOXES)
     async def poll_inboxes(self, inp: InboxPollInput) -> InboxPollResult:

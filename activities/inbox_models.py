@@ -20,3 +20,12 @@ class InboxPollResult(BaseModel):
     found: dict[str, int]  # new inbound messages by class
     stopped: int  # prospects whose sequence this pass stopped
     failed: list[str] = []  # mailbox ids whose inbox could not be read
+
+
+class WebhookInput(BaseModel):
+    batch_size: int = Field(default=100, ge=1)
+    timeout: timedelta = timedelta(minutes=4)
+
+
+class WebhookResult(BaseModel):
+    delivered: int

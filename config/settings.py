@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     inbox_max_message_bytes: int = Field(default=2 * 2**20, ge=1024)
     reply_match_days: float = Field(default=90.0, gt=0)
     imap_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Replies, bounces, unsubscribes and complaints POSTed here (HMAC-SHA256 of the body
+    # with the secret in X-Outreach-Signature) by the `webhook` schedule; empty: none.
+    webhook_url: str = Field(default="", repr=False)
+    webhook_secret: str = Field(default="", repr=False)
 
     @field_validator("redis_sentinels")
     @classmethod

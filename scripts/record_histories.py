@@ -40,7 +40,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histories: the test-only key
 
-from activities.inbox_models import InboxPollResult  # noqa: E402
+from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
 from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
@@ -86,7 +86,7 @@ _ENDINGS = {
 
 _RESULTS: dict[str, type[Any]] = {
     "cleanup": CleanupResult, "health-check": HealthCheckResult, "reconcile": ReconcileResult,
-    "inbox-poll": InboxPollResult,
+    "inbox-poll": InboxPollResult, "webhook": WebhookResult,
 }
 
 
@@ -328,6 +328,7 @@ async def record(stack: Stack) -> None:
     await run_maintenance(stack, "reconcile", "reconcile")
     await run_maintenance(stack, "cleanup", "cleanup")
     await run_maintenance(stack, "inbox-poll", "inbox-poll")
+    await run_maintenance(stack, "webhook", "webhook")
     await mailboxes_ended(stack)
 
 
@@ -376,6 +377,8 @@ def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settin
         step_min_sleep_seconds=0.5, paused_recheck_seconds=0.5, send_first_retry_seconds=0.2,
         limit_throttle_jitter_seconds=1.0, step_sends_per_run=4,
         retention_sent_days=0.0, retention_failed_days=0.0, maintenance_timeout_seconds=60.0,
+        # Turns the webhook schedule on; no inbound events are recorded, so nothing is posted.
+        webhook_url="http://127.0.0.1:9/outreach-webhook",
     )
 
 

@@ -62,8 +62,9 @@ def maintenance_workflows() -> list[type]:
     from workflows.health_check import HealthCheckWorkflow
     from workflows.inbox_poll import InboxPollWorkflow
     from workflows.reconcile import ReconcileWorkflow
+    from workflows.webhook import WebhookWorkflow
 
-    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow, InboxPollWorkflow]
+    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow, InboxPollWorkflow, WebhookWorkflow]
 
 
 def build_maintenance_activities(
@@ -78,5 +79,7 @@ def build_maintenance_activities(
     ledger = LedgerMaintenance(pool, temporal, settings.task_queue)
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
                            tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys))
-    inbox = InboxActivities(pool, key_ring(settings.secret_keys))
-    return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes]
+    inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
+                            settings.webhook_secret)
+    return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
+            inbox.deliver_webhook]

@@ -110,8 +110,12 @@ CREATE TABLE inbound_messages (
     received_at  timestamptz,
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     acted        boolean NOT NULL DEFAULT false,
+    -- When OUTREACH_WEBHOOK_URL accepted it (replies, bounces, unsubscribes, complaints).
+    webhook_sent_at  timestamptz,
     UNIQUE (mailbox_id, folder, uidvalidity, uid)
 );
+CREATE INDEX inbound_messages_webhook ON inbound_messages (id)
+    WHERE webhook_sent_at IS NULL AND class IN ('reply', 'bounce', 'unsubscribe', 'complaint');
 -- A renumbered folder read again finds the same messages: one row each.
 CREATE UNIQUE INDEX inbound_messages_message_id ON inbound_messages (mailbox_id, message_id)
     WHERE message_id IS NOT NULL;
