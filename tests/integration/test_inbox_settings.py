@@ -10,9 +10,9 @@ import pytest
 
 from client.cli import inbox_state
 from specs import SpecError
-from specs.loading import load_mailboxes_file
+from specs.loading import load_campaign_file, load_mailboxes_file
 from store.accounts import list_mailboxes
-from store.importer import import_mailboxes
+from store.importer import create_campaign, import_mailboxes
 from store.inbox_settings import imap_account, imap_mailboxes
 from tests.factories import settings_ring
 
@@ -85,3 +85,33 @@ def test_bad_imap_settings_are_refused_with_the_reason(tmp_path: Path, extra: st
     with pytest.raises(SpecError) as err:
         load_mailboxes_file(path)
     assert message in str(err.value) and "mailboxes.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "stored"), [
+    ("", "campaign"), ("stop_on_reply: true\n", "campaign"), ("stop_on_reply: false\n", "none"),
+    ("stop_on_reply: workspace\nstop_on_auto_reply: true\n", "workspace"),
+])
+async def test_campaign_reply_options_are_stored(
+    db: asyncpg.Pool, tmp_path: Path, value: str, stored: str
+) -> None:
+    path = tmp_path / "mailboxes.yaml"
+    path.write_text(MAILBOXES, "utf-8")
+    await import_mailboxes(db, load_mailboxes_file(path))
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(
+        "name: c\nworkspace: ws\nmailboxes: [reads]\nsteps:\n  - subject: Hi\n    body: Hello\n"
+        "prospects:\n  - {email: p@example.com}\n" + value, "utf-8")
+    created = await create_campaign(db, load_campaign_file(campaign))
+    row = await db.fetchrow(
+        "SELECT stop_on_reply, stop_on_auto_reply FROM campaigns WHERE id = $1", created.id)
+    assert (row["stop_on_reply"], row["stop_on_auto_reply"]) == (stored, "stop_on_auto_reply: true" in value)
+
+
+def test_unknown_stop_on_reply_is_refused_naming_the_field(tmp_path: Path) -> None:
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(
+        "name: c\nworkspace: ws\nmailboxes: [reads]\nsteps:\n  - subject: Hi\n    body: Hello\n"
+        "prospects:\n  - {email: p@example.com}\nstop_on_reply: sometimes\n", "utf-8")
+    with pytest.raises(SpecError) as err:
+        load_campaign_file(campaign)
+    assert "stop_on_reply" in str(err.value) and "campaign.yaml" in str(err.value)
