@@ -321,3 +321,14 @@ async def test_cli_poll_prints_one_line_per_new_message_and_json(
 
     unknown = await outreach(settings, "inbox", "poll", "nope")
     assert unknown.returncode == 2 and "mailbox 'nope' does not exist" in unknown.stderr
+
+
+async def test_stop_on_auto_reply_makes_an_out_of_office_stop_the_sequence(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    campaign_id, (a, _, _, _), (a1, _, _, _) = campaign
+    await db.execute("UPDATE campaigns SET stop_on_auto_reply = true WHERE id = $1", campaign_id)
+    imap.append(ADDRESS, mail(f"From: a@acme.example.org\nSubject: Out of office\nIn-Reply-To: {a1}"))
+    result = await poll(db)
+    assert [(f.kind, f.stopped) for f in result.found] == [("auto_reply", [a])]
+    assert await status(db, a) == "replied"
