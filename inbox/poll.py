@@ -115,6 +115,13 @@ async def poll_mailbox(
         result.error = str(exc)
         await inbound.record_error(pool, mailbox_id, list(account.folders), result.error)
         log.warning("inbox_read_failed", mailbox_id=mailbox_id, error=result.error)
+    except (asyncpg.PostgresError, OSError):
+        raise  # the database itself: the whole pass fails and is retried
+    except Exception as exc:  # noqa: BLE001 - a server answer the client library chokes on
+        # One mailbox's odd server must not end every mailbox's pass; what was committed stays.
+        result.error = f"unexpected {type(exc).__name__}: {exc}"
+        log.exception("inbox_read_failed", mailbox_id=mailbox_id)
+        await inbound.record_error(pool, mailbox_id, list(account.folders), result.error)
     return result
 
 

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from config.settings import Settings
+from inbox.imap import ImapReader
 from inbox.poll import PassResult, PollLimits, poll_mailbox
 from tests.factories import add_campaign, add_mailbox, sealed, settings_ring
 from tests.imap_server import ImapServer, running_imap
@@ -332,3 +333,23 @@ async def test_stop_on_auto_reply_makes_an_out_of_office_stop_the_sequence(
     result = await poll(db)
     assert [(f.kind, f.stopped) for f in result.found] == [("auto_reply", [a])]
     assert await status(db, a) == "replied"
+
+
+class ChokingReader(ImapReader):
+    """A real connection whose client chokes on the answer to EXAMINE, as a client
+    library may on a server's odd reply."""
+
+    async def examine(self, folder: str) -> int:
+        await super().examine(folder)
+        raise ValueError("unparseable answer")
+
+
+async def test_an_unexpected_client_error_is_recorded_and_ends_only_that_pass(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    result = await poll_mailbox(db, MAILBOX, ring=settings_ring(), limits=LIMITS,
+                                reader=lambda account, timeout: ChokingReader(account, timeout=timeout))
+    assert result.error == "unexpected ValueError: unparseable answer"
+    error = await db.fetchval("SELECT error FROM inbox_cursors WHERE mailbox_id = $1", MAILBOX)
+    assert "unparseable" in error
+    assert (await poll(db)).error is None  # the next pass, with a client that copes, reads
