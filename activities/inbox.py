@@ -14,21 +14,37 @@ import structlog
 from temporalio import activity
 
 from activities.inbox_models import InboxPollInput, InboxPollResult, WebhookInput, WebhookResult
+from activities.oauth_tokens import access_token
 from config.names import DELIVER_WEBHOOK, POLL_INBOXES
 from config.secrets import KeyRing
-from inbox.poll import PassResult, PollLimits, poll_all
+from inbox.poll import PassResult, PollLimits, TokenSource, poll_all
 from inbox.webhook import post_events
+from mail.oauth import HttpTokenEndpoint, TokenEndpoint
+from store import StoreError, accounts
 from store.inbound import complaint_rate, mark_delivered, undelivered_events
 from telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
 
+def oauth_token_source(pool: asyncpg.Pool, tokens: TokenEndpoint, ring: KeyRing) -> TokenSource:
+    """XOAUTH2 for IMAP uses the mailbox's SMTP token (activities/oauth_tokens.py)."""
+
+    async def token(mailbox_id: str) -> str:
+        grant = await accounts.oauth_grant(pool, mailbox_id, ring=ring)
+        if grant is None:
+            raise StoreError(f"mailbox {mailbox_id!r} has no OAuth2 grant")
+        return await access_token(pool, tokens, mailbox_id, grant, ring=ring)
+
+    return token
+
+
 class InboxActivities:
     def __init__(self, pool: asyncpg.Pool, ring: KeyRing, webhook_url: str = "",
-                 webhook_secret: str = "") -> None:
+                 webhook_secret: str = "", tokens: TokenEndpoint | None = None) -> None:
         self._pool = pool
         self._ring = ring
+        self._tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
         # From the worker's own settings: a URL may hold a token, and neither belongs in
         # a workflow's input or history.
         self._webhook = (webhook_url, webhook_secret)
@@ -52,7 +68,8 @@ class InboxActivities:
     async def poll_inboxes(self, inp: InboxPollInput) -> InboxPollResult:
         limits = PollLimits(max_message_bytes=inp.max_message_bytes, match_window=inp.match_window,
                             timeout=inp.imap_timeout_seconds)
-        results = await poll_all(self._pool, self._ring, limits, concurrency=inp.concurrency)
+        results = await poll_all(self._pool, self._ring, limits, concurrency=inp.concurrency,
+                                 tokens=self._tokens)
         for r in results:
             await self._export(r)
         found = Counter(f.kind for r in results for f in r.found)

@@ -39,7 +39,12 @@ def inbox_poll(mailbox_id: str | None, as_json: bool) -> None:
         ring = key_ring(get_settings().secret_keys)
     except SecretKeyError as exc:
         fail(str(exc))
-    results = run_on_database(lambda pool: poll_all(pool, ring, poll_limits(), mailbox_id))
+    from activities.inbox import oauth_token_source
+    from mail.oauth import HttpTokenEndpoint
+
+    results = run_on_database(lambda pool: poll_all(
+        pool, ring, poll_limits(), mailbox_id,
+        tokens=oauth_token_source(pool, HttpTokenEndpoint(), ring)))
     found = [f for r in results for f in r.found]
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in found], indent=2, ensure_ascii=False))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
@@ -40,6 +40,34 @@ _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, answering the server's challenge after a refused XOAUTH2
+    (RFC 7628: the server sends its error as a continuation and waits for an empty
+    line before it says NO); aioimaplib would wait for ever."""
+
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            self.transport.write(b"\r\n")
+            return
+        super()._continuation(line)
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    """aioimaplib's client over ``_Protocol`` (create_client is its extension point,
+    as in its own IMAP4_SSL); TLS from the start when given a context."""
+
+    def create_client(
+        self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        running = loop or asyncio.get_running_loop()
+        self.protocol = _Protocol(running, conn_lost_cb)
+        self._client_task = running.create_task(
+            running.create_connection(lambda: self.protocol, host, port, ssl=ssl_context))
+
+
 class ImapReader:
     """One connection to one mailbox: ``async with ImapReader(account) as imap``."""
 
@@ -55,21 +83,25 @@ class ImapReader:
     async def __aenter__(self) -> ImapReader:
         a = self._account
         try:
-            if a.security == "tls":
-                self._client = aioimaplib.IMAP4_SSL(a.host, a.port, timeout=self._timeout,
-                                                    ssl_context=self._tls)
-            else:
-                self._client = aioimaplib.IMAP4(a.host, a.port, timeout=self._timeout)
+            tls = self._tls if a.security == "tls" else None
+            self._client = _Client(a.host, a.port, timeout=self._timeout, ssl_context=tls)
             await self._client.wait_hello_from_server()
             if a.security == "starttls":
                 await self._starttls()
-            response = await self._client.login(a.username, a.password)
-        except (TimeoutError, OSError, aioimaplib.AioImapException, ssl.SSLError) as exc:
+            if a.oauth:
+                response = await self._client.xoauth2(a.username, a.password)
+            else:
+                response = await self._client.login(a.username, a.password)
+        except TimeoutError as exc:
+            await self._drop()
+            raise ImapError(f"{a.host}:{a.port} did not answer within {self._timeout:g} s") from exc
+        except (OSError, aioimaplib.AioImapException, ssl.SSLError) as exc:
             await self._drop()
             raise ImapError(f"cannot connect to {a.host}:{a.port}: {exc or type(exc).__name__}") from exc
         if response.result != "OK":
             await self._drop()
-            raise ImapError(f"LOGIN refused for {a.username!r}: {_text(response.lines)}")
+            how = "AUTHENTICATE XOAUTH2" if a.oauth else "LOGIN"
+            raise ImapError(f"{how} refused for {a.username!r}: {_text(response.lines)}")
         return self
 
     async def __aexit__(

@@ -14,8 +14,8 @@ mailbox's cursors and ends that mailbox's pass only; sending is not affected.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,6 +24,7 @@ import structlog
 from config.secrets import KeyRing
 from inbox.classify import Classified, InboundClass, classify
 from inbox.imap import ImapError, ImapReader
+from mail.oauth import TokenRefreshFailed
 from store import StoreError, inbound
 from store.inbound import Inbound, Match
 from store.inbox_settings import ImapAccount, imap_account, imap_mailboxes
@@ -73,6 +74,8 @@ class PassResult:
 
 
 Reader = Callable[[ImapAccount, float], ImapReader]
+# A mailbox's current OAuth2 access token (refreshed when close to expiry), for XOAUTH2.
+TokenSource = Callable[[str], Awaitable[str]]
 
 
 def _reader(account: ImapAccount, timeout: float) -> ImapReader:
@@ -81,7 +84,7 @@ def _reader(account: ImapAccount, timeout: float) -> ImapReader:
 
 async def poll_all(
     pool: asyncpg.Pool, ring: KeyRing, limits: PollLimits, mailbox_id: str | None = None,
-    concurrency: int = 10,
+    concurrency: int = 10, tokens: TokenSource | None = None,
 ) -> list[PassResult]:
     """One pass over every mailbox with IMAP settings (or the one named)."""
     ids = await imap_mailboxes(pool, mailbox_id)
@@ -89,7 +92,7 @@ async def poll_all(
 
     async def one(mid: str) -> PassResult:
         async with gate:
-            return await poll_mailbox(pool, mid, ring=ring, limits=limits)
+            return await poll_mailbox(pool, mid, ring=ring, limits=limits, tokens=tokens)
 
     results = list(await asyncio.gather(*(one(mid) for mid in ids)))
     await inbound.forget_old_sent(pool, limits.match_window)
@@ -98,11 +101,16 @@ async def poll_all(
 
 async def poll_mailbox(
     pool: asyncpg.Pool, mailbox_id: str, *, ring: KeyRing, limits: PollLimits, reader: Reader = _reader,
+    tokens: TokenSource | None = None,
 ) -> PassResult:
     result = PassResult(mailbox_id)
     try:
         account = await imap_account(pool, mailbox_id, ring=ring)
-    except StoreError as exc:
+        if account.oauth:
+            if tokens is None:
+                raise StoreError(f"mailbox {mailbox_id!r} logs in with OAuth2 and no token source was given")
+            account = replace(account, password=await tokens(mailbox_id))
+    except (StoreError, TokenRefreshFailed) as exc:
         result.error = str(exc)
         await inbound.record_error(pool, mailbox_id, ["INBOX"], result.error)
         return result

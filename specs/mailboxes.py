@@ -240,8 +240,5 @@ def check_imap(spec: MailboxSpec) -> None:
         )
     if spec.imap_password is not None and spec.imap_password_env is not None:
         raise ValueError("give imap_password or imap_password_env, not both")
-    if spec.oauth is not None and spec.imap_password is None and spec.imap_password_env is None:
-        # XOAUTH2 for IMAP is not built yet: say so at import, not at the first poll.
-        raise ValueError("an oauth mailbox needs imap_password or imap_password_env to read its inbox")
     if spec.imap_port is None:
         spec.imap_port = _IMAP_PORTS[spec.imap_security]

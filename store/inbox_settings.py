@@ -56,8 +56,9 @@ class ImapAccount:
     port: int
     security: str
     username: str
-    password: str = field(repr=False)
+    password: str = field(repr=False)  # for XOAUTH2, the access token (filled per pass)
     folders: tuple[str, ...]
+    oauth: bool = False  # log in with XOAUTH2 and the mailbox's OAuth2 access token
 
 
 async def imap_mailboxes(conn: Conn, mailbox_id: str | None = None) -> list[str]:
@@ -74,7 +75,7 @@ async def imap_mailboxes(conn: Conn, mailbox_id: str | None = None) -> list[str]
 
 async def imap_account(conn: Conn, mailbox_id: str, *, ring: KeyRing) -> ImapAccount:
     row = await conn.fetchrow(
-        "SELECT email, username, password, password_env, imap_host, imap_port, imap_security,"
+        "SELECT email, username, password, password_env, auth_kind, imap_host, imap_port, imap_security,"
         " imap_username, imap_password, imap_password_env, imap_folders FROM mailboxes WHERE id = $1",
         mailbox_id,
     )
@@ -86,10 +87,14 @@ async def imap_account(conn: Conn, mailbox_id: str, *, ring: KeyRing) -> ImapAcc
         column, stored, env = "imap_password", row["imap_password"], row["imap_password_env"]
     else:
         column, stored, env = "password", row["password"], row["password_env"]
-    if env:
-        password = os.environ.get(env)
-        if password is None:
+    oauth = False
+    if column == "password" and row["auth_kind"] == "oauth2":
+        oauth, password = True, ""  # XOAUTH2 with the same token as SMTP
+    elif env:
+        from_env = os.environ.get(env)
+        if from_env is None:
             raise StoreError(f"mailbox {mailbox_id!r}: environment variable {env} is not set")
+        password = from_env
     elif stored is not None:
         password = open_(ring, stored, table_column=f"mailboxes.{column}", mailbox_id=mailbox_id)
     else:
@@ -97,5 +102,5 @@ async def imap_account(conn: Conn, mailbox_id: str, *, ring: KeyRing) -> ImapAcc
     return ImapAccount(
         mailbox_id=mailbox_id, email=row["email"], host=row["imap_host"], port=row["imap_port"],
         security=row["imap_security"], username=row["imap_username"] or row["username"] or row["email"],
-        password=password, folders=tuple(row["imap_folders"]),
+        password=password, folders=tuple(row["imap_folders"]), oauth=oauth,
     )

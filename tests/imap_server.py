@@ -52,7 +52,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 default_login_user = {login}
 default_internal_user = {internal}
 mail_location = maildir:{root}/mail/%u
@@ -63,6 +63,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
+{oauth_passdb}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/mail/%u
@@ -96,6 +97,8 @@ class ImapServer:
     # A certificate and key (PEM files) turn on STARTTLS on ``port`` and TLS on ``tls_port``.
     certificate: tuple[Path, Path] | None = None
     tls_port: int = field(default_factory=_free_port)
+    # An OAuth2 token introspection URL turns on XOAUTH2 logins, each token checked there.
+    introspection_url: str | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     host = "127.0.0.1"
@@ -118,9 +121,21 @@ class ImapServer:
         if self.certificate is not None:
             cert, key = self.certificate
             tls = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+        oauth_mechanisms, oauth_passdb = "", ""
+        if self.introspection_url is not None:
+            oauth_conf = self.root / "oauth2.conf.ext"
+            oauth_conf.write_text(
+                f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n",
+                "utf-8",
+            )
+            oauth_mechanisms = " xoauth2 oauthbearer"
+            oauth_passdb = (f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                            f"  args = {oauth_conf}\n}}\n")
         conf.write_text(_CONFIG.format(
             root=self.root, port=self.port, login=login, internal=internal, uid=uid, gid=gid,
             ssl=tls, tls_port=self.tls_port if self.certificate else 0,
+            oauth_mechanisms=oauth_mechanisms, oauth_passdb=oauth_passdb,
         ), "utf-8")
         # The login processes run as another user and must reach the sockets.
         for path in (self.root, self.root / "run"):
@@ -203,14 +218,15 @@ class ImapServer:
 
 @contextmanager
 def running_imap(
-    users: dict[str, str], certificate: tuple[Path, Path] | None = None
+    users: dict[str, str], certificate: tuple[Path, Path] | None = None,
+    introspection_url: str | None = None,
 ) -> Iterator[ImapServer]:
     """A started server with ``users`` (name -> password), stopped and removed afterwards.
 
     Its directory is made here, not under pytest's tmp_path: that one is private to
     its owner, and dovecot's login processes (another user, as root) must reach it."""
     root = Path(tempfile.mkdtemp(prefix="outreach-imap-"))
-    server = ImapServer(root, certificate=certificate)
+    server = ImapServer(root, certificate=certificate, introspection_url=introspection_url)
     for name, password in users.items():
         server.add_user(name, password)
     try:

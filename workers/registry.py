@@ -80,6 +80,6 @@ def build_maintenance_activities(
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
                            tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys))
     inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
-                            settings.webhook_secret)
+                            settings.webhook_secret, tokens)
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
             inbox.deliver_webhook]
