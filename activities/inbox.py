@@ -88,6 +88,8 @@ class InboxActivities:
             metrics.INBOX_LAST_READ.labels(r.mailbox_id).set(time.time())
         for f in r.found:
             metrics.INBOUND.labels(r.mailbox_id, f.kind).inc()
+            if f.kind == "bounce":
+                metrics.INBOUND_BOUNCES.labels(r.mailbox_id, f.verdict or "unread").inc()
             if f.stop_latency is not None:
                 metrics.REPLY_TO_STOP.observe(f.stop_latency)
         metrics.COMPLAINT_RATE.labels(r.mailbox_id).set(await complaint_rate(self._pool, r.mailbox_id))

@@ -46,6 +46,11 @@ REPLY_TO_STOP = Histogram(
     "From a message's arrival in the inbox (IMAP INTERNALDATE) to its prospect's sequence stopped.",
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
+# A DSN's verdict per mailbox: 'blocked' (the recipient's server refused us) is what a
+# per-mailbox block rate counts; 'hard' stops and lists the address.
+INBOUND_BOUNCES = Counter(
+    "outreach_inbound_bounces", "DSNs read from the inbox, by mailbox and verdict.", ["mailbox", "verdict"]
+)
 IMAP_ERRORS = Counter("outreach_imap_errors", "Inbox passes that failed, by mailbox.", ["mailbox"])
 INBOX_LAST_READ = Gauge(
     "outreach_inbox_last_read_timestamp_seconds", "When the mailbox's inbox was last read in full.",
@@ -73,7 +78,7 @@ def exported_names() -> set[str]:
     names: set[str] = set()
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
                    SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES, INBOUND,
-                   REPLY_TO_STOP, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
+                   REPLY_TO_STOP, INBOUND_BOUNCES, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

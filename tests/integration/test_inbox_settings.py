@@ -115,3 +115,15 @@ def test_unknown_stop_on_reply_is_refused_naming_the_field(tmp_path: Path) -> No
     with pytest.raises(SpecError) as err:
         load_campaign_file(campaign)
     assert "stop_on_reply" in str(err.value) and "campaign.yaml" in str(err.value)
+
+
+async def test_oauth_mailbox_without_imap_password_uses_xoauth2(db: asyncpg.Pool, tmp_path: Path) -> None:
+    path = tmp_path / "mailboxes.yaml"
+    path.write_text(
+        "mailboxes:\n  - id: gw\n    email: ann@sender.example.com\n    smtp_host: smtp.gmail.com\n"
+        "    username: ann@sender.example.com\n    imap_host: imap.gmail.com\n"
+        "    oauth: {provider: google, client_id: cid, refresh_token: rt}\n", "utf-8")
+    await import_mailboxes(db, load_mailboxes_file(path))
+    account = await imap_account(db, "gw", ring=settings_ring())
+    assert (account.oauth, account.password, account.username, account.port) == (
+        True, "", "ann@sender.example.com", 993)

@@ -112,6 +112,7 @@ async def test_replies_and_bounces_stop_the_sequence(
     # The worker's metrics: by class, the stop latency of each stop, when the inbox was read.
     assert sample("outreach_reply_to_stop_seconds_count") == stops_before + 3
     assert sample("outreach_inbound_messages_total", mailbox="mb", **{"class": "bounce"}) is not None
+    assert sample("outreach_inbound_bounces_total", mailbox="mb", verdict="hard") is not None
     assert sample("outreach_inbox_last_read_timestamp_seconds", mailbox="mb") is not None
 
     # B's step 2 passed the gate and waits at RCPT; now B really replies.
