@@ -9,6 +9,11 @@ paused with the reason (``auth_failed: ...``, ``sender_problem: ...``); one a
 health check paused and which logs in again is resumed. An operator's pause is
 never touched: such mailboxes are not even checked. A connection failure is
 transient (the host circuit breaker deals with it) and changes nothing.
+
+Each run also looks up every mailbox's SPF, DKIM and DMARC records (as
+`outreach mailboxes check-dns` does): a problem is logged and counted
+(``outreach_sender_dns_problems``), never a pause: DNS is the operator's to fix,
+and mail still goes out without a perfect record.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from mail.oauth import TokenEndpoint, TokenRefreshFailed
 from mail.outcomes import PauseReason
 from mail.probe import TokenSource, probe_account
 from mail.replies import ReplyClass
+from mail.sender_dns import RECORDS, TxtLookup
 from mail.transport import SmtpAccount, SmtpTimeouts
-from store import accounts
+from store import accounts, sender_dns
 from store.secret_values import CredentialError
+from telemetry.metrics import SENDER_DNS_PROBLEMS
 
 log = structlog.get_logger(__name__)
 
@@ -69,9 +76,10 @@ class MailboxHealth:
     def __init__(
         self, pool: asyncpg.Pool, temporal: Client, id_prefix: str, timeouts: SmtpTimeouts,
         tokens: TokenEndpoint, tls_context: ssl.SSLContext | None = None,
-        ring: KeyRing | None = None,
+        ring: KeyRing | None = None, dns: TxtLookup | None = None,
     ) -> None:
         self._pool = pool
+        self._dns = dns or TxtLookup(get_settings().dns_resolver)
         # Opens the mailboxes' stored credentials (store/accounts.py); by default
         # the ring of OUTREACH_SECRET_KEYS.
         self._ring = ring or key_ring(get_settings().secret_keys)
@@ -94,7 +102,26 @@ class MailboxHealth:
                 getattr(result, verdict).append(mailbox_id)
         log.info("mailboxes_checked", checked=result.checked, healthy=result.healthy,
                  paused=result.paused, resumed=result.resumed, unreachable=result.unreachable)
+        await self._check_dns()
         return result
+
+    async def _check_dns(self) -> None:
+        """The sending domains' records: logged and counted, never a pause, and never a
+        failed health check (a DNS outage is not the mailboxes')."""
+        try:
+            reports = await sender_dns.check_senders(self._pool, self._dns)
+        except Exception as exc:  # noqa: BLE001  # see the docstring
+            log.warning("sender_dns_check_failed", error=str(exc))
+            return
+        for record in RECORDS:
+            failing = sum(1 for r in reports if any(f.record == record for f in r.errors))
+            SENDER_DNS_PROBLEMS.labels(record=record).set(failing)
+        for report in reports:
+            for f in report.findings:
+                if f.level != "ok":
+                    (log.warning if f.level == "error" else log.info)(
+                        "sender_dns_problem", mailbox_id=report.mailbox_id, domain=report.domain,
+                        record=f.record, level=f.level, detail=f.detail)
 
     async def _check(self, mailbox_id: str, paused_by: str | None, gate: asyncio.Semaphore) -> str:
         async with gate:

@@ -9,7 +9,7 @@ from temporalio import activity
 from activities.models import MailboxStateInput
 from config.names import APPLY_MAILBOX_STATE
 from limits.store import LimitStore
-from store import accounts
+from store import accounts, bounce_guard
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +24,9 @@ class MailboxActivities:
         # PostgreSQL first: it is what the send activity checks just before
         # DATA, so once this commits no new message of the mailbox is sent.
         # Redis follows so the gate stops handing out slots.
+        if not inp.paused and await bounce_guard.restart_window(self._pool, inp.mailbox_id):
+            # Lifting the bounce guard's pause: its count starts again (docs/decisions/0033).
+            log.info("bounce_guard_window_restarted", mailbox_id=inp.mailbox_id)
         await accounts.set_paused(self._pool, inp.mailbox_id, inp.paused, inp.reason, inp.paused_by)
         await self._store.set_paused(inp.mailbox_id, inp.paused, inp.reason)
         log.info("mailbox_state_applied", mailbox_id=inp.mailbox_id, paused=inp.paused,

@@ -28,6 +28,7 @@ from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.bounce_guard import BounceGuard
 from activities.models import SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
 from config.names import SEND_EMAIL
@@ -35,8 +36,9 @@ from config.secrets import KeyRing
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
 from limits.store import LimitStore, generation_of
+from mail import unsubscribe
 from mail.errors import SmtpError, SmtpHostBusy, SmtpRejected
-from mail.message import OutgoingMail, build_message
+from mail.message import OutgoingMail, build_message, normalize_address
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint, TokenRefreshFailed
 from mail.outcomes import (
     FINAL_STATES,
@@ -53,10 +55,12 @@ from mail.outcomes import (
 from mail.replies import SmtpReply
 from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
-from store import accounts, ledger
+from store import accounts, ledger, sender_identity
 from store.accounts import MailboxRecord
+from store.address_hash import every_hash
 from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
+from store.sender_identity import SenderIdentity
 from telemetry.metrics import CIRCUIT_OPEN, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION, UNEXPECTED
 
 log = structlog.get_logger(__name__)
@@ -100,9 +104,13 @@ class _Attempt:
 class SendActivities:
     def __init__(
         self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy,
-        tokens: TokenEndpoint | None = None, *, ring: KeyRing,
+        tokens: TokenEndpoint | None = None, *, ring: KeyRing, unsubscribe_base_url: str = "",
+        guard: BounceGuard | None = None,
     ) -> None:
         self._pool = pool
+        # Signs the unsubscribe tokens too; without a base URL a message offers only the mailto form.
+        self._unsubscribe_base_url = unsubscribe_base_url
+        self._guard = guard  # judges the mailbox after each hard bounce (decision 0033)
         self._ring = ring  # opens the mailboxes' stored credentials (store/accounts.py)
         self._transport = transport
         self._store = store
@@ -141,8 +149,9 @@ class SendActivities:
         structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
             return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
+        identity = await sender_identity.for_send(self._pool, k.campaign_id, ctx.mailbox_id)
         try:
-            message = build_message(_outgoing(mailbox, ctx))
+            message = build_message(_outgoing(mailbox, ctx, identity, self._links(at, ctx, identity)))
         except (ValueError, TemplateError) as exc:
             # Import checks these; a message that still cannot be built will
             # never be, so it fails now instead of being retried.
@@ -167,6 +176,18 @@ class SendActivities:
         finally:
             await self._best_effort(self._store.release_lease(in_flight, lease))
 
+    def _links(self, at: _Attempt, ctx: SendContext, identity: SenderIdentity) -> _Links:
+        """This send's unsubscribe token as the one-click URL (when a base URL is set) and
+        the mailto form (docs/decisions/0030)."""
+        k = at.inp.key
+        token = unsubscribe.sign(
+            self._ring, unsubscribe.SendKey(ctx.workspace_id, k.campaign_id, k.step, k.prospect_id)
+        )
+        url = (unsubscribe.unsubscribe_url(self._unsubscribe_base_url, token)
+               if self._unsubscribe_base_url else None)
+        mailto = unsubscribe.mailto_url(normalize_address(identity.unsubscribe_mailto), token)
+        return _Links(url, mailto)
+
     async def _best_effort(self, call: Awaitable[object]) -> None:
         """Limit bookkeeping after a transaction must not lose the transaction's
         outcome; a lease not released expires by itself."""
@@ -180,9 +201,12 @@ class SendActivities:
     ) -> SendResult:
         k, mailbox = at.inp.key, at.known_mailbox
         at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+        # Stored addresses are normalized: lower-cased, each is its list entry (decision 0026).
+        erased = every_hash(self._ring, ctx.prospect_email.lower())
 
         async def before_data() -> None:
-            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id)
+            found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id,
+                                                   erased)
             if found is not ledger.DataStart.GO:
                 raise StopBeforeData(found)
 
@@ -230,6 +254,7 @@ class SendActivities:
             await self._record(at, d, reply, error, note)
         if d.suppress:
             await ledger.suppress_prospect(self._pool, at.inp.key.prospect_id, "hard_bounced")
+            await self._judge_bounce_rate(at)
         if d.refund and at.inp.reservation:
             await self._best_effort(self._store.refund(at.known_mailbox.provider, at.inp.reservation))
         _count(d.metric)
@@ -248,6 +273,17 @@ class SendActivities:
                     else "" if d.exhausted else error),
             retry_at=retry_at, pause=d.pause,
         )
+
+    async def _judge_bounce_rate(self, at: _Attempt) -> None:
+        """After a hard bounce is recorded: the bounce-rate guard. Its failure must not
+        lose the send's outcome (a retry would find the send final and judge nothing),
+        so it is logged instead; the next hard bounce judges again."""
+        if self._guard is None:
+            return
+        try:
+            await self._guard.after_bounce(at.known_mailbox.id)
+        except Exception as exc:  # noqa: BLE001  # logged, never raised: see above
+            log.error("bounce_guard_failed", error=str(exc))
 
     async def _record(
         self, at: _Attempt, d: SendDecision, reply: SmtpReply | None, error: str, note: str
@@ -375,12 +411,28 @@ async def _timed(mailbox: MailboxRecord, transaction: Awaitable[SmtpReply]) -> S
             SMTP_DURATION.labels(provider=mailbox.provider).observe(time.monotonic() - started)
 
 
-def _outgoing(mailbox: MailboxRecord, ctx: SendContext) -> OutgoingMail:
-    fields = {"email": ctx.prospect_email, **ctx.fields}
+@dataclass(frozen=True)
+class _Links:
+    url: str | None  # the one-click https address, when the worker has a base URL
+    mailto: str
+
+    @property
+    def visible(self) -> str:
+        """What a footer or ``{{ unsubscribe_url }}`` shows: the page, else the mailto."""
+        return self.url or self.mailto
+
+
+def _outgoing(
+    mailbox: MailboxRecord, ctx: SendContext, identity: SenderIdentity, links: _Links
+) -> OutgoingMail:
+    fields = {"email": ctx.prospect_email, **ctx.fields, "unsubscribe_url": links.visible}
     earlier = ctx.earlier_message_ids
+    body = render(ctx.body, fields)
     return OutgoingMail(
         from_address=mailbox.email, to_address=ctx.prospect_email,
-        subject=render(ctx.subject, fields), body=render(ctx.body, fields),
+        subject=render(ctx.subject, fields),
+        body=unsubscribe.with_footer(body, links.visible) if identity.footer else body,
         message_id=ctx.message_id, in_reply_to=earlier[-1] if earlier else None,
-        references=earlier,
+        references=earlier, from_name=identity.from_name, reply_to=identity.reply_to,
+        unsubscribe_url=links.url, unsubscribe_mailto=links.mailto,
     )

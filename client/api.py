@@ -23,10 +23,13 @@ from config.names import (
     mailbox_workflow_id,
     send_task_queue,
 )
+from config.secrets import key_ring
 from config.settings import Settings
+from mail.sender_dns import SenderReport, TxtLookup
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaigns, suppressions
+from store import accounts, campaigns, erasure, sender_dns, suppressions
 from store.db import create_pool
+from store.erasure import Erasure
 from store.suppressions import Scope, Suppression
 from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
@@ -199,3 +202,17 @@ class OutreachClient:
         entries = await suppressions.listed(self.pool, scope)
         suppressions.write_csv(out, entries)
         return len(entries)
+
+    # Erasure (docs/decisions/0032); `outreach prospects forget`
+
+    async def forget_prospect(self, email: str, workspace: str | None = None) -> Erasure:
+        """Erase a person's address and data in ``workspace`` (every workspace when None),
+        keeping only a keyed hash of the address on the do-not-contact list."""
+        return await erasure.forget(self.pool, key_ring(self.settings.secret_keys), email, workspace)
+
+    # Sender domain checks; `outreach mailboxes check-dns`
+
+    async def check_dns(self, mailbox_id: str | None = None) -> list[SenderReport]:
+        """SPF, DKIM and DMARC of each mailbox's domain (or one's), through
+        OUTREACH_DNS_RESOLVER or the system's resolver."""
+        return await sender_dns.check_senders(self.pool, TxtLookup(self.settings.dns_resolver), mailbox_id)

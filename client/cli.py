@@ -17,9 +17,12 @@ import click
 from client import ClientError
 from client.api import OutreachClient
 from client.codec_server import codec_server
+from client.dns_cli import check_dns
 from client.inbox_cli import inbox
 from client.keys_cli import keys
+from client.prospects_cli import prospects
 from client.suppress_cli import suppress
+from client.unsubscribe_server import unsubscribe_server
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
 from config.settings import Settings, get_settings
@@ -459,12 +462,14 @@ def _devstack() -> Any:
 @click.option("--state-dir", default=".outreach", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
-def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int) -> None:
+@click.option("--unsubscribe-port", default=8082, show_default=True,
+              help="The unsubscribe server the messages link to.")
+def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int, unsubscribe_port: int) -> None:
     """The local stack: Temporal dev server + Web UI, migrations, a worker, a local inbox."""
     run_dev = _devstack().run_dev
     configure_logging("INFO")
     asyncio.run(run_dev(get_settings(), ui_port=ui_port, smtp_port=smtp_port, state_dir=state_dir,
-                        codec_port=codec_port))
+                        codec_port=codec_port, unsubscribe_port=unsubscribe_port))
 
 
 @main.command()
@@ -474,16 +479,23 @@ def dev(ui_port: int, smtp_port: int, state_dir: Path, codec_port: int) -> None:
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--keep-running", is_flag=True, help="Leave the stack up after the demo.")
 @click.option("--codec-port", default=8081, show_default=True, help="The codec server for the Web UI.")
-def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, codec_port: int) -> None:
+@click.option("--unsubscribe-port", default=8082, show_default=True,
+              help="The unsubscribe server the messages link to.")
+def demo(ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool, codec_port: int,
+         unsubscribe_port: int) -> None:
     """Run the example campaign through the local stack and print a summary."""
     run_demo = _devstack().run_demo
     asyncio.run(run_demo(get_settings(), ui_port=ui_port, smtp_port=smtp_port,
-                         state_dir=state_dir, keep_running=keep_running, codec_port=codec_port))
+                         state_dir=state_dir, keep_running=keep_running, codec_port=codec_port,
+                         unsubscribe_port=unsubscribe_port))
 
 
 main.add_command(codec_server)
 main.add_command(keys)
 main.add_command(suppress)
+main.add_command(unsubscribe_server)
+main.add_command(prospects)
+mailboxes.add_command(check_dns)
 main.add_command(inbox)
 
 

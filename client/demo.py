@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from email import message_from_bytes
 from pathlib import Path
 
 import click
@@ -59,4 +60,6 @@ def _summary(status: dict[str, object], inbox: LocalSmtpServer, elapsed: float) 
     for step, n in sorted(by_step.items()):
         click.echo(f"  step {step}: {n} message(s) in the inbox")
     click.echo(f"  follow-ups threaded (In-Reply-To/References): {threaded}")
+    one_click = sum(1 for m in inbox.messages if message_from_bytes(m.raw)["List-Unsubscribe-Post"])
+    click.echo(f"  with one-click List-Unsubscribe: {one_click}")
     click.echo(f"  total messages received: {len(inbox.messages)}")

@@ -26,10 +26,14 @@ from client.api import OutreachClient
 from client.codec_server import DEFAULT_PORT as CODEC_PORT
 from client.codec_server import build_app, serving
 from client.search_attributes import dev_server_flags, register_search_attributes
+from client.unsubscribe_server import DEFAULT_PORT as UNSUBSCRIBE_PORT
+from client.unsubscribe_server import RateLimiter
+from client.unsubscribe_server import build_app as unsubscribe_app
 from config.converter import payload_encryption
-from config.secrets import SecretKeyError, generate_entry
+from config.secrets import SecretKeyError, generate_entry, key_ring
 from config.settings import Settings, get_settings
 from localsmtp.server import LocalSmtpServer
+from store.db import create_pool
 from store.migrate import migrate
 from workers.main import connect_temporal, install_stop_signals, run_worker
 
@@ -56,6 +60,7 @@ class Stack:
     codec_url: str
     inbox: LocalSmtpServer
     maildir: Path
+    unsubscribe_url: str = ""  # the local unsubscribe server the messages link to
 
 
 KEYS_VAR = "OUTREACH_SECRET_KEYS"
@@ -131,12 +136,16 @@ async def temporal_dev_server(
 
 @contextlib.asynccontextmanager
 async def local_stack(
-    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, codec_port: int = CODEC_PORT
+    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, codec_port: int = CODEC_PORT,
+    unsubscribe_port: int = UNSUBSCRIBE_PORT,
 ) -> AsyncIterator[Stack]:
     if _listening("127.0.0.1", smtp_port):
         raise click.ClickException(f"port {smtp_port} is taken; choose another with --smtp-port")
     if _listening("127.0.0.1", codec_port):
         raise click.ClickException(f"port {codec_port} is taken; choose another with --codec-port")
+    if unsubscribe_port and _listening("127.0.0.1", unsubscribe_port):
+        raise click.ClickException(
+            f"port {unsubscribe_port} is taken; choose another with --unsubscribe-port")
     click.echo("starting the local stack ...")
     ui_origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
     codec = build_app(payload_encryption(settings), ui_origins, token=None)
@@ -147,17 +156,26 @@ async def local_stack(
         # Also on a server we did not start, or one whose file predates them.
         await register_search_attributes(await connect_temporal(settings), settings.temporal_namespace)
         await migrate(settings.database_url)
-        maildir = state_dir / "inbox"
-        inbox = LocalSmtpServer(maildir=maildir)
-        await inbox.start("127.0.0.1", smtp_port)
-        stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(settings, stop))
-        try:
-            yield Stack(settings, ui_url, codec_url, inbox, maildir)
-        finally:
-            stop.set()
-            await worker
-            await inbox.stop()
+        pool = await create_pool(settings.database_url, max_size=3)
+        limiter = RateLimiter(settings.unsubscribe_rate_per_minute, settings.unsubscribe_burst)
+        unsubscribing = unsubscribe_app(pool, key_ring(settings.secret_keys), limiter)
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.push_async_callback(pool.close)
+            unsubscribe_url = await cleanup.enter_async_context(
+                serving(unsubscribing, "127.0.0.1", unsubscribe_port))
+            # The messages link to this server (docs/decisions/0030).
+            settings = settings.model_copy(update={"unsubscribe_base_url": unsubscribe_url})
+            maildir = state_dir / "inbox"
+            inbox = LocalSmtpServer(maildir=maildir)
+            await inbox.start("127.0.0.1", smtp_port)
+            stop = asyncio.Event()
+            worker = asyncio.create_task(run_worker(settings, stop))
+            try:
+                yield Stack(settings, ui_url, codec_url, inbox, maildir, unsubscribe_url)
+            finally:
+                stop.set()
+                await worker
+                await inbox.stop()
 
 
 def _describe(stack: Stack, smtp_port: int) -> None:
@@ -168,6 +186,7 @@ def _describe(stack: Stack, smtp_port: int) -> None:
             f"  Temporal        {s.temporal_address} (namespace {s.temporal_namespace})",
             f"  Temporal Web UI {stack.ui_url}",
             f"  Codec server    {stack.codec_url} (the Web UI decrypts payloads through it)",
+            f"  Unsubscribe     {stack.unsubscribe_url}/u/TOKEN (each message's List-Unsubscribe)",
             f"  PostgreSQL      {s.database_url}",
             f"  Redis           {s.redis_url}",
             f"  SMTP inbox      127.0.0.1:{smtp_port} (security: none), messages in {stack.maildir}/new",
@@ -178,10 +197,11 @@ def _describe(stack: Stack, smtp_port: int) -> None:
 
 
 async def run_dev(
-    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, codec_port: int = CODEC_PORT
+    settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, codec_port: int = CODEC_PORT,
+    unsubscribe_port: int = UNSUBSCRIBE_PORT,
 ) -> None:
     settings = ensure_dev_key(settings)
-    async with local_stack(settings, ui_port, smtp_port, state_dir, codec_port) as stack:
+    async with local_stack(settings, ui_port, smtp_port, state_dir, codec_port, unsubscribe_port) as stack:
         _describe(stack, smtp_port)
         click.echo("Ready. Try: outreach mailboxes import examples/mailboxes.yaml;"
                    " outreach campaigns create examples/campaign.yaml. Ctrl-C stops.")
@@ -192,14 +212,14 @@ async def run_dev(
 
 async def run_demo(
     settings: Settings, ui_port: int, smtp_port: int, state_dir: Path, keep_running: bool,
-    codec_port: int = CODEC_PORT,
+    codec_port: int = CODEC_PORT, unsubscribe_port: int = UNSUBSCRIBE_PORT,
 ) -> None:
     from client.demo import run_example_campaign
 
     # The demo shows the pipeline, not a day of pacing: send as fast as the
     # other limits allow instead of spreading each mailbox's cap over its window.
     settings = ensure_dev_key(settings).model_copy(update={"mailbox_spacing": 0.0})
-    async with local_stack(settings, ui_port, smtp_port, state_dir, codec_port) as stack:
+    async with local_stack(settings, ui_port, smtp_port, state_dir, codec_port, unsubscribe_port) as stack:
         _describe(stack, smtp_port)
         client = await OutreachClient.connect(settings)
         try:

@@ -6,6 +6,8 @@ operator changes behaviour with configuration, not code.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -127,6 +129,39 @@ class Settings(BaseSettings):
     max_subject_chars: int = Field(default=300, ge=1, le=998)
     max_body_bytes: int = Field(default=200_000, ge=1, le=1_000_000)
 
+    # One-click unsubscribe (docs/decisions/0030): the public address of
+    # `outreach unsubscribe-server`, e.g. https://unsubscribe.example.com; each message
+    # links BASE/u/TOKEN. Empty: messages carry only the mailto form (the worker warns).
+    unsubscribe_base_url: str = ""
+    # Requests one client address may make to the unsubscribe server: a burst, then
+    # this many a minute (a token bucket per address). Generous: a mailbox provider
+    # posts its users' one-clicks from a few addresses of its own.
+    unsubscribe_rate_per_minute: float = Field(default=120.0, gt=0)
+    unsubscribe_burst: int = Field(default=60, ge=1)
+    # Reverse proxies in front of the unsubscribe server ("ip,ip/len,..."): a request
+    # from one of them is counted against the client its X-Forwarded-For names.
+    unsubscribe_trusted_proxies: str = ""
+
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _unsubscribe_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[A-Za-z0-9._~:/%@\[\]-]+", value):
+            raise ValueError(f"OUTREACH_UNSUBSCRIBE_BASE_URL: {value!r} is not an http(s) URL"
+                             " (no query, spaces or quotes)")
+        return value
+
+    @field_validator("unsubscribe_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        proxy_networks(value)  # refuse a malformed list at start
+        return value
+    # The deliverability guard (docs/decisions/0033): a mailbox with more hard
+    # bounces among its last `window` sends than `rate` x `window` is paused.
+    bounce_guard_window: int = Field(default=50, ge=1)
+    bounce_guard_rate: float = Field(default=0.05, ge=0, le=1)
+    # `mailboxes check-dns`: the DNS server to ask, "host:port"; empty is the system's.
+    dns_resolver: str = ""
     # Reading inboxes (inbox/, docs/decisions/0034): how often each mailbox's folders are
     # read, the largest message read whole (larger ones are classified from their
     # headers), how long a sent Message-ID is kept for matching replies, and the
@@ -156,6 +191,14 @@ def sentinel_addresses(value: str) -> list[tuple[str, int]]:
             raise ValueError(f"OUTREACH_REDIS_SENTINELS: {item!r} is not host:port")
         found.append((host.strip("[]"), int(port)))
     return found
+
+
+def proxy_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``ip,ip/len,...`` as networks."""
+    try:
+        return [ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()]
+    except ValueError as exc:
+        raise ValueError(f"OUTREACH_UNSUBSCRIBE_TRUSTED_PROXIES: {exc}") from None
 
 
 @lru_cache(maxsize=1)

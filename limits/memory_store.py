@@ -87,7 +87,9 @@ class MemoryLimitStore:
                                  "circuit half-open, probe in flight")
             probe = True
         box.reserved = {k: t for k, t in box.reserved.items() if t > now - span_ms(KEEP)}
-        held = req.send_key in box.reserved
+        # A reservation made before today's start does not carry over: a send reserved
+        # yesterday and sent today is one of today's sends (limits/lua/admit.lua).
+        held = box.reserved.get(req.send_key, -1) >= ms(req.day[0])
         at = now
         if not held:
             wait = self._over_cap(box, req, now)

@@ -33,6 +33,10 @@ MAX_BODY_BYTES = 1_000_000
 # <id-left@id-right> with no spaces, brackets or second "@" (RFC 5322 msg-id, dot-atom form).
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 _ID_PART = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+# A URI inside List-Unsubscribe's angle brackets: printable ASCII, no spaces or brackets.
+_LIST_URI = re.compile(r"(https?://|mailto:)[!-;=?-~]+")
+_MAX_LINE = 998  # RFC 5322's hard limit on a header line
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 class OutgoingMail(BaseModel):
@@ -46,6 +50,11 @@ class OutgoingMail(BaseModel):
     in_reply_to: str | None = None
     references: list[str] = []
     from_name: str | None = None  # display name shown with from_address
+    reply_to: str | None = None
+    # List-Unsubscribe (RFC 2369): the one-click https address (RFC 8058, which adds
+    # List-Unsubscribe-Post), the mailto form, or both (mail/unsubscribe.py builds them).
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
 
 
 def message_id_for(
@@ -90,9 +99,14 @@ def build_message(mail: OutgoingMail, now: datetime | None = None) -> bytes:
     """The message as bytes for DATA (CRLF line ends, quoted-printable UTF-8 body)."""
     _check_headers(mail)
     _check_sizes(mail)
-    msg = EmailMessage(policy=SMTP)
+    # refold_source="none": the raw List-Unsubscribe below keeps the folding it is given
+    # (the default refolds a long one into encoded words, which no receiver reads as
+    # URIs); it touches no other header, since only raw ones are refolded from source.
+    msg = EmailMessage(policy=SMTP.clone(refold_source="none"))
     msg["From"] = _from_header(mail)
     msg["To"] = _address("to_address", mail.to_address)
+    if mail.reply_to is not None:
+        msg["Reply-To"] = _address("reply_to", mail.reply_to)
     msg["Subject"] = mail.subject.strip()  # a trailing space folds into a blank line
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = mail.message_id
@@ -100,9 +114,32 @@ def build_message(mail: OutgoingMail, now: datetime | None = None) -> bytes:
         msg["In-Reply-To"] = mail.in_reply_to
     if mail.references:
         msg["References"] = " ".join(mail.references)
+    _list_unsubscribe(msg, mail)
     msg["MIME-Version"] = "1.0"
     msg.set_content(mail.body, subtype="plain", charset="utf-8", cte="quoted-printable")
     return msg.as_bytes()
+
+
+def _list_unsubscribe(msg: EmailMessage, mail: OutgoingMail) -> None:
+    """List-Unsubscribe, one URI per line; List-Unsubscribe-Post only with an http(s)
+    URI to post to (RFC 8058 section 3.1)."""
+    uris = [u for u in (mail.unsubscribe_url, mail.unsubscribe_mailto) if u is not None]
+    if not uris:
+        return
+    named = (("unsubscribe_url", mail.unsubscribe_url), ("unsubscribe_mailto", mail.unsubscribe_mailto))
+    for name, uri in named:
+        if uri is not None and not _LIST_URI.fullmatch(uri):
+            raise InvalidMessage(f"{name} is not a URI List-Unsubscribe can carry: {uri[:100]!r}")
+    if mail.unsubscribe_url is not None and not mail.unsubscribe_url.startswith(("http://", "https://")):
+        raise InvalidMessage("unsubscribe_url must be an http(s) address")
+    if mail.unsubscribe_mailto is not None and not mail.unsubscribe_mailto.startswith("mailto:"):
+        raise InvalidMessage("unsubscribe_mailto must be a mailto: address")
+    value = ",\r\n ".join(f"<{u}>" for u in uris)
+    if any(len(line) > _MAX_LINE - len("List-Unsubscribe: ") for line in value.split("\r\n")):
+        raise InvalidMessage(f"List-Unsubscribe is longer than a header line may be ({_MAX_LINE})")
+    msg.set_raw("List-Unsubscribe", value)
+    if mail.unsubscribe_url is not None:
+        msg["List-Unsubscribe-Post"] = ONE_CLICK
 
 
 def _from_header(mail: OutgoingMail) -> str:
@@ -139,6 +176,9 @@ def _check_headers(mail: OutgoingMail) -> None:
         "subject": mail.subject,
         "message_id": mail.message_id,
         "in_reply_to": mail.in_reply_to,
+        "reply_to": mail.reply_to,
+        "unsubscribe_url": mail.unsubscribe_url,
+        "unsubscribe_mailto": mail.unsubscribe_mailto,
     }
     values.update({f"references[{i}]": ref for i, ref in enumerate(mail.references)})
     for name, value in values.items():

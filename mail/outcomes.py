@@ -82,6 +82,9 @@ class PauseReason(StrEnum):
     # The account cannot be used safely as configured: no STARTTLS, a refused
     # certificate, an unreadable credential (docs/decisions/0018).
     CONFIG_ERROR = "config_error"
+    # Too many hard bounces among the mailbox's recent sends: the deliverability
+    # guard's pause (docs/decisions/0033), lifted only by an operator.
+    BOUNCE_RATE = "bounce_rate"
 
     @property
     def kind(self) -> PauseKind:

@@ -15,11 +15,15 @@ from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
-from specs.scalars import OneLine, Slug, SpecModel, Text, forbid_line_breaks
+from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_line_breaks
 from specs.templates import render, required_fields
 from specs.yamlfile import child, describe, line_of
 
 REPLY_PREFIX = "Re: "
+# Fields every send fills in itself; a template may use them whatever the prospects hold.
+SEND_FIELDS = frozenset({"email", "unsubscribe_url"})
+# What a template's {{ unsubscribe_url }} renders as when import checks the templates.
+_SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/" + "x" * 80
 
 
 class StepSpec(SpecModel):
@@ -58,6 +62,10 @@ class CampaignSpec(SpecModel):
     steps: list[StepSpec] = Field(min_length=1)
     prospects: list[dict[str, Any]] | None = None
     prospects_csv: Annotated[OneLine, Field(min_length=1)] | None = None
+    # Overrides the mailboxes' from_name; `header_and_footer` also ends every body with
+    # a line holding the unsubscribe link (docs/decisions/0031).
+    from_name: DisplayName | None = None
+    unsubscribe: Literal["header", "header_and_footer"] = "header"
     # What a reply found in the inbox does (inbox/): stop this campaign's sequence for
     # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
     stop_on_reply: bool | Literal["workspace"] = True
@@ -192,7 +200,7 @@ def _template_problems(
     source: str, bounds: InputBounds,
 ) -> list[Problem]:
     templates = _distinct_templates(spec)
-    needs: Needs = [(what, required_fields(text) - {"email"}) for what, text, _ in templates]
+    needs: Needs = [(what, required_fields(text) - SEND_FIELDS) for what, text, _ in templates]
     if columns is not None:
         # Every CSV row has the same columns: one problem per missing column, not per row.
         gaps = [
@@ -239,7 +247,7 @@ def _render_problems(
     templates: list[tuple[str, str, bool]], prospect: Prospect, source: str, bounds: InputBounds
 ) -> list[Problem]:
     problems = []
-    fields = prospect.template_fields()
+    fields = {**prospect.template_fields(), "unsubscribe_url": _SAMPLE_UNSUBSCRIBE_URL}
     for what, text, is_subject in templates:
         try:
             rendered = render(text, fields)

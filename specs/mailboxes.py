@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from config.settings import get_settings
-from specs.scalars import Address, OneLine, Slug, SpecModel
+from specs.scalars import Address, DisplayName, OneLine, Slug, SpecModel
 
 Provider = Literal["gmail", "outlook", "yahoo", "other"]
 Security = Literal["tls", "starttls", "none"]
@@ -33,6 +33,9 @@ _PROVIDER_LABELS: tuple[tuple[Provider, frozenset[str]], ...] = (
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,253}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
+# A DKIM selector: one or more DNS labels (RFC 6376 3.1), as `<selector>._domainkey.<domain>`.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DKIM_SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 def detect_provider(smtp_host: str) -> Provider:
@@ -59,6 +62,12 @@ def _check_host(value: str) -> str:
 def _check_env_name(value: str) -> str:
     if not _ENV_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _check_dkim_selector(value: str) -> str:
+    if len(value) > 63 or not _DKIM_SELECTOR.fullmatch(value):
+        raise ValueError(f"{value!r} is not a DKIM selector (DNS labels: letters, digits, '-', '.')")
     return value
 
 
@@ -162,6 +171,14 @@ class MailboxSpec(SpecModel):
     window: WindowSpec = Field(default_factory=WindowSpec)
     warmup: WarmupSpec | None = None
     oauth: OAuthSpec | None = None
+    # Sender identity (docs/decisions/0031): the From header's display name, a
+    # Reply-To address, and where the List-Unsubscribe mailto form writes
+    # (default: this mailbox).
+    from_name: DisplayName | None = None
+    reply_to: Address | None = None
+    unsubscribe_mailto: Address | None = None
+    # The DKIM selector the sending domain publishes a key under, for `mailboxes check-dns`.
+    dkim_selector: Annotated[OneLine, AfterValidator(_check_dkim_selector)] | None = None
     # Reading replies and bounces (inbox/, README "Inbox"): all optional; without
     # imap_host the inbox is not read. Credentials default to the SMTP ones.
     imap_host: Annotated[OneLine, AfterValidator(_check_host)] | None = None

@@ -51,6 +51,8 @@ OneLine = Annotated[str, AfterValidator(forbid_line_breaks)]
 Text = Annotated[str, Field(min_length=1), AfterValidator(forbid_nul)]
 Slug = Annotated[str, AfterValidator(check_slug)]
 Address = Annotated[str, AfterValidator(normalize_address)]
+# A From header's display name: one line, short enough to show whole in a list of mail.
+DisplayName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(forbid_line_breaks)]
 
 
 class SpecModel(BaseModel):

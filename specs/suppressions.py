@@ -14,6 +14,7 @@ knows whether ``j.doe`` and ``jdoe`` are one mailbox.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from pathlib import Path
 from specs import Problem, SpecError
 from specs.bounds import InputBounds, file_too_big, over
 from specs.scalars import forbid_line_breaks, normalize_address
+
+# An erasure entry, as exported: ``hmac:<key id>:<64 hex digits>`` (docs/decisions/0032).
+_HASHED = re.compile(r"^hmac:[A-Za-z0-9_.-]{1,32}:[0-9a-f]{64}$")
 
 # The CSV columns: ``address`` is required; an export's other columns are read back
 # without effect (an import's entries get the scope and source the import gives).
@@ -31,6 +35,8 @@ EXPORT_COLUMNS = (ADDRESS, REASON, "source", "scope", "created_at")
 def canonical_entry(text: str) -> str:
     """``local@domain`` or ``@domain`` in canonical form, or ValueError saying why not."""
     text = text.strip()
+    if _HASHED.match(text):  # an erased address's keyed hash (store/address_hash.py), kept as is
+        return text
     if text.startswith("@"):
         # The domain is validated as the domain of an address, by the same rules.
         try:

@@ -20,7 +20,7 @@ from config.settings import Settings
 from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
-from store import StoreError, accounts, inbox_settings, suppressions
+from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -78,6 +78,10 @@ async def import_mailboxes(
         stored = await accounts.refresh_tokens(conn, ids, ring=ring) if ring else {}
         rows = [_mailbox_row(spec, ring, stored) for spec in specs]
         await conn.executemany(_UPSERT_MAILBOX, rows)
+        await sender_identity.store_mailboxes(conn, specs)
+        # Apart from the upsert: read only by `mailboxes check-dns` (store/sender_dns.py).
+        await conn.executemany("UPDATE mailboxes SET dkim_selector = $2 WHERE id = $1",
+                               [(spec.id, spec.dkim_selector) for spec in specs])
         await inbox_settings.store_imap_settings(conn, specs, ring)
     return ids
 
@@ -153,6 +157,7 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             "INSERT INTO campaign_mailboxes (campaign_id, mailbox_id) VALUES ($1, $2)",
             [(campaign_id, mailbox_id) for mailbox_id in spec.mailboxes],
         )
+        await sender_identity.store_campaign(conn, campaign_id, spec)
         await _insert_prospects(conn, campaign_id, loaded)
         suppressed = await suppressions.mark_suppressed_prospects(conn, campaign_id, spec.workspace)
     warnings = [str(w) for w in loaded.warnings]

@@ -9,7 +9,7 @@ means DATA's outcome is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -200,7 +200,7 @@ class DataStart(StrEnum):
 
 
 async def mark_data_started(
-    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, erased: Sequence[str] = ()
 ) -> DataStart:
     """Mark DATA as about to start, unless something that says "stop" was committed
     meanwhile: a mailbox pause, a suppression entry, the prospect's state, or the
@@ -208,25 +208,27 @@ async def mark_data_started(
 
     One statement: whatever was committed before it is seen, so after a pause is
     acknowledged no message of that mailbox reaches DATA. Only when it finds a
-    reason to stop does a second query say which.
+    reason to stop does a second query say which. ``erased``: the prospect's address
+    hashed under each key of the ring, matched against erasure entries
+    (docs/decisions/0032).
     """
     started = await pool.fetchval(
         f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
         " AND state = 'sending'"
         " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
         " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
-        f" {suppressions.UNLISTED})"
+        f" {suppressions.UNLISTED} {suppressions.NOT_ERASED})"
         " RETURNING true",
-        campaign_id, step, prospect_id,
+        campaign_id, step, prospect_id, list(erased),
     )
     if started:
         return DataStart.GO
     why = await pool.fetchrow(
-        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED})"
-        " AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
+        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED}"
+        f" {suppressions.NOT_ERASED}) AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
         " JOIN prospects p ON p.id = s.prospect_id"
         " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
-        campaign_id, step, prospect_id,
+        campaign_id, step, prospect_id, list(erased),
     )
     if why is None or why["state"] != "sending":
         return DataStart.SEND_ENDED
@@ -332,10 +334,15 @@ async def skip_open_sends(pool: asyncpg.Pool, campaign_id: str, reason: str) -> 
 async def mailbox_sends_since(
     pool: asyncpg.Pool, mailbox_id: str, since: datetime
 ) -> list[tuple[str, datetime]]:
-    """(send key, first attempt) of a mailbox's sends since ``since``: its used budget."""
+    """(send key, latest attempt) of a mailbox's sends since ``since``: its used budget.
+    The latest attempt, since a send that went again on a later day counts on that day
+    (limits/lua/admit.lua); a mailbox's day has few sends, so the lookups are few."""
     rows = await pool.fetch(
-        "SELECT campaign_id || ':' || step || ':' || prospect_id AS key, first_attempt_at"
-        " FROM sends WHERE mailbox_id = $1 AND first_attempt_at >= $2",
+        "SELECT s.campaign_id || ':' || s.step || ':' || s.prospect_id AS key,"
+        " greatest(s.first_attempt_at, (SELECT max(a.started_at) FROM send_attempts a"
+        "   WHERE (a.campaign_id, a.step, a.prospect_id) = (s.campaign_id, s.step, s.prospect_id)))"
+        "   AS reserved_at"
+        " FROM sends s WHERE s.mailbox_id = $1 AND s.first_attempt_at >= $2",
         mailbox_id, since,
     )
-    return [(r["key"], r["first_attempt_at"]) for r in rows]
+    return [(r["key"], r["reserved_at"]) for r in rows]

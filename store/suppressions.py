@@ -12,6 +12,13 @@ is an equality on the indexed ``entry`` column. The checks:
   prospects it met become 'suppressed' and their open sends end 'skipped';
 - ``record_hard_bounce``: a hard bounce that says the address is gone lists it;
 - ``is_suppressed``: one address, for the check right before DATA.
+
+Erasure entries (``hmac:<key id>:<hex>``, docs/decisions/0032) hold an erased
+address's keyed hash, never the address: import and ``is_suppressed`` hash the
+addresses they check under every key of the ring. The claim and the moment before
+DATA read only active prospects, and erasure left none with the address, while an
+import made after it marks the address's prospects suppressed (ERASURE_LOCK
+orders the two); the check before DATA matches the hashes as well (NOT_ERASED).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Any, TextIO
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from config.secrets import KeyRing, key_ring
+from config.settings import get_settings
 from specs.scalars import check_slug
 from specs.suppressions import (
     EXPORT_COLUMNS,
@@ -33,10 +42,15 @@ from specs.suppressions import (
     is_domain,
 )
 from store import StoreError
+from store.address_hash import every_hash, hasher, is_hashed, key_id_of
 
 Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
-SOURCES = ("manual", "unsubscribe", "hard_bounce", "reply", "complaint", "import")
+SOURCES = ("manual", "unsubscribe", "hard_bounce", "reply", "complaint", "import", "erasure")
+# A transaction-level advisory lock: an erasure holds it exclusively, an import's
+# marking shared, so an import racing an erasure either sees its entry or has its
+# prospects found by it (docs/decisions/0032).
+ERASURE_LOCK = 0x6F7574_0032
 
 
 class SuppressionError(StoreError, ValueError):
@@ -75,6 +89,8 @@ class Suppression:
     def as_json(self) -> dict[str, Any]:
         """What ``outreach suppress list --json`` prints for it."""
         kind, value = ("domain", self.entry[1:]) if is_domain(self.entry) else ("address", self.entry)
+        if is_hashed(self.entry):  # an erased address: only its keyed hash is kept
+            kind = "hash"
         return {kind: value, "scope": str(self.scope), "workspace": self.scope.workspace_id,
                 "source": self.source, "reason": self.reason,
                 "created_at": self.created_at.isoformat()}
@@ -124,6 +140,13 @@ UNLISTED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lo
                   AND {_scope_of(_CAMPAIGN_WORKSPACE)})
 """
 
+# Beside UNLISTED in the check right before DATA: $4 holds the prospect's address
+# hashed under every key of the ring (``address_hash.every_hash``), so an erasure
+# entry stops the send too, whatever path the prospect came by.
+NOT_ERASED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = ANY($4::text[])
+                  AND {_scope_of(_CAMPAIGN_WORKSPACE)})
+"""
+
 # Common table expressions over a CTE ``eligible`` (prospect_id) of campaign $1, run
 # where the scheduler counts what is left of a step: ``hit`` holds the listed
 # prospects; they become 'suppressed' and their open sends that have not begun DATA
@@ -140,15 +163,20 @@ ended AS (UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated
 """
 
 
-async def is_suppressed(conn: Executor, workspace_id: str, address: str) -> bool:
-    """Whether ``address`` (or its domain) is listed in the workspace or globally."""
+async def is_suppressed(
+    conn: Executor, workspace_id: str, address: str, ring: KeyRing | None = None
+) -> bool:
+    """Whether ``address`` (or its domain) is listed in the workspace or globally, or
+    was erased there (its hash under any key of ``ring``; by default the ring of
+    OUTREACH_SECRET_KEYS)."""
     entry = entry_of(address)
-    if is_domain(entry):
-        raise SuppressionError(f"{address!r} is a domain, not an address")
+    if is_domain(entry) or is_hashed(entry):
+        raise SuppressionError(f"{address!r} is not an address")
+    ring = ring or key_ring(get_settings().secret_keys)
     found = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM suppressions WHERE entry = ANY($2::text[])"
         " AND (workspace_id = $1 OR workspace_id IS NULL))",
-        workspace_id, [entry, "@" + entry.rsplit("@", 1)[1]],
+        workspace_id, [entry, "@" + entry.rsplit("@", 1)[1], *every_hash(ring, entry)],
     )
     return bool(found)
 
@@ -221,13 +249,50 @@ async def add_many(
     return int(status.rsplit(" ", 1)[1])
 
 
-async def mark_suppressed_prospects(conn: Executor, campaign_id: str, workspace_id: str) -> int:
-    """At import: a campaign's active prospects that are listed become 'suppressed'."""
+async def mark_suppressed_prospects(
+    conn: Executor, campaign_id: str, workspace_id: str, ring: KeyRing | None = None
+) -> int:
+    """At import: a campaign's active prospects that are listed, or erased (by hash,
+    under ``ring``, by default OUTREACH_SECRET_KEYS's), become 'suppressed'."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ERASURE_LOCK)
     new_prospects = "(SELECT id, email FROM prospects WHERE campaign_id = $1 AND status = 'active')"
     status = await conn.execute(
         f"UPDATE prospects SET status = 'suppressed'"
         f" WHERE id IN ({_listed_ids(new_prospects, 'id', 'email', '$2')})",
         campaign_id, workspace_id,
+    )
+    return int(status.rsplit(" ", 1)[1]) + await _mark_erased(conn, campaign_id, workspace_id, ring)
+
+
+async def _mark_erased(conn: Executor, campaign_id: str, workspace_id: str, ring: KeyRing | None) -> int:
+    """The erased addresses among a new campaign's prospects: each address hashed under
+    the keys the scope's erasure entries were made with (a partial index finds those)."""
+    erased = {r["entry"] for r in await conn.fetch(
+        "SELECT entry FROM suppressions WHERE entry LIKE 'hmac:%'"
+        " AND (workspace_id = $1 OR workspace_id IS NULL)", workspace_id)}
+    if not erased:
+        return 0
+    ring = ring or key_ring(get_settings().secret_keys)
+    keys = dict(ring.keys)
+    lost = sorted({key_id_of(e) for e in erased} - keys.keys())
+    if lost:
+        # Refused rather than risk writing to someone erased: only the key can match them.
+        raise SuppressionError(
+            f"erasure entries were made under key id(s) {', '.join(lost)}, which"
+            " OUTREACH_SECRET_KEYS no longer holds; add the key(s) back to check them"
+        )
+    used = [hasher(kid, keys[kid]) for kid in sorted({key_id_of(e) for e in erased})]
+    rows = await conn.fetch(
+        "SELECT id, lower(email) AS entry FROM prospects WHERE campaign_id = $1 AND status = 'active'",
+        campaign_id,
+    )
+    hits = [r["id"] for r in rows if any(hash_entry(r["entry"]) in erased for hash_entry in used)]
+    if not hits:
+        return 0
+    # Marked, and not stored: the row keeps no address and no field (store/erasure.py).
+    status = await conn.execute(
+        "UPDATE prospects SET status = 'suppressed', email = 'erased-' || id || '@erased.invalid',"
+        " fields = '{}' WHERE id = ANY($1::bigint[])", hits
     )
     return int(status.rsplit(" ", 1)[1])
 

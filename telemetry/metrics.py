@@ -35,6 +35,17 @@ LIMIT_STORE_RESTORES = Counter(
     "outreach_limit_store_restores",
     "Times this worker restored the limit store from the ledger after it lost its state.",
 )
+BOUNCE_GUARD_PAUSES = Counter(
+    "outreach_bounce_guard_pauses",
+    "Mailboxes the deliverability guard paused for their hard-bounce rate (docs/decisions/0033).",
+    ["provider"],
+)
+SENDER_DNS_PROBLEMS = Gauge(
+    "outreach_sender_dns_problems",
+    "Mailboxes whose sending domain's SPF, DKIM or DMARC record the last health check found"
+    " missing or wrong, by record.",
+    ["record"],
+)
 
 # The inbox reader (inbox/, issue 14). Its alerts are per mailbox (an inbox not read, a
 # complaint rate), so these carry the mailbox id: bounded by the mailbox set, like host.
@@ -77,8 +88,9 @@ def exported_names() -> set[str]:
     """The series names Prometheus sees (counters get ``_total``, histograms their parts)."""
     names: set[str] = set()
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
-                   SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES, INBOUND,
-                   REPLY_TO_STOP, INBOUND_BOUNCES, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
+                   SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES,
+                   BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS, INBOUND, REPLY_TO_STOP, INBOUND_BOUNCES,
+                   IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.chaos.conftest import free_port
+from tests.processes import free_port
 
 
 def _bin(name: str) -> str:

@@ -72,6 +72,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             interceptors=[ActivityLogContext()],
         )
         gauges = asyncio.create_task(LedgerGauges(pool, redis, settings.task_queue).run(stop))
+        if not settings.unsubscribe_base_url:
+            # Gmail and Yahoo ask bulk senders for one-click (RFC 8058), which needs the URL.
+            log.warning("unsubscribe_base_url_unset", effect="messages carry only the mailto"
+                        " List-Unsubscribe; set OUTREACH_UNSUBSCRIBE_BASE_URL to the unsubscribe server")
         async with worker, maintenance:
             log.info("worker_started", task_queue=queue, temporal=settings.temporal_address,
                      version=outreach_version())

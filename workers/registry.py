@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from activities.bounce_guard import BounceGuard
 from activities.gate import GateActivities
 from activities.ledger import LedgerActivities
 from activities.mailbox import MailboxActivities
@@ -43,7 +44,10 @@ def build_activities(
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
-    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys))
+    guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
+                        settings.bounce_guard_rate)
+    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
+                          unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
@@ -75,10 +79,12 @@ def build_maintenance_activities(
     from activities.inbox import InboxActivities
     from activities.maintenance import LedgerMaintenance
     from mail.oauth import HttpTokenEndpoint
+    from mail.sender_dns import TxtLookup
 
     ledger = LedgerMaintenance(pool, temporal, settings.task_queue)
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
-                           tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys))
+                           tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys),
+                           dns=TxtLookup(settings.dns_resolver))
     inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
                             settings.webhook_secret, tokens)
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,

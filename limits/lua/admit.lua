@@ -33,10 +33,13 @@ if open_until > 0 then
   probe = true
 end
 
--- Mailbox: a send that already holds a reservation keeps it (a retry, or a
--- send returned to the queue); a new one must fit today's cap and any 24 h.
+-- Mailbox: a send that already holds a reservation made today keeps it (a retry,
+-- or a send returned to the queue); a new one, or one whose reservation is from an
+-- earlier day (it would be a send of today's on top of today's cap), must fit
+-- today's cap and any 24 h, and its reservation moves to now.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
 local held = redis.call('ZSCORE', KEYS[2], key)
+if held and tonumber(held) < tonumber(ARGV[3]) then held = false end
 local at = now
 if not held then
   local cap = tonumber(ARGV[5])

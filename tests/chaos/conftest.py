@@ -1,6 +1,7 @@
 """The processes a chaos run kills and restarts: a file-backed Temporal dev server,
-a private Redis, and `outreach worker` subprocesses. Each is restarted on the same
-port (and, for Temporal, the same database file), as an operator's supervisor would.
+Redis (a private server, or a primary, a replica and three sentinels), a private
+PostgreSQL, and `outreach worker` subprocesses. Each is restarted on the same port
+(and, for Temporal, the same database file), as an operator's supervisor would.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,45 +20,13 @@ import pytest
 from temporalio.client import Client
 
 from client.search_attributes import dev_server_flags
+from store.migrate import migrate
+from tests.postgres_private import PrivatePostgres
+from tests.processes import free_port, wait_until_listening
+from tests.redis_ha import RedisSentinels
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A free port whose successor is free too (a worker serves our metrics on one,
-    the Temporal SDK's on the next)."""
-    while True:
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65534:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-async def wait_until_listening(port: int, what: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not listening(port):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not listening on port {port} after {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 class DevServer:
@@ -204,3 +172,31 @@ def workers_factory(chaos_dir: Path) -> Iterator[list[Workers]]:
     yield made
     for workers in made:
         workers.stop()
+
+
+@pytest.fixture
+async def redis_ha(tmp_path: Path) -> AsyncIterator[RedisSentinels]:
+    """A primary, a replica and three sentinels (tests/redis_ha.py). The sentinels wait
+    4 s before calling the primary down, so a quick restart stays a restart and only a
+    primary that stays away is failed over."""
+    directory = tmp_path / "redis-ha"
+    directory.mkdir()
+    ha = RedisSentinels(directory, down_after_ms=4000)
+    try:
+        await ha.start()
+        yield ha
+    finally:
+        ha.stop()
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL of the run's own, migrated, so the run can restart it."""
+    server = PrivatePostgres()
+    try:
+        await asyncio.to_thread(server.init)
+        await asyncio.to_thread(server.start)
+        await migrate(server.url())
+        yield server
+    finally:
+        server.destroy()

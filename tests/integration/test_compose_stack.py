@@ -49,9 +49,9 @@ from config.secrets import generate_entry
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from tests import compose_file
-from tests.chaos.conftest import free_port_pair
 from tests.compose_file import ENV_EXAMPLE, ROOT
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.processes import free_port_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,8 @@ STAND_INS = {"postgresql": 5432, "redis": 6379, "temporal": 7233}
 # checked by calling the codec server the way the UI's page does.
 NOT_RUN = {"temporal-ui", "prometheus", "grafana"}
 # What a long-running outreach command prints once it serves.
-READY = {"worker": "worker_started", "codec-server": "codec server on"}
+READY = {"worker": "worker_started", "codec-server": "codec server on",
+         "unsubscribe-server": "unsubscribe server on"}
 LOOPBACK = {"127.0.0.1", "localhost"}
 PROSPECTS = ["ada@example.com", "ben@example.com", "cy@example.com"]
 
@@ -275,11 +276,15 @@ async def test_the_compose_stack_comes_up_sends_a_campaign_and_stops(
                 proc = await start(f"{name}-{replica + 1}", command_words, env, workdir)
                 running.append(proc)
                 await proc.wait_for(READY[command], timeout=60)
+                if command == "worker" and not env.get("OUTREACH_UNSUBSCRIBE_BASE_URL"):
+                    # .env.example leaves it empty: the worker says so before it serves.
+                    assert "unsubscribe_base_url_unset" in proc.log(), proc.log()
                 if "OUTREACH_METRICS_PORT" in env:
                     await check_metrics(int(env["OUTREACH_METRICS_PORT"]))
-        assert {r.name for r in running} == {"codec-server-1", "worker-1", "worker-2"}
+        assert {r.name for r in running} == {"codec-server-1", "unsubscribe-1", "worker-1", "worker-2"}
 
         await check_the_web_ui_decodes_through_the_codec_server(stack, ports)
+        await check_the_unsubscribe_server_answers(stack, ports)
         await send_a_campaign(stack, tmp_path / "campaigns")
         await check_the_workers_run_what_setup_scheduled(stack)
 
@@ -315,6 +320,18 @@ def assert_nothing_changed(output: str) -> None:
 async def check_metrics(port: int) -> None:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
         assert response.status == 200
+
+
+async def check_the_unsubscribe_server_answers(stack: Stack, ports: dict[int, int]) -> None:
+    """Its published port serves, and a link that is not ours gets 400."""
+    unsubscribe = stack.services["unsubscribe"]
+    port = ports[compose_file.published_port(unsubscribe, 8082)]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200
+        async with http.post(f"http://127.0.0.1:{port}/u/not-a-token",
+                             data={"List-Unsubscribe": "One-Click"}) as response:
+            assert response.status == 400
 
 
 async def check_the_web_ui_decodes_through_the_codec_server(stack: Stack, ports: dict[int, int]) -> None:

@@ -86,10 +86,18 @@ async def test_mailbox_sends_since_lists_the_mailboxs_attempted_sends_from_the_i
     await attempted(db, campaign_id, p[2], "mb", since - timedelta(microseconds=1))  # before
     await attempted(db, campaign_id, p[3], "mb", None)  # queued, never attempted
     await attempted(db, campaign_id, p[4], "other", MONDAY_NOON)  # another mailbox's
+    # First tried yesterday, tried again today: it counts on today (its latest attempt).
+    again = await attempted(db, campaign_id, p[5], "mb", MONDAY_NOON - timedelta(hours=20))
+    await db.executemany(
+        "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt, started_at)"
+        " VALUES ($1, 1, $2, $3, $4)",
+        [(campaign_id, p[5], 1, MONDAY_NOON - timedelta(hours=20)),
+         (campaign_id, p[5], 2, MONDAY_NOON - timedelta(minutes=1))])
 
     used = await mailbox_sends_since(db, "mb", since)
 
-    assert sorted(used) == sorted([(at_since, since), (recent, MONDAY_NOON - timedelta(minutes=5))])
+    assert sorted(used) == sorted([(at_since, since), (recent, MONDAY_NOON - timedelta(minutes=5)),
+                                   (again, MONDAY_NOON - timedelta(minutes=1))])
     assert await mailbox_sends_since(db, "mb", MONDAY_NOON) == []
     assert await mailbox_sends_since(db, "nobody", since) == []
 

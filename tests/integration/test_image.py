@@ -28,10 +28,10 @@ import pytest
 import redis.asyncio as aioredis
 from temporalio.testing import WorkflowEnvironment
 
-from tests.chaos.conftest import free_port_pair
 from tests.conftest import PG_ADMIN_URL, REDIS_URL, _db_url
 from tests.integration.conftest import temporal_address
 from tests.integration.image_build import Image, build_image
+from tests.processes import free_port_pair
 
 pytestmark = [pytest.mark.e2e, pytest.mark.image, pytest.mark.timeout(1500)]
 

@@ -74,3 +74,21 @@ async def test_a_slot_beyond_the_horizon_is_not_reserved(store: LimitStore) -> N
     assert later.verdict is Verdict.WAIT and later.at == NOW + gap
     # Nothing was reserved for it: when its time comes it goes at once.
     assert (await store.admit(admit_request("c:1:2", NOW + gap))).at == NOW + gap
+
+
+async def test_a_reservation_from_an_earlier_day_must_fit_todays_cap(store: LimitStore) -> None:
+    """A send reserved yesterday and not sent (its worker died, it went back to the
+    queue) is one of today's sends when it goes today, not one beyond today's cap."""
+    await ready(store)
+    late = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    assert (await store.admit(admit_request("c:1:1", late, cap=2))).verdict is Verdict.GO
+    next_day = (DAY[1], DAY[1] + timedelta(days=1))
+    tomorrow = datetime(2026, 11, 28, 23, 30, tzinfo=UTC)  # past the rolling 24 h of "late"
+    for i in (2, 3):
+        assert (await store.admit(admit_request(f"c:1:{i}", tomorrow, day=next_day, cap=2))).verdict \
+            is Verdict.GO
+    held_over = await store.admit(admit_request("c:1:1", tomorrow, day=next_day, cap=2))
+    assert held_over.verdict is Verdict.WAIT and "daily cap" in held_over.reason
+    # Within the same day a held reservation still goes again without a second slot.
+    assert (await store.admit(admit_request("c:1:2", tomorrow, day=next_day, cap=2))).verdict \
+        is Verdict.GO

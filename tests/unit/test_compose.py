@@ -30,7 +30,7 @@ from tests.compose_file import (
     start_order,
 )
 
-OUTREACH_SERVICES = ("setup", "worker", "codec-server", "cli")
+OUTREACH_SERVICES = ("setup", "worker", "codec-server", "unsubscribe", "cli")
 
 
 def compose() -> dict[str, Any]:
@@ -44,7 +44,7 @@ def services() -> dict[str, Any]:
 
 def test_compose_has_every_part_of_the_stack() -> None:
     assert {"postgresql", "redis", "temporal", "temporal-ui", "setup", "worker", "codec-server",
-            "cli", "prometheus", "grafana"} <= set(services())
+            "unsubscribe", "cli", "prometheus", "grafana"} <= set(services())
 
 
 def test_the_file_is_valid_against_the_compose_specification() -> None:
@@ -185,3 +185,15 @@ def test_prometheus_and_grafana_mount_the_monitoring_files_that_exist() -> None:
     prometheus_mounts = " ".join(s["prometheus"]["volumes"])
     assert "alerts.yml" in prometheus_mounts and "prometheus.yml" in prometheus_mounts
     assert (ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").exists()
+
+
+def test_the_unsubscribe_server_runs_after_setup_and_its_address_is_documented() -> None:
+    s = services()
+    words = argv(s["unsubscribe"])
+    assert words[:2] == ["outreach", "unsubscribe-server"]
+    assert option_values(words, "--host") == ["0.0.0.0"], "reachable from outside its container"
+    published_port(s["unsubscribe"], int(option_values(words, "--port")[0]))
+    assert dependencies(s["unsubscribe"])["setup"] == "service_completed_successfully"  # the schema
+    documented = read_dotenv(ENV_EXAMPLE)
+    assert "OUTREACH_UNSUBSCRIBE_BASE_URL" in documented
+    assert documented["OUTREACH_UNSUBSCRIBE_BASE_URL"] == ""  # the operator's own address

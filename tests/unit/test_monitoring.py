@@ -77,3 +77,11 @@ def test_prometheus_loads_the_rules_file_next_to_it() -> None:
     ports = {sd["port"] for job in config["scrape_configs"] for sd in job["dns_sd_configs"]}
     assert ports == {9464, 9465}
 
+
+
+def test_the_bounce_guard_and_sender_dns_alerts_read_metrics_the_code_exports() -> None:
+    by_name = {r["alert"]: r for r in rules()}
+    guard, dns = by_name["OutreachMailboxBounceRate"], by_name["OutreachSenderDnsProblem"]
+    assert metrics_in([guard["expr"]]) == {"outreach_bounce_guard_pauses_total"}
+    assert metrics_in([dns["expr"]]) == {"outreach_sender_dns_problems"}
+    assert {"outreach_bounce_guard_pauses_total", "outreach_sender_dns_problems"} <= exported_names()
