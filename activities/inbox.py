@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities.bounce_guard import BounceGuard
 from activities.inbox_models import InboxPollInput, InboxPollResult, WebhookInput, WebhookResult
 from activities.oauth_tokens import access_token
 from config.names import DELIVER_WEBHOOK, POLL_INBOXES
@@ -41,9 +42,11 @@ def oauth_token_source(pool: asyncpg.Pool, tokens: TokenEndpoint, ring: KeyRing)
 
 class InboxActivities:
     def __init__(self, pool: asyncpg.Pool, ring: KeyRing, webhook_url: str = "",
-                 webhook_secret: str = "", tokens: TokenEndpoint | None = None) -> None:
+                 webhook_secret: str = "", tokens: TokenEndpoint | None = None,
+                 guard: BounceGuard | None = None) -> None:
         self._pool = pool
         self._ring = ring
+        self._guard = guard  # hard DSNs count toward the mailbox's bounce rate
         self._tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
         # From the worker's own settings: a URL may hold a token, and neither belongs in
         # a workflow's input or history.
@@ -72,6 +75,9 @@ class InboxActivities:
                                  tokens=self._tokens)
         for r in results:
             await self._export(r)
+            if self._guard is not None and any(f.kind == "bounce" and f.verdict == "hard" and f.stopped
+                                               for f in r.found):
+                await self._guard.after_bounce(r.mailbox_id)
         found = Counter(f.kind for r in results for f in r.found)
         result = InboxPollResult(
             mailboxes=len(results), found=dict(found),

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from mail.replies import ReplyClass, classify_reply, enhanced_status
+from mail.unsubscribe import token_in_subject
 
 
 class InboundClass(StrEnum):
@@ -186,6 +187,9 @@ def _automatic(msg: email.message.Message, subject: str) -> bool:
 
 def _unsubscribe(msg: email.message.Message, subject: str, headers_only: bool) -> str | None:
     """The token ('' without one) if the message asks to unsubscribe, else None."""
+    token = token_in_subject(subject)  # the mailto form of List-Unsubscribe, "Re: " or not
+    if token is not None:
+        return token
     match = _UNSUBSCRIBE_SUBJECT.match(subject)
     if match:
         return match.group(1) or ""
@@ -258,7 +262,8 @@ def _bounce(msg: email.message.Message, base: Classified) -> Classified:
     found = [f for f in failures if f is not None]
     if not found:
         found = _text_failures(msg, base)
-    detail = "; ".join(f"{f.recipient} {f.verdict} {f.status or ''}".strip() for f in found)[:500]
+    # Verdicts and codes only: the stored detail never holds an address (erasure, decision 0032).
+    detail = "; ".join(f"{f.verdict} {f.status or ''}".strip() for f in found)[:500]
     return _with(base, InboundClass.BOUNCE, references=tuple(filter(None, [_returned_message_id(msg)])),
                  failures=tuple(found), detail=detail)
 
@@ -342,4 +347,4 @@ def _complaint(msg: email.message.Message, base: Classified) -> Classified:
                     recipient = next((a.lower() for _, a in addresses if "@" in a), None)
     return _with(base, InboundClass.COMPLAINT, complained_about=recipient,
                  references=tuple(filter(None, [_returned_message_id(msg)])),
-                 detail=f"feedback report about {recipient or 'an unknown recipient'}")
+                 detail="feedback report" if recipient else "feedback report, recipient unknown")

@@ -25,6 +25,7 @@ from config.secrets import KeyRing
 from inbox.classify import Classified, InboundClass, classify
 from inbox.imap import ImapError, ImapReader
 from mail.oauth import TokenRefreshFailed
+from mail.unsubscribe import BadToken, verify
 from store import StoreError, inbound
 from store.inbound import Inbound, Match
 from store.inbox_settings import ImapAccount, imap_account, imap_mailboxes
@@ -117,7 +118,7 @@ async def poll_mailbox(
     try:
         async with reader(account, limits.timeout) as imap:
             for folder in account.folders:
-                await _read_folder(pool, imap, account, folder, limits, result)
+                await _read_folder(pool, imap, account, folder, limits, result, ring)
                 await inbound.finish_pass(pool, mailbox_id, folder)
     except ImapError as exc:
         result.error = str(exc)
@@ -135,7 +136,7 @@ async def poll_mailbox(
 
 async def _read_folder(
     pool: asyncpg.Pool, imap: ImapReader, account: ImapAccount, folder: str, limits: PollLimits,
-    result: PassResult,
+    result: PassResult, ring: KeyRing,
 ) -> None:
     mailbox_id = account.mailbox_id
     uidvalidity = await imap.examine(folder)
@@ -154,7 +155,7 @@ async def _read_folder(
         fetched = await imap.fetch(uid, limits.max_message_bytes)
         classified = classify(fetched.raw, headers_only=fetched.headers_only)
         found = await _apply(pool, mailbox_id, folder, uidvalidity, uid, classified, since,
-                             fetched.arrived_at)
+                             fetched.arrived_at, ring)
         if found is not None:
             result.found.append(found)
             log.info("inbound_message", mailbox_id=mailbox_id, folder=folder, uid=uid, kind=found.kind,
@@ -174,10 +175,10 @@ async def _rescan_from(
 
 async def _apply(
     pool: asyncpg.Pool, mailbox_id: str, folder: str, uidvalidity: int, uid: int, c: Classified,
-    since: datetime, arrived_at: datetime | None,
+    since: datetime, arrived_at: datetime | None, ring: KeyRing,
 ) -> Found | None:
     async with pool.acquire() as conn, conn.transaction():
-        match = await _match(conn, mailbox_id, c, since)
+        match = await _match(conn, mailbox_id, c, since, ring)
         kind = c.kind
         if kind is InboundClass.REPLY and match is None:
             kind = InboundClass.OTHER  # a person wrote, but not in answer to one of our sends
@@ -197,7 +198,9 @@ async def _apply(
                  stopped, c.detail, latency)
 
 
-async def _match(conn: inbound.Conn, mailbox_id: str, c: Classified, since: datetime) -> Match | None:
+async def _match(
+    conn: inbound.Conn, mailbox_id: str, c: Classified, since: datetime, ring: KeyRing
+) -> Match | None:
     if c.kind in (InboundClass.BOUNCE, InboundClass.COMPLAINT):
         found = await inbound.match_thread(conn, mailbox_id, list(c.references), None)
         recipients = [f.recipient for f in c.failures] + ([c.complained_about] if c.complained_about else [])
@@ -208,5 +211,12 @@ async def _match(conn: inbound.Conn, mailbox_id: str, c: Classified, since: date
         return found
     if c.kind is InboundClass.OTHER:
         return None
+    if c.kind is InboundClass.UNSUBSCRIBE and c.unsubscribe_token:
+        try:  # a signed token names the send itself (mail/unsubscribe.py)
+            send = verify(ring, c.unsubscribe_token)
+        except BadToken as exc:
+            log.warning("inbox_unsubscribe_token_refused", mailbox_id=mailbox_id, why=str(exc))
+        else:
+            return await inbound.match_token(conn, send)
     found = await inbound.match_thread(conn, mailbox_id, list(c.references), c.from_address)
     return found or await inbound.match_sender(conn, mailbox_id, c.from_address, since)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from mail.unsubscribe import SendKey
 from store import suppressions
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -135,6 +136,16 @@ async def match_recipient(conn: Conn, mailbox_id: str, recipient: str, since: da
     return _match(row, "recipient")
 
 
+async def match_token(conn: Conn, send: SendKey) -> Match | None:
+    """The send a verified unsubscribe token names, if its prospect is still there."""
+    email = await conn.fetchval(
+        "SELECT p.email FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+        " WHERE p.id = $1 AND p.campaign_id = $2 AND c.workspace_id = $3",
+        send.prospect_id, send.campaign_id, send.workspace_id,
+    )
+    return Match(send.campaign_id, send.step, send.prospect_id, email, "token") if email else None
+
+
 # -- recording and acting ------------------------------------------------------
 
 
@@ -223,6 +234,13 @@ async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
     elif kind == "bounce" and found.verdict == "hard":
         stopped = await stop_prospects(conn, [m.prospect_id], "hard_bounced", "hard bounce (DSN)")
         await _suppress(conn, options["workspace_id"], m.recipient, "hard_bounce", found.detail)
+        # The send bounced after all: its ledger row says so (while retention keeps it),
+        # which is what the deliverability guard counts (decision 0033).
+        await conn.execute(
+            "UPDATE sends SET state = 'hard_bounced', last_reply = $4, updated_at = now()"
+            " WHERE campaign_id = $1 AND step = $2 AND prospect_id = $3 AND state = 'sent'",
+            m.campaign_id, m.step, m.prospect_id, f"DSN: {found.detail}"[:500],
+        )
     elif kind in ("unsubscribe", "complaint"):
         status = "unsubscribed" if kind == "unsubscribe" else "suppressed"
         stopped = await stop_prospects(conn, [m.prospect_id], status, f"prospect {kind}")

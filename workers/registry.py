@@ -86,6 +86,8 @@ def build_maintenance_activities(
                            tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys),
                            dns=TxtLookup(settings.dns_resolver))
     inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
-                            settings.webhook_secret, tokens)
+                            settings.webhook_secret, tokens,
+                            BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
+                                        settings.bounce_guard_rate))
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
             inbox.deliver_webhook]

@@ -16,6 +16,7 @@ import pytest
 from config.settings import Settings
 from inbox.imap import ImapReader
 from inbox.poll import PassResult, PollLimits, poll_mailbox
+from mail.unsubscribe import SendKey, sign
 from tests.factories import add_campaign, add_mailbox, sealed, settings_ring
 from tests.imap_server import ImapServer, running_imap
 from tests.integration.test_cli import outreach
@@ -353,3 +354,37 @@ async def test_an_unexpected_client_error_is_recorded_and_ends_only_that_pass(
     error = await db.fetchval("SELECT error FROM inbox_cursors WHERE mailbox_id = $1", MAILBOX)
     assert "unparseable" in error
     assert (await poll(db)).error is None  # the next pass, with a client that copes, reads
+
+
+async def test_mailto_unsubscribe_with_a_signed_token_acts_on_the_send_it_names(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    campaign_id, (a, b, _, _), _ = campaign
+    token = sign(settings_ring(), SendKey("ws", campaign_id, 1, a))
+    # The mailto form, sent from an address we never wrote to (a forwarding alias).
+    imap.append(ADDRESS, mail(f"From: alias@elsewhere.example.net\nSubject: Re: unsubscribe {token}"))
+    # A token that does not verify acts on nobody (and the stranger matches no send).
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    imap.append(ADDRESS, mail(f"From: eve@evil.example.net\nSubject: unsubscribe {forged}"))
+    result = await poll(db)
+    assert [(f.kind, f.send_key) for f in result.found] == [
+        ("unsubscribe", f"{campaign_id}:1:{a}"), ("unsubscribe", None)]
+    assert [await status(db, p) for p in (a, b)] == ["unsubscribed", "active"]
+    assert await suppressed(db) == {"a@acme.example.org": "unsubscribe"}
+    matched = await db.fetchval("SELECT matched_by FROM inbound_messages WHERE uid = 1")
+    assert matched == "token"
+
+
+async def test_stored_details_hold_no_address(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    _, _, (_, b1, c1, _) = campaign
+    imap.append(ADDRESS, fixture("postfix_dsn_hard.eml", "c@gamma.example.org", c1))
+    imap.append(ADDRESS, fixture("arf_complaint.eml", "b@beta.example.org", b1))
+    await poll(db)
+    texts = [r["detail"] for r in await db.fetch("SELECT detail FROM inbound_messages")]
+    texts += [r["reason"] or "" for r in await db.fetch("SELECT reason FROM suppressions")]
+    texts += [r["last_reply"] or "" for r in await db.fetch("SELECT last_reply FROM sends")]
+    assert texts and not [t for t in texts if "@" in t], texts
+    # The DSN is in the ledger too: the deliverability guard counts it.
+    assert await db.fetchval("SELECT count(*) FROM sends WHERE state = 'hard_bounced'") == 1

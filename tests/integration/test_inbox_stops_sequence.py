@@ -29,8 +29,10 @@ from store.campaigns import campaign_status
 from store.inbound import inbound_of
 from tests.factories import add_campaign, add_mailbox, sealed
 from tests.imap_server import ImapServer, running_imap
+from tests.integration.conftest import MaintenanceWorkerFactory
 from tests.integration.test_campaign_controls import until
 from tests.integration.test_campaign_e2e import wait_for_state
+from workers.registry import build_maintenance_activities
 from workflows.inbox_poll import InboxPollWorkflow
 
 SENDER = "mb@sender.example.com"
@@ -56,11 +58,16 @@ def reply_to(original: AcceptedMessage, body: str, *, threaded: bool = True, ext
     ).encode()
 
 
-def bounce_of(original: AcceptedMessage) -> bytes:
+def fixture_bounce(recipient: str, message_id: str) -> bytes:
     text = (FIXTURES / "postfix_dsn_hard.eml").read_text("utf-8")
-    text = text.replace("{recipient}", original.rcpt_tos[0])
-    text = text.replace("{message_id}", original.message_id or "")
+    text = text.replace("{recipient}", recipient).replace("{message_id}", message_id)
+    # Each DSN is a message of its own: its own Message-ID.
+    text = text.replace("<20261130060000.ABC123@", f"<{secrets.token_hex(6)}@")
     return text.replace("\n", "\r\n").encode()
+
+
+def bounce_of(original: AcceptedMessage) -> bytes:
+    return fixture_bounce(original.rcpt_tos[0], original.message_id or "")
 
 
 async def poll_now(env: WorkflowEnvironment, settings: Settings) -> InboxPollResult:
@@ -147,3 +154,37 @@ async def test_replies_and_bounces_stop_the_sequence(
     sent_later = await db.fetchval(
         "SELECT count(*) FROM sends WHERE campaign_id = $1 AND step > 1 AND state = 'sent'", campaign_id)
     assert sent_later == 0
+
+
+async def test_hard_dsns_count_toward_the_deliverability_guard(
+    db: asyncpg.Pool, imap: ImapServer, worker: None, dev_server: WorkflowEnvironment,
+    e2e_settings: Settings, maintenance_worker_factory: MaintenanceWorkerFactory,
+) -> None:
+    """Two DSNs (hard) for a mailbox whose SMTP server accepted everything: over a
+    guard of more than 1 in a window of 2, the mailbox is paused (decision 0033)."""
+    await db.execute("TRUNCATE suppressions, inbound_messages, inbox_cursors, sent_messages")
+    await add_mailbox(db, "mb", 2525, email=SENDER)
+    await db.execute(
+        "UPDATE mailboxes SET imap_host = $1, imap_port = $2, imap_security = 'none',"
+        " imap_username = $3, imap_password = $4 WHERE id = 'mb'",
+        imap.host, imap.port, SENDER, sealed("mb", "imap_password", PASSWORD),
+    )
+    campaign_id, prospects = await add_campaign(db, ["mb"], [A, B], [("Hello", "x", 0)])
+    for p, rcpt in zip(prospects, (A, B), strict=True):
+        message_id = f"<{campaign_id}.1.{p}.x@sender.example.com>"
+        await db.execute(
+            "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id, state, attempts,"
+            " first_attempt_at, sent_at, finished_at) VALUES ($1, 1, $2, 'mb', $3, 'sent', 1, now(), now(),"
+            " now())", campaign_id, p, message_id)
+        imap.append(SENDER, fixture_bounce(rcpt, message_id))
+    settings = e2e_settings.model_copy(update={"bounce_guard_window": 2, "bounce_guard_rate": 0.5})
+    activities = build_maintenance_activities(settings, db, dev_server.client)
+    async with maintenance_worker_factory(settings, activities):
+        polled = await poll_now(dev_server, settings)
+    assert polled.found == {"bounce": 2} and polled.stopped == 2
+
+    async def paused() -> bool:
+        row = await db.fetchrow("SELECT paused, pause_reason FROM mailboxes WHERE id = 'mb'")
+        return bool(row["paused"]) and row["pause_reason"].startswith("bounce_rate: 2 hard bounces")
+
+    await until(paused, "the mailbox paused by the deliverability guard")
