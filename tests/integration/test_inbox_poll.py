@@ -17,6 +17,7 @@ from config.settings import Settings
 from inbox.imap import ImapReader
 from inbox.poll import PassResult, PollLimits, poll_mailbox
 from mail.unsubscribe import SendKey, sign
+from store.erasure import forget
 from tests.factories import add_campaign, add_mailbox, sealed, settings_ring
 from tests.imap_server import ImapServer, running_imap
 from tests.integration.test_cli import outreach
@@ -388,3 +389,18 @@ async def test_stored_details_hold_no_address(
     assert texts and not [t for t in texts if "@" in t], texts
     # The DSN is in the ledger too: the deliverability guard counts it.
     assert await db.fetchval("SELECT count(*) FROM sends WHERE state = 'hard_bounced'") == 1
+
+
+async def test_erasure_removes_the_inbox_records_of_the_person(
+    db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
+) -> None:
+    _, (a, b, _, _), (a1, _, _, _) = campaign
+    imap.append(ADDRESS, mail(
+        f"From: a@acme.example.org\nMessage-ID: <ra@acme.example.org>\nIn-Reply-To: {a1}"))
+    await poll(db)
+    await forget(db, settings_ring(), "A@acme.example.org", None)
+    assert await db.fetchval("SELECT count(*) FROM sent_messages WHERE prospect_id = $1", a) == 0
+    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE prospect_id = $1", a) == 0
+    assert await db.fetchval("SELECT count(*) FROM sent_messages WHERE prospect_id = $1", b) == 1
+    rows = [*await db.fetch("SELECT * FROM sent_messages"), *await db.fetch("SELECT * FROM inbound_messages")]
+    assert "acme.example.org" not in " ".join(str(tuple(r)) for r in rows)
