@@ -203,11 +203,20 @@ async def test_oversized_message_is_classified_from_its_headers(
     db: asyncpg.Pool, imap: ImapServer, campaign: tuple[str, list[int], list[str]]
 ) -> None:
     _, (a, _, _, _), (a1, _, _, _) = campaign
-    attachment = "A" * (3 * 2**20)  # over the 2 MiB default
-    imap.append(ADDRESS, mail(f"From: a@acme.example.org\nMessage-ID: <big@acme>\nIn-Reply-To: {a1}",
-                              attachment))
+    # A reply with a 50 MB attachment (base64 lines), far over the 2 MiB default.
+    line = "QUFB" * 19 + "\r\n"
+    attachment = (
+        "--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + line * (50 * 2**20 // len(line)) + "--b--"
+    )
+    imap.append(ADDRESS, mail(
+        f"From: a@acme.example.org\nMessage-ID: <big@acme>\nIn-Reply-To: {a1}\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b"', attachment))
     result = await poll(db)
     assert [(f.kind, f.prospect_id) for f in result.found] == [("reply", a)]
+    flags = await asyncio.to_thread(imap.flags, ADDRESS)  # still there, unread
+    assert len(flags) == 1 and "Seen" not in flags[0]
 
 
 async def test_refused_login_is_recorded_and_changes_nothing(
