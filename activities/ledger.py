@@ -15,6 +15,7 @@ from activities.models import (
     SettleFailedInput,
 )
 from config.names import DUE_SENDS, FINISH_CAMPAIGN, SET_CAMPAIGN_STATE, SETTLE_SEND
+from config.secrets import KeyRing
 from mail.message import message_id_for
 from mail.outcomes import LedgerState
 from store import campaign_controls, campaigns, ledger
@@ -23,13 +24,15 @@ log = structlog.get_logger(__name__)
 
 
 class LedgerActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing | None = None) -> None:
         self._pool = pool
+        # Keyed Message-IDs (decision 0036); without a ring (older callers) the plain digest.
+        self._id_key = ring.derived_key("message-id") if ring is not None else None
 
     @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         def message_id(prospect_id: int, domain: str) -> str:
-            return message_id_for(inp.campaign_id, inp.step, prospect_id, domain)
+            return message_id_for(inp.campaign_id, inp.step, prospect_id, domain, self._id_key)
 
         batch = await ledger.claim_due(
             self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit, inp.per_mailbox,

@@ -40,6 +40,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histories: the test-only key
 
+from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
 from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
@@ -86,6 +87,7 @@ _ENDINGS = {
 
 _RESULTS: dict[str, type[Any]] = {
     "cleanup": CleanupResult, "health-check": HealthCheckResult, "reconcile": ReconcileResult,
+    "inbox-poll": InboxPollResult, "webhook": WebhookResult,
 }
 
 
@@ -367,7 +369,16 @@ async def record(stack: Stack) -> None:
     await health_checks(stack)
     await run_maintenance(stack, "reconcile", "reconcile")
     await run_maintenance(stack, "cleanup", "cleanup")
+    await run_maintenance(stack, "inbox-poll", "inbox-poll")
+    await run_maintenance(stack, "webhook", "webhook")
     await mailboxes_ended(stack)
+
+
+async def record_only(stack: Stack, jobs_: list[str]) -> None:
+    """Only these maintenance jobs' histories (a new workflow type after the first
+    recording: its history goes into a folder of its own, decision 0025)."""
+    for job in jobs_:
+        await run_maintenance(stack, job, job)
 
 
 # -- the stack ------------------------------------------------------------------------
@@ -408,6 +419,8 @@ def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settin
         step_min_sleep_seconds=0.5, paused_recheck_seconds=0.5, send_first_retry_seconds=0.2,
         limit_throttle_jitter_seconds=1.0, step_sends_per_run=4,
         retention_sent_days=0.0, retention_failed_days=0.0, maintenance_timeout_seconds=60.0,
+        # Turns the webhook schedule on; no inbound events are recorded, so nothing is posted.
+        webhook_url="http://127.0.0.1:9/outreach-webhook",
     )
 
 
@@ -427,7 +440,7 @@ def workers(stack: Stack, redis: aioredis.Redis) -> tuple[Worker, Worker, Any]:
     return sends, maintenance, transport
 
 
-async def main(out: Path, pg_admin_url: str, redis_url: str) -> dict[str, int]:
+async def main(out: Path, pg_admin_url: str, redis_url: str, only: list[str] | None = None) -> dict[str, int]:
     prefix = f"histories-{secrets.token_hex(4)}"
     async with (
         fresh_database(pg_admin_url) as database_url,
@@ -447,7 +460,7 @@ async def main(out: Path, pg_admin_url: str, redis_url: str) -> dict[str, int]:
         sends, maintenance, transport = workers(stack, redis)
         try:
             async with sends, maintenance:
-                await record(stack)
+                await (record_only(stack, only) if only else record(stack))
         finally:
             await transport.close()
             await pool.close()
@@ -471,11 +484,13 @@ def cli() -> None:
     parser.add_argument("--replace", action="store_true", help="delete OUT's histories first")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", action="append", choices=sorted(_RESULTS),
+                        help="record only this maintenance job's history (repeatable)")
     args = parser.parse_args()
     # The bounces are on purpose: the SDK's warning with a stack trace for each is noise here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     prepare(args.out, args.replace)
-    files = asyncio.run(main(args.out, args.pg_admin_url, args.redis_url))
+    files = asyncio.run(main(args.out, args.pg_admin_url, args.redis_url, args.only))
     for name, size in sorted(files.items()):
         print(f"{size:>8}  {args.out / name}")
     print(f"{sum(files.values()):>8}  bytes in {len(files)} histories")

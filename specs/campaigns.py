@@ -70,6 +70,17 @@ class CampaignSpec(SpecModel):
     open: bool = False
     # "workspace": skip prospects active in another running campaign of the workspace.
     dedupe: Literal["campaign", "workspace"] = "campaign"
+    # What a reply found in the inbox does (inbox/): stop this campaign's sequence for
+    # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
+    stop_on_reply: bool | Literal["workspace"] = True
+    stop_on_auto_reply: bool = False
+
+    @property
+    def reply_stops(self) -> str:
+        """stop_on_reply as stored: 'campaign', 'workspace' or 'none'."""
+        if self.stop_on_reply == "workspace":
+            return "workspace"
+        return "campaign" if self.stop_on_reply else "none"
 
     @model_validator(mode="before")
     @classmethod

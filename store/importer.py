@@ -21,7 +21,7 @@ from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
-from store import StoreError, accounts, sender_identity, suppressions
+from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -92,11 +92,12 @@ async def import_mailboxes(
         # Apart from the upsert: read only by `mailboxes check-dns` (store/sender_dns.py).
         await conn.executemany("UPDATE mailboxes SET dkim_selector = $2 WHERE id = $1",
                                [(spec.id, spec.dkim_selector) for spec in specs])
+        await inbox_settings.store_imap_settings(conn, specs, ring)
     return ids
 
 
 def _has_credential(spec: MailboxSpec) -> bool:
-    return spec.password is not None or spec.oauth is not None
+    return spec.password is not None or spec.oauth is not None or spec.imap_password is not None
 
 
 def _settings_ring() -> KeyRing:
@@ -149,6 +150,10 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
         await conn.execute(
             "INSERT INTO campaigns (id, name, workspace_id, is_open, dedupe) VALUES ($1, $2, $3, $4, $5)",
             campaign_id, spec.name, spec.workspace, spec.open, spec.dedupe,
+        )
+        await conn.execute(
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
+            campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
         )
         await conn.executemany(
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
