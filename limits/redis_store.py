@@ -134,7 +134,7 @@ class RedisLimitStore:
         args: list[str | int] = ["1" if paused else "0", reason]
         for send_key, at in sends:
             args += [ms(at), send_key]
-        await self._run(self._rebuild, self._mailbox_keys(mailbox_id), args)
+        await self._run(self._rebuild, [*self._mailbox_keys(mailbox_id), self._key("generation")], args)
 
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
         with _unavailable_on_redis_error():

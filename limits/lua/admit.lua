@@ -13,9 +13,17 @@
 local key, now = ARGV[1], tonumber(ARGV[2])
 local function num(v) return tonumber(v) or 0 end
 
-local generation = redis.call('GET', KEYS[6])
+-- The generation names the server that wrote it (token:run_id). A server restarted from
+-- an older snapshot, or a replica promoted in a failover, runs under another run id and
+-- may lack the last writes: its state is not trusted until restored (decision 0029).
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local function trusted(generation)
+  return generation and string.sub(generation, -#run_id) == run_id and generation or false
+end
+local generation = trusted(redis.call('GET', KEYS[6]))
 if not generation then return {'restore', ARGV[2], ''} end
-if redis.call('HGET', KEYS[1], 'ready') ~= '1' then return {'rebuild', ARGV[2], ''} end
+-- A mailbox is ready in one generation: after a restore it is rebuilt from the ledger.
+if redis.call('HGET', KEYS[1], 'ready') ~= generation then return {'rebuild', ARGV[2], ''} end
 if redis.call('HGET', KEYS[1], 'paused') == '1' then
   return {'wait', ARGV[2], 'mailbox paused: ' .. (redis.call('HGET', KEYS[1], 'reason') or '')}
 end

@@ -7,7 +7,14 @@
 --       granted in ('' if none). Returns 1 if held.
 -- Check and add in one script: two workers can never take the last slot twice.
 -- Leases expire by their score, so a worker that dies never keeps a slot.
-local generation = redis.call('GET', KEYS[2])
+-- The generation names the server that wrote it (token:run_id). A server restarted from
+-- an older snapshot, or a replica promoted in a failover, runs under another run id and
+-- may lack the last writes: its state is not trusted until restored (decision 0029).
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local function trusted(generation)
+  return generation and string.sub(generation, -#run_id) == run_id and generation or false
+end
+local generation = trusted(redis.call('GET', KEYS[2]))
 if not generation or (ARGV[5] ~= '' and ARGV[5] ~= generation) then return 0 end
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

@@ -8,7 +8,14 @@
 -- the first to get here restores, the others change nothing. Until the generation
 -- key is back, admit answers "restore" and no lease is taken, so nothing is let
 -- through on a store that has forgotten what it counted.
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- The generation names the server that wrote it (token:run_id). A server restarted from
+-- an older snapshot, or a replica promoted in a failover, runs under another run id and
+-- may lack the last writes: its state is not trusted until restored (decision 0029).
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local function trusted(generation)
+  return generation and string.sub(generation, -#run_id) == run_id and generation or false
+end
+if trusted(redis.call('GET', KEYS[1])) then return 0 end
 local now, hold_until = tonumber(ARGV[2]), tonumber(ARGV[3])
 local n, m, k = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local i = 8
@@ -31,5 +38,5 @@ for h = 1, k do  -- as push_back.lua: never shortens a later push-back
     redis.call('SET', key, ARGV[3], 'PX', 86400000)
   end
 end
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. run_id)
 return 1

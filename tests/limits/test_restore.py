@@ -10,6 +10,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 
 from limits.memory_store import MemoryLimitStore
+from limits.redis_store import RedisLimitStore
 from limits.store import LimitStore, Restoration, Verdict, generation_of, host_scope
 from tests.limits.conftest import NOW, admit_request, ready
 
@@ -130,3 +131,32 @@ async def test_an_attempt_that_ends_shortens_the_slot_restored_for_it_to_its_idl
     # An attempt nothing was restored for leaves no slot behind.
     await store.record_connection("smtp.test", True, NOW, 5, timedelta(minutes=5), "42", NOW + TTL)
     assert await store.acquire_lease(host_scope("smtp.test"), "w:mb2", 2, idle_until, TTL)
+
+
+async def test_a_store_restarted_from_an_older_snapshot_or_failed_over_is_restored_again(
+    redis_client: aioredis.Redis, key_prefix: str,
+) -> None:
+    """Redis restarted from a snapshot (or a replica promoted) still has a generation key,
+    but one another server wrote: its state may lack the last writes (leases of open
+    connections, a day's last reservations), so it is restored like an empty one, and
+    every mailbox is rebuilt from the ledger. Redis only: the run id is Redis's."""
+    store = RedisLimitStore(redis_client, key_prefix)
+    await store.restore(restoration())
+    await ready(store)
+    assert (await store.admit(admit_request("c:1:1"))).verdict is Verdict.GO
+    generation_key = f"{key_prefix}:generation"
+    token, _, run_id = (await redis_client.get(generation_key)).rpartition(":")
+    assert run_id == (await redis_client.info("server"))["run_id"]
+
+    # What a snapshot written by the server before a restart looks like to the new one.
+    await redis_client.set(generation_key, f"{token}:{'0' * 40}")
+
+    assert (await store.admit(admit_request("c:1:2"))).verdict is Verdict.RESTORE
+    assert not await store.acquire_lease(host_scope("smtp.test"), "w:mb", 5, NOW, TTL)
+    assert await store.restore(restoration())
+    assert not await store.restore(restoration())  # once
+    # The mailbox was ready in the old generation: rebuilt now, with what the ledger says.
+    assert (await store.admit(admit_request("c:1:2"))).verdict is Verdict.REBUILD
+    await store.rebuild_mailbox("mb", paused=False, reason="", sends=[("c:1:1", NOW)])
+    assert (await store.admit(admit_request("c:1:2", cap=1))).verdict is Verdict.WAIT
+    assert await store.acquire_lease(host_scope("smtp.test"), "w:mb", 5, NOW, TTL)
