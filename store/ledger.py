@@ -9,7 +9,7 @@ means DATA's outcome is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -21,6 +21,9 @@ from mail import outcomes
 from mail.outcomes import LedgerState
 from store import UnknownRecord, suppressions
 from store.db import outlasting_restarts
+from store.open_work import Claimed as Claimed
+from store.open_work import DueBatch as DueBatch
+from store.open_work import claim_due as claim_due  # the claim lives there (decision 0037)
 
 # How long the outcome of an SMTP transaction waits for PostgreSQL to come back
 # (well inside the send activity's start-to-close, 120 s by default).
@@ -31,102 +34,6 @@ OPEN_STATES = tuple(s.value for s in outcomes.OPEN_STATES)
 FINAL_STATES = tuple(s.value for s in outcomes.FINAL_STATES)
 ALL_STATES = OPEN_STATES + FINAL_STATES
 _OPEN = "(" + ", ".join(f"'{s}'" for s in OPEN_STATES) + ")"  # ('queued', 'sending', 'soft_bounced')
-
-# Who may be sent step k, and from when: step 1 at once; step k once step k-1
-# was sent to that prospect at least the step's delay ago (per prospect).
-_ELIGIBLE_FIRST = f"""
-SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
-       '-infinity'::timestamptz AS due_at
-FROM prospects p
-JOIN mailboxes m ON m.id = p.mailbox_id
-LEFT JOIN sends cur ON cur.campaign_id = p.campaign_id AND cur.step = 1 AND cur.prospect_id = p.id
-WHERE p.campaign_id = $1 AND $2::int = 1 AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN {_OPEN})
-"""
-_ELIGIBLE_FOLLOW_UP = f"""
-SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
-       prev.sent_at + make_interval(secs => st.delay_seconds) AS due_at
-FROM sends prev
-JOIN steps st ON st.campaign_id = prev.campaign_id AND st.step = $2
-JOIN prospects p ON p.id = prev.prospect_id
-JOIN mailboxes m ON m.id = p.mailbox_id
-LEFT JOIN sends cur ON cur.campaign_id = prev.campaign_id AND cur.step = $2
-                   AND cur.prospect_id = prev.prospect_id
-WHERE prev.campaign_id = $1 AND prev.step = $2 - 1 AND prev.state = 'sent'
-  AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN {_OPEN})
-"""
-
-
-@dataclass(frozen=True)
-class Claimed:
-    prospect_id: int
-    mailbox_id: str
-
-
-@dataclass(frozen=True)
-class DueBatch:
-    sends: list[Claimed]
-    next_due_at: datetime | None
-    pending: int | None
-
-
-def _eligible(step: int) -> str:
-    return _ELIGIBLE_FIRST if step == 1 else _ELIGIBLE_FOLLOW_UP
-
-
-async def claim_due(
-    pool: asyncpg.Pool,
-    campaign_id: str,
-    step: int,
-    as_of: datetime,
-    limit: int,
-    per_mailbox: int,
-    exclude_prospects: list[int],
-    blocked_mailboxes: list[str],
-    message_id: Callable[[int, str], str],
-) -> DueBatch:
-    """Up to ``limit`` sends due at ``as_of`` (at most ``per_mailbox`` of one mailbox),
-    their ledger rows created as ``queued``.
-
-    ``message_id(prospect_id, mailbox_domain)`` gives each new row its
-    Message-ID, fixed here once so every attempt sends the same one.
-    """
-    eligible = _eligible(step)
-    unlisted = eligible + suppressions.UNLISTED  # never claim a listed address (decision 0026)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"WITH eligible AS ({unlisted}), due AS (SELECT *, row_number() OVER"
-            " (PARTITION BY mailbox_id ORDER BY due_at, prospect_id) AS nth FROM eligible"
-            " WHERE due_at <= $3 AND NOT (prospect_id = ANY($4::bigint[]))"
-            " AND NOT (mailbox_id = ANY($5::text[])))"
-            " SELECT * FROM due WHERE nth <= $7 ORDER BY due_at, prospect_id LIMIT $6",
-            campaign_id, step, as_of, exclude_prospects, blocked_mailboxes, limit, per_mailbox,
-        )
-        await conn.executemany(
-            "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            [
-                (campaign_id, step, r["prospect_id"], r["mailbox_id"],
-                 message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]))
-                for r in rows
-            ],
-        )
-        next_due = await conn.fetchval(
-            f"WITH eligible AS ({unlisted}) SELECT min(due_at) FROM eligible WHERE due_at > $3",
-            campaign_id, step, as_of,
-        )
-        pending = None
-        if len(rows) < limit:
-            # What ends the step; listed prospects are settled first, so none is left open.
-            pending = await conn.fetchval(
-                f"WITH eligible AS ({eligible}), {suppressions.SETTLE_LISTED}"
-                " SELECT count(*) FROM eligible WHERE prospect_id NOT IN (SELECT prospect_id FROM hit)",
-                campaign_id, step,
-            )
-    claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in rows]
-    return DueBatch(claimed, next_due, pending)
-
 
 @dataclass(frozen=True)
 class SendContext:
