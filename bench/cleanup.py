@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from store.db import create_pool
-from store.open_work import DUE, NEXT_DUE
 from store.migrate import migrate
+from store.open_work import DUE, NEXT_DUE
 from store.retention import purge, retention_rules
 
 ADMIN_URL = os.environ.get("OUTREACH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -31,7 +31,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class _Connection(asyncpg.Connection):  # type: ignore[misc]
+class _Connection(asyncpg.Connection):
     """A pooled connection given back without asyncpg's reset query (``SELECT
     pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): it was one more
     transaction for every statement the pool ran, half of them per email

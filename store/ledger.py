@@ -20,6 +20,7 @@ import asyncpg
 from mail import outcomes
 from mail.outcomes import LedgerState
 from store import UnknownRecord, suppressions
+from store.accounts import SendingMailbox, sending_mailbox
 from store.db import outlasting_restarts
 from store.open_work import Claimed as Claimed
 from store.open_work import DueBatch as DueBatch
@@ -49,20 +50,26 @@ class SendContext:
     body: str
     workspace_id: str
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
+    mailbox: SendingMailbox  # read in the same query: one round trip per attempt (decision 0038)
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
+    # The earlier steps by their keys (one probe each), not a range over the
+    # campaign's earlier steps filtered by prospect: that would read the whole campaign.
     row = await pool.fetchrow(
         """
         SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
                s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body, c.workspace_id,
                coalesce((SELECT array_agg(e.message_id ORDER BY e.step) FROM sends e
                          WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
-                           AND e.step < s.step AND e.state = 'sent'), '{}') AS earlier
+                           AND e.step = ANY(array(SELECT generate_series(1, $2 - 1)))
+                           AND e.state = 'sent'), '{}') AS earlier,
+               m AS mailbox
         FROM sends s
         JOIN campaigns c ON c.id = s.campaign_id
         JOIN prospects p ON p.id = s.prospect_id
         JOIN steps st ON st.campaign_id = s.campaign_id AND st.step = s.step
+        JOIN mailboxes m ON m.id = s.mailbox_id
         WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3
         """,
         campaign_id, step, prospect_id,
@@ -74,6 +81,7 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         message_id=row["message_id"], mailbox_id=row["mailbox_id"], prospect_email=row["email"],
         prospect_status=row["status"], fields=dict(row["fields"]), subject=row["subject"],
         body=row["body"], workspace_id=row["workspace_id"], earlier_message_ids=list(row["earlier"]),
+        mailbox=sending_mailbox(row["mailbox"]),
     )
 
 
@@ -81,18 +89,20 @@ _KEY = "campaign_id = $1 AND step = $2 AND prospect_id = $3"
 
 
 async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> int:
-    """Record that an SMTP transaction is starting; return the attempt's id."""
-    async with pool.acquire() as conn, conn.transaction():
-        attempt = await conn.fetchval(
-            f"UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
-            f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY} RETURNING attempts",
-            campaign_id, step, prospect_id,
-        )
-        attempt_id: int = await conn.fetchval(
-            "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            campaign_id, step, prospect_id, attempt,
-        )
+    """Record that an SMTP transaction is starting; return the attempt's id.
+
+    One statement (the send's new state and its attempt row commit together), one
+    round trip."""
+    attempt_id: int | None = await pool.fetchval(
+        f"WITH s AS (UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
+        f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY}"
+        f" RETURNING campaign_id, step, prospect_id, attempts)"
+        " INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
+        " SELECT campaign_id, step, prospect_id, attempts FROM s RETURNING id",
+        campaign_id, step, prospect_id,
+    )
+    if attempt_id is None:
+        raise UnknownRecord(f"send {campaign_id}:{step}:{prospect_id} is not in the ledger")
     return attempt_id
 
 
@@ -178,21 +188,26 @@ async def _record_outcome(
     state: LedgerState, outcome: str, reply: Reply,
 ) -> None:
     final = state in FINAL_STATES
+    # The send and its attempt in one statement (one round trip); a send that ends
+    # 'sent' moves its prospect on to the next step (the trigger of migration 0009).
+    args = (campaign_id, step, prospect_id, state, reply.code, reply.enhanced, reply.text, final,
+            attempt_id, outcome)
+    if state != LedgerState.HARD_BOUNCED:
+        await pool.execute(_RECORD_OUTCOME, *args)
+        return
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            f"UPDATE sends SET state = $4, last_code = $5, last_enhanced = $6, last_reply = $7,"
-            f" data_started_at = NULL, updated_at = now(),"
-            f" sent_at = CASE WHEN $4 = 'sent' THEN now() ELSE sent_at END,"
-            f" finished_at = CASE WHEN $8 THEN now() END WHERE {_KEY}",
-            campaign_id, step, prospect_id, state, reply.code, reply.enhanced, reply.text, final,
-        )
-        await conn.execute(
-            "UPDATE send_attempts SET finished_at = now(), outcome = $2, code = $3, enhanced = $4,"
-            " reply = $5 WHERE id = $1",
-            attempt_id, outcome, reply.code, reply.enhanced, reply.text,
-        )
-        if state == LedgerState.HARD_BOUNCED:
-            await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
+        await conn.execute(_RECORD_OUTCOME, *args)
+        await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
+
+
+_RECORD_OUTCOME = (
+    f"WITH send AS (UPDATE sends SET state = $4, last_code = $5, last_enhanced = $6, last_reply = $7,"
+    f" data_started_at = NULL, updated_at = now(),"
+    f" sent_at = CASE WHEN $4 = 'sent' THEN now() ELSE sent_at END,"
+    f" finished_at = CASE WHEN $8 THEN now() END WHERE {_KEY} RETURNING 1)"
+    " UPDATE send_attempts SET finished_at = now(), outcome = $10, code = $5, enhanced = $6,"
+    " reply = $7 WHERE id = $9"
+)
 
 
 async def settle_open(

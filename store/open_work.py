@@ -132,7 +132,8 @@ async def claim_due(
             await conn.execute(
                 "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
                 " SELECT $1, $2, c.prospect_id, c.mailbox_id, c.message_id"
-                " FROM unnest($3::bigint[], $4::text[], $5::text[]) AS c (prospect_id, mailbox_id, message_id)"
+                " FROM unnest($3::bigint[], $4::text[], $5::text[]) AS c (prospect_id, mailbox_id,"
+                " message_id)"
                 " ON CONFLICT DO NOTHING",
                 campaign_id, step, [r["prospect_id"] for r in picked], [r["mailbox_id"] for r in picked],
                 [message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]) for r in picked],
