@@ -60,7 +60,7 @@ SELECT count(*) FROM (SELECT 1 FROM prospects p WHERE p.campaign_id = $1 AND p.n
                       AND p.status = 'active' LIMIT $3) open
 """
 
-_CLAIM = f"""
+CLAIM = f"""
 WITH due AS ({DUE}),
 flagged AS (
     SELECT d.*, (EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lower(d.email)
@@ -121,7 +121,7 @@ async def claim_due(
     settled = 0
     async with pool.acquire() as conn:
         for _ in range(_SETTLE_ROUNDS):
-            rows = await conn.fetch(_CLAIM, campaign_id, step, as_of, exclude_prospects,
+            rows = await conn.fetch(CLAIM, campaign_id, step, as_of, exclude_prospects,
                                     blocked_mailboxes, per_mailbox)
             listed = sum(1 for r in rows if r["listed"])
             settled += listed
