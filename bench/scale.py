@@ -21,6 +21,7 @@ import secrets
 import statistics
 import sys
 import time
+from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,8 @@ FIGURES = [
 
 def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder:
     """Bulk SQL: prospects in four classes spread over the table by a fixed
-    permutation (so the work is not all on the last pages), their ledger rows, and
-    their open-work columns as the sends would have left them (triggers are off
+    permutation (so the work is not all on the last pages), their ledger and attempt
+    rows, and their open-work columns as the sends would have left them (triggers are off
     while loading, as for any bulk load)."""
     fresh, due = emails // 2, emails - emails // 2
     waiting = prospects // 10
@@ -72,9 +73,8 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
             await conn.executemany(
                 "INSERT INTO mailboxes (id, email, provider, smtp_host, smtp_port, security, daily_limit,"
                 " timezone, window_start, window_end, window_days)"
-                " VALUES ($1, $2, 'other', '127.0.0.1', $3, 'none', $4, 'UTC', '00:00', '24:00',"
-                " '{1,2,3,4,5,6,7}')",
-                [(b.id, b.email, smtp_port, b.daily_limit) for b in boxes],
+                " VALUES ($1, $2, 'other', '127.0.0.1', $3, 'none', $4, 'UTC', $5, $6, '{1,2,3,4,5,6,7}')",
+                [(b.id, b.email, smtp_port, b.daily_limit, clock.min, clock.max) for b in boxes],
             )
             await conn.execute("INSERT INTO workspaces (id) VALUES ('bench') ON CONFLICT DO NOTHING")
             await conn.execute("INSERT INTO campaigns (id, name, workspace_id) VALUES ($1, 'scale', 'bench')",
@@ -117,6 +117,13 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
                 WHERE p.campaign_id = $1 AND (p.next_step IS NULL OR (p.next_step = 2 AND k = 1))
                 """,
                 campaign_id, FOLLOW_UP_DELAY,
+            )
+            # Every send had its attempt: a months-old ledger has as many attempt rows.
+            await conn.execute(
+                "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt, started_at, finished_at,"
+                " outcome, code, reply)"
+                " SELECT campaign_id, step, prospect_id, 1, sent_at, sent_at, 'sent', 250, '250 ok'"
+                " FROM sends WHERE campaign_id = $1", campaign_id,
             )
         await conn.execute("SET session_replication_role = DEFAULT")
         if analyze:

@@ -55,7 +55,7 @@ WHERE cm.campaign_id = $1
 
 # How many prospects still wait for the step (due or not, in flight or not), counted
 # up to $3: what ends the step is "none", so the count need not read past a page.
-_OPEN_COUNT = """
+OPEN_COUNT = """
 SELECT count(*) FROM (SELECT 1 FROM prospects p WHERE p.campaign_id = $1 AND p.next_step = $2
                       AND p.status = 'active' LIMIT $3) open
 """
@@ -63,12 +63,13 @@ SELECT count(*) FROM (SELECT 1 FROM prospects p WHERE p.campaign_id = $1 AND p.n
 CLAIM = f"""
 WITH due AS ({DUE}),
 flagged AS (
-    SELECT d.*, (EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lower(d.email)
-                         AND {suppressions.IN_CAMPAIGN_SCOPE})
-                 OR EXISTS (SELECT 1 FROM suppressions s
-                            WHERE s.entry = '@' || split_part(lower(d.email), '@', 2)
-                              AND {suppressions.IN_CAMPAIGN_SCOPE})) AS listed
-    FROM due d
+    -- One probe of suppressions_entry per prospect read (the address and its domain);
+    -- a LATERAL with LIMIT is never hashed, which would read the scope's whole list.
+    SELECT d.*, l.hit IS NOT NULL AS listed FROM due d
+    LEFT JOIN LATERAL (
+        SELECT true AS hit FROM suppressions s
+        WHERE s.entry = ANY(ARRAY[lower(d.email), '@' || split_part(lower(d.email), '@', 2)])
+          AND {suppressions.IN_CAMPAIGN_SCOPE} LIMIT 1) l ON true
 ),
 marked AS (
     UPDATE prospects SET status = 'suppressed'
@@ -145,7 +146,7 @@ async def claim_due(
             next_due = await conn.fetchval(NEXT_DUE, campaign_id, step, as_of)
         pending = None
         if len(picked) < limit:
-            pending = await conn.fetchval(_OPEN_COUNT, campaign_id, step,
+            pending = await conn.fetchval(OPEN_COUNT, campaign_id, step,
                                           limit + len(exclude_prospects) + 1)
     claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in picked]
     return DueBatch(claimed, next_due, pending, settled)

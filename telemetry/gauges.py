@@ -29,15 +29,16 @@ log = structlog.get_logger(__name__)
 
 REFRESH_SECONDS = 15.0
 
-# Due now: claimed rows waiting for the gate or a send, plus first steps of
-# running campaigns not claimed yet. Later steps become due one by one as
-# their delay passes and are counted once claimed.
+# Due now: claimed rows waiting for the gate or a send, plus prospects whose next
+# step is due and not claimed yet, read from the index of open work
+# (docs/decisions/0037): its cost is the backlog's size, not the campaigns'.
 _BACKLOG = """
 SELECT (SELECT count(*) FROM sends s JOIN campaigns c ON c.id = s.campaign_id
          WHERE c.state = 'running' AND s.state = 'queued')
-     + (SELECT count(*) FROM prospects p JOIN campaigns c ON c.id = p.campaign_id
-         WHERE c.state = 'running' AND p.status = 'active' AND NOT EXISTS
-               (SELECT 1 FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = 1
+     + (SELECT count(*) FROM campaigns c JOIN prospects p ON p.campaign_id = c.id
+         WHERE c.state = 'running' AND p.status = 'active' AND p.next_step IS NOT NULL
+           AND p.next_due_at <= now() AND NOT EXISTS
+               (SELECT 1 FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = p.next_step
                   AND s.prospect_id = p.id))
 """
 

@@ -89,3 +89,7 @@ CREATE TRIGGER sends_next_step_update AFTER UPDATE OF state ON sends FOR EACH RO
 CREATE TRIGGER sends_next_step_insert AFTER INSERT ON sends FOR EACH ROW
     WHEN (NEW.state NOT IN ('queued', 'sending', 'soft_bounced'))
     EXECUTE FUNCTION sends_keep_next_step();
+
+-- Restoring the limit store after Redis lost it (decision 0029) reads the attempts of
+-- the last few minutes; without this it read every attempt ever recorded.
+CREATE INDEX send_attempts_started ON send_attempts (started_at);
