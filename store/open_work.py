@@ -77,7 +77,8 @@ marked AS (
 ),
 ended AS (
     UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(), finished_at = now()
-    WHERE campaign_id = $1 AND prospect_id IN (SELECT id FROM marked)
+    -- (a prospect waiting for step $2 has no other open send: earlier steps ended)
+    WHERE campaign_id = $1 AND step = $2 AND prospect_id IN (SELECT id FROM marked)
       AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL RETURNING 1
 )
 SELECT prospect_id, mailbox_id, mailbox_email, due_at, listed,

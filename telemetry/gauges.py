@@ -32,14 +32,20 @@ REFRESH_SECONDS = 15.0
 # Due now: claimed rows waiting for the gate or a send, plus prospects whose next
 # step is due and not claimed yet, read from the index of open work
 # (docs/decisions/0037): its cost is the backlog's size, not the campaigns'.
+# Per running campaign (aggregates in LATERAL are planned per campaign, on the
+# partial indexes sends_open and prospects_open_work), and the "not claimed yet"
+# test as a scalar subquery: one primary-key probe per due prospect, never a hash
+# of every send.
 _BACKLOG = """
-SELECT (SELECT count(*) FROM sends s JOIN campaigns c ON c.id = s.campaign_id
-         WHERE c.state = 'running' AND s.state = 'queued')
-     + (SELECT count(*) FROM campaigns c JOIN prospects p ON p.campaign_id = c.id
-         WHERE c.state = 'running' AND p.status = 'active' AND p.next_step IS NOT NULL
-           AND p.next_due_at <= now() AND NOT EXISTS
-               (SELECT 1 FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = p.next_step
-                  AND s.prospect_id = p.id))
+SELECT coalesce(sum(q.n + u.n), 0) FROM campaigns c
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM sends s
+                    WHERE s.campaign_id = c.id AND s.state = 'queued') q
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM prospects p
+                    WHERE p.campaign_id = c.id AND p.status = 'active' AND p.next_step IS NOT NULL
+                      AND p.next_due_at <= now()
+                      AND (SELECT true FROM sends s WHERE s.campaign_id = p.campaign_id
+                             AND s.step = p.next_step AND s.prospect_id = p.id) IS NULL) u
+WHERE c.state = 'running'
 """
 
 
