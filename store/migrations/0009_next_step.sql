@@ -93,3 +93,8 @@ CREATE TRIGGER sends_next_step_insert AFTER INSERT ON sends FOR EACH ROW
 -- Restoring the limit store after Redis lost it (decision 0029) reads the attempts of
 -- the last few minutes; without this it read every attempt ever recorded.
 CREATE INDEX send_attempts_started ON send_attempts (started_at);
+
+-- The workers' gauge of sends whose outcome is unknown (telemetry/gauges.py), every
+-- 15 s: a count of a rare state, which the planner otherwise may answer by reading
+-- the whole ledger.
+CREATE INDEX sends_unknown ON sends (campaign_id) WHERE state = 'unknown';
