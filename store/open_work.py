@@ -9,9 +9,9 @@ when a send ends. A claim reads, per mailbox of the campaign, at most
 index ``prospects_open_work``, so its cost follows the page, not the campaign.
 
 The do-not-contact list (decision 0026) is checked on each prospect read: a listed
-one is never claimed; it becomes ``suppressed`` in the same statement (and its
-open sends that have not begun DATA end ``skipped``), which also takes it out of
-the index, so the next claim does not read it again.
+one is never claimed; it becomes ``suppressed`` at once (and its open send that
+has not begun DATA ends ``skipped``), which also takes it out of the index, so
+the next claim does not read it again.
 """
 
 from __future__ import annotations
@@ -70,20 +70,21 @@ flagged AS (
         SELECT true AS hit FROM suppressions s
         WHERE s.entry = ANY(ARRAY[lower(d.email), '@' || split_part(lower(d.email), '@', 2)])
           AND {suppressions.IN_CAMPAIGN_SCOPE} LIMIT 1) l ON true
-),
-marked AS (
-    UPDATE prospects SET status = 'suppressed'
-    WHERE id IN (SELECT prospect_id FROM flagged WHERE listed) AND status = 'active' RETURNING id
-),
-ended AS (
-    UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(), finished_at = now()
-    -- (a prospect waiting for step $2 has no other open send: earlier steps ended)
-    WHERE campaign_id = $1 AND step = $2 AND prospect_id IN (SELECT id FROM marked)
-      AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL RETURNING 1
 )
-SELECT prospect_id, mailbox_id, mailbox_email, due_at, listed,
-       (SELECT count(*) FROM ended) AS skipped
-FROM flagged ORDER BY due_at, prospect_id
+SELECT prospect_id, mailbox_id, mailbox_email, due_at, listed FROM flagged ORDER BY due_at, prospect_id
+"""
+
+# The listed prospects a claim met ($3): 'suppressed', and their open send of this
+# step (a prospect waiting for step $2 has no other: earlier steps ended) 'skipped'
+# unless DATA began. Its own statement, run only when there are some: as a CTE of
+# the claim, the planner could read every send of the step to find none.
+SETTLE_LISTED = """
+WITH marked AS (
+    UPDATE prospects SET status = 'suppressed' WHERE id = ANY($3::bigint[]) AND status = 'active' RETURNING id
+)
+UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(), finished_at = now()
+WHERE campaign_id = $1 AND step = $2 AND prospect_id = ANY(ARRAY(SELECT id FROM marked))
+  AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL
 """
 
 
@@ -125,10 +126,11 @@ async def claim_due(
         for _ in range(_SETTLE_ROUNDS):
             rows = await conn.fetch(CLAIM, campaign_id, step, as_of, exclude_prospects,
                                     blocked_mailboxes, per_mailbox)
-            listed = sum(1 for r in rows if r["listed"])
-            settled += listed
+            listed = [r["prospect_id"] for r in rows if r["listed"]]
             if not listed:
                 break
+            await conn.execute(SETTLE_LISTED, campaign_id, step, listed)
+            settled += len(listed)
         picked = [r for r in rows if not r["listed"]][:limit]
         if picked:
             await conn.execute(

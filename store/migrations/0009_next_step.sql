@@ -8,6 +8,13 @@
 -- ends 'sent' makes the next step due its delay after sent_at (or ends the sequence
 -- after the last step); one that ends otherwise ends the sequence; a final send
 -- opened again (an operator's retry) makes its step due again.
+--
+-- needs a pause: the backfill reads every send and rewrites every prospect while
+-- holding both tables; sends that end meanwhile would wait for it (or, on a large
+-- ledger, time out). Pause the campaigns, migrate, roll the workers, resume.
+
+-- No send changes state between the backfill and the trigger that takes over.
+LOCK TABLE sends IN SHARE ROW EXCLUSIVE MODE;
 
 ALTER TABLE prospects
     ADD COLUMN next_step integer DEFAULT 1,
