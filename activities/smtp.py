@@ -55,7 +55,7 @@ from mail.outcomes import (
 from mail.replies import SmtpReply
 from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
-from store import ledger, sender_identity
+from store import ledger
 from store.accounts import MailboxRecord, SendingMailbox
 from store.address_hash import every_hash
 from store.ledger import Reply, SendContext
@@ -149,7 +149,7 @@ class SendActivities:
         structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
             return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
-        identity = await sender_identity.for_send(self._pool, k.campaign_id, ctx.mailbox_id)
+        identity = ctx.identity  # read with the context (store.sender_identity.for_send's columns)
         try:
             message = build_message(_outgoing(mailbox, ctx, identity, self._links(at, ctx, identity)))
         except (ValueError, TemplateError) as exc:

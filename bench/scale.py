@@ -97,7 +97,7 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
                        CASE WHEN r < $3 THEN 1 WHEN r < $3 + $4 + $5 THEN 2 END,
                        CASE WHEN r < $3 THEN '-infinity'::timestamptz
                             WHEN r < $3 + $4 THEN now() - interval '1 hour' * (1 + r % 24)
-                            WHEN r < $3 + $4 + $5 THEN now() + interval '1 day' + interval '1 minute' * (r % 2880)
+                            WHEN r < $3 + $4 + $5 THEN now() + interval '1 minute' * (1440 + r % 2880)
                        END
                 FROM (SELECT g, (g::bigint * 7919) % $6 AS r FROM generate_series(0, $6 - 1) g) x
                 """,

@@ -25,6 +25,7 @@ from store.db import outlasting_restarts
 from store.open_work import Claimed as Claimed
 from store.open_work import DueBatch as DueBatch
 from store.open_work import claim_due as claim_due  # the claim lives there (decision 0037)
+from store.sender_identity import SenderIdentity
 
 # How long the outcome of an SMTP transaction waits for PostgreSQL to come back
 # (well inside the send activity's start-to-close, 120 s by default).
@@ -51,6 +52,7 @@ class SendContext:
     workspace_id: str
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
     mailbox: SendingMailbox  # read in the same query: one round trip per attempt (decision 0038)
+    identity: SenderIdentity  # who the message says it is from (decision 0031), same query
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
@@ -64,7 +66,8 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
                          WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
                            AND e.step = ANY(array(SELECT generate_series(1, $2 - 1)))
                            AND e.state = 'sent'), '{}') AS earlier,
-               m AS mailbox
+               m AS mailbox, coalesce(c.from_name, m.from_name) AS from_name, m.reply_to,
+               coalesce(m.unsubscribe_mailto, m.email) AS unsubscribe_mailto, c.unsubscribe
         FROM sends s
         JOIN campaigns c ON c.id = s.campaign_id
         JOIN prospects p ON p.id = s.prospect_id
@@ -82,6 +85,8 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         prospect_status=row["status"], fields=dict(row["fields"]), subject=row["subject"],
         body=row["body"], workspace_id=row["workspace_id"], earlier_message_ids=list(row["earlier"]),
         mailbox=sending_mailbox(row["mailbox"]),
+        identity=SenderIdentity(row["from_name"], row["reply_to"], row["unsubscribe_mailto"],
+                                row["unsubscribe"] == "header_and_footer"),
     )
 
 
