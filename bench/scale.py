@@ -88,7 +88,10 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
                  (campaign_id, 2, "Re: " + SUBJECT, BODY, FOLLOW_UP_DELAY)],
             )
             # rank: a permutation of 0..N-1 (7919 is prime, coprime with the sizes used);
-            # class by rank: fresh, due for step 2, waiting for step 2, finished.
+            # class by rank: fresh, due for step 2, waiting for step 2, finished. Every
+            # seeded send is over 48 h old, so the run's fresh Redis has nothing of the
+            # seed to rebuild (limits.store.KEEP): a Redis loss costs reads of the
+            # mailboxes' last 48 h of sends, whatever the campaign's size.
             await conn.execute(
                 """
                 INSERT INTO prospects (campaign_id, email, fields, mailbox_id, next_step, next_due_at)
@@ -97,7 +100,7 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
                        CASE WHEN r < $3 THEN 1 WHEN r < $3 + $4 + $5 THEN 2 END,
                        CASE WHEN r < $3 THEN '-infinity'::timestamptz
                             WHEN r < $3 + $4 THEN now() - interval '1 hour' * (1 + r % 24)
-                            WHEN r < $3 + $4 + $5 THEN now() + interval '1 minute' * (1440 + r % 2880)
+                            WHEN r < $3 + $4 + $5 THEN now() + interval '1 minute' * (60 + r % 1380)
                        END
                 FROM (SELECT g, (g::bigint * 7919) % $6 AS r FROM generate_series(0, $6 - 1) g) x
                 """,
