@@ -43,9 +43,17 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
+# Custom plans (docs/decisions/0038): asyncpg prepares every statement, and after five
+# runs PostgreSQL may keep a generic plan for the connection's life. One made while
+# the ledger was small (or analyzed empty) scanned all of `sends` for a primary-key
+# update, and kept doing so as the ledger grew.
+_SESSION = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool: Any = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, connection_class=_Connection
+        url, min_size=min_size, max_size=max_size, init=_init_connection, connection_class=_Connection,
+        server_settings=_SESSION,
     )
     return pool  # type: ignore[no-any-return]
 

@@ -56,16 +56,17 @@ class SendContext:
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
-    # The earlier steps by their keys (one probe each), not a range over the
-    # campaign's earlier steps filtered by prospect: that would read the whole campaign.
+    # The earlier steps by their whole key (one probe of the primary key each, which
+    # the planner takes even with no statistics), not a range over the campaign's
+    # earlier steps filtered by prospect: that would read the whole campaign.
     row = await pool.fetchrow(
         """
         SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
                s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body, c.workspace_id,
-               coalesce((SELECT array_agg(e.message_id ORDER BY e.step) FROM sends e
-                         WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
-                           AND e.step = ANY(array(SELECT generate_series(1, $2 - 1)))
-                           AND e.state = 'sent'), '{}') AS earlier,
+               coalesce((SELECT array_agg(e.message_id ORDER BY e.step)
+                         FROM generate_series(1, $2 - 1) k
+                         JOIN sends e ON e.campaign_id = $1 AND e.step = k AND e.prospect_id = $3
+                         WHERE e.state = 'sent'), '{}') AS earlier,
                m AS mailbox, coalesce(c.from_name, m.from_name) AS from_name, m.reply_to,
                coalesce(m.unsubscribe_mailto, m.email) AS unsubscribe_mailto, c.unsubscribe
         FROM sends s
