@@ -97,6 +97,21 @@ CREATE TRIGGER sends_next_step_insert AFTER INSERT ON sends FOR EACH ROW
     WHEN (NEW.state NOT IN ('queued', 'sending', 'soft_bounced'))
     EXECUTE FUNCTION sends_keep_next_step();
 
+-- A step's delay changed on a running campaign: every prospect waiting for that step
+-- falls due the new delay after its previous step was sent, whoever changed it.
+CREATE FUNCTION steps_reschedule() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE prospects p SET next_due_at = step_due_at(p.campaign_id, p.next_step, s.sent_at)
+    FROM sends s
+    WHERE p.campaign_id = NEW.campaign_id AND p.next_step = NEW.step AND NEW.step > 1
+      AND s.campaign_id = p.campaign_id AND s.step = NEW.step - 1 AND s.prospect_id = p.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER steps_reschedule AFTER UPDATE OF delay_seconds ON steps FOR EACH ROW
+    WHEN (OLD.delay_seconds IS DISTINCT FROM NEW.delay_seconds)
+    EXECUTE FUNCTION steps_reschedule();
+
 -- Restoring the limit store after Redis lost it (decision 0029) reads the attempts of
 -- the last few minutes; without this it read every attempt ever recorded.
 CREATE INDEX send_attempts_started ON send_attempts (started_at);

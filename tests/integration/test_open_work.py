@@ -154,8 +154,10 @@ async def test_a_changed_delay_moves_the_prospects_waiting_for_the_step(db: asyn
     await claim(db, campaign_id)
     await send(db, campaign_id, 1, ids[0])
     sent_at = await db.fetchval("SELECT sent_at FROM sends WHERE prospect_id = $1", ids[0])
+    # Whoever changes the delay (the campaign update control): the steps trigger moves it.
     await db.execute("UPDATE steps SET delay_seconds = 60 WHERE campaign_id = $1 AND step = 2", campaign_id)
-    assert await open_work.reschedule_step(db, campaign_id, 2) == 1
+    assert await open_step(db, ids[0]) == (2, sent_at + timedelta(seconds=60))
+    assert await open_work.reschedule_step(db, campaign_id, 2) == 1  # the same, asked for
     assert await open_step(db, ids[0]) == (2, sent_at + timedelta(seconds=60))
 
 
