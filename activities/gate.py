@@ -23,7 +23,7 @@ from config.names import GATE_SEND
 from limits.policy import LimitPolicy
 from limits.store import KEEP, Admission, AdmitRequest, GateLimit, LimitStore, Restoration, Verdict
 from store.accounts import MailboxRecord, mailbox_record
-from store.ledger import mailbox_sends_since
+from store.ledger import any_open, mailbox_sends_since
 from store.limit_history import limit_history
 from telemetry.metrics import GATE_WAITS, LIMIT_STORE_RESTORES
 
@@ -41,6 +41,11 @@ class GateActivities:
         self._policy = policy
         self._paused_recheck = timedelta(seconds=paused_recheck)
         self._probe_ttl = timedelta(seconds=send_timeout + 30)
+        # A full day whose places are held by sends still open is looked at again once
+        # they have ended: one that goes back to the queue unsent gives its place back
+        # (decision 0019, item 7), which a step skipping the mailbox until its next day
+        # would leave unused.
+        self._cap_recheck = timedelta(seconds=send_timeout + 30)
         self._mailboxes: dict[str, tuple[float, MailboxRecord]] = {}
         self._provider_sizes: dict[str, tuple[float, int]] = {}
 
@@ -79,6 +84,9 @@ class GateActivities:
         GATE_WAITS.labels(limit=admission.limit, provider=mailbox.provider).inc()
         if admission.limit is GateLimit.MAILBOX_PAUSED:
             until = now + self._paused_recheck  # a resume may come at any moment
+        elif admission.limit in (GateLimit.DAILY_CAP, GateLimit.ROLLING_CAP) and await any_open(
+                self._pool, await self._store.day_holders(mailbox.id, now - timedelta(days=1))):
+            until = min(until, now + self._cap_recheck)
         return GateResult(verdict=GateVerdict.WAIT, until=mailbox.window.next_open(until),
                           reason=admission.reason)
 

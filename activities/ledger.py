@@ -14,22 +14,25 @@ from activities.models import (
     DueSendsResult,
     SettleFailedInput,
 )
-from config.names import DUE_SENDS, SET_CAMPAIGN_STATE, SETTLE_SEND
+from config.names import DUE_SENDS, FINISH_CAMPAIGN, SET_CAMPAIGN_STATE, SETTLE_SEND
+from config.secrets import KeyRing
 from mail.message import message_id_for
 from mail.outcomes import LedgerState
-from store import campaigns, ledger
+from store import campaign_controls, campaigns, ledger
 
 log = structlog.get_logger(__name__)
 
 
 class LedgerActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing | None = None) -> None:
         self._pool = pool
+        # Keyed Message-IDs (decision 0036); without a ring (older callers) the plain digest.
+        self._id_key = ring.derived_key("message-id") if ring is not None else None
 
     @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
         def message_id(prospect_id: int, domain: str) -> str:
-            return message_id_for(inp.campaign_id, inp.step, prospect_id, domain)
+            return message_id_for(inp.campaign_id, inp.step, prospect_id, domain, self._id_key)
 
         batch = await ledger.claim_due(
             self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit, inp.per_mailbox,
@@ -50,6 +53,11 @@ class LedgerActivities:
         log.warning("send_settled", campaign_id=k.campaign_id, step=k.step,
                     prospect_id=k.prospect_id, state=state, reason=inp.reason)
         return state
+
+    @activity.defn(name=FINISH_CAMPAIGN)
+    async def finish_campaign(self, campaign_id: str) -> bool:
+        """Completed, unless prospects added meanwhile still have steps to go."""
+        return await campaign_controls.finish(self._pool, campaign_id)
 
     @activity.defn(name=SET_CAMPAIGN_STATE)
     async def set_campaign_state(self, inp: CampaignStateInput) -> None:

@@ -257,6 +257,8 @@ class SendActivities:
             await self._judge_bounce_rate(at)
         if d.refund and at.inp.reservation:
             await self._best_effort(self._store.refund(at.known_mailbox.provider, at.inp.reservation))
+        if d.releases_day:
+            await self._release_day(at)
         _count(d.metric)
         if d.retry is not None:
             head = "host busy" if d.retry is Retry.HOST_BUSY else d.recorded
@@ -273,6 +275,15 @@ class SendActivities:
                     else "" if d.exhausted else error),
             retry_at=retry_at, pause=d.pause,
         )
+
+    async def _release_day(self, at: _Attempt) -> None:
+        """Nothing was sent: the send's place in its mailbox's day goes back, in the
+        ledger first (what a rebuild counts), then in Redis, so that a mailbox whose cap
+        binds sends exactly its cap (a held place would go unused until tomorrow)."""
+        k = at.inp.key
+        await ledger.release_day(self._pool, k.campaign_id, k.step, k.prospect_id)
+        if at.mailbox is not None:  # else its limits were never touched
+            await self._best_effort(self._store.release_day(at.mailbox.id, str(k)))
 
     async def _judge_bounce_rate(self, at: _Attempt) -> None:
         """After a hard bounce is recorded: the bounce-rate guard. Its failure must not

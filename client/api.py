@@ -16,18 +16,20 @@ from temporalio.service import RPCError
 
 from activities.models import MailboxInput
 from client import ClientError, InvalidState
+from client.campaign_controls import CampaignControls
 from config.names import (
     CAMPAIGN_ID_ATTR,
     MAILBOX_IDS_ATTR,
     campaign_workflow_id,
     mailbox_workflow_id,
     send_task_queue,
+    step_workflow_id,
 )
 from config.secrets import key_ring
 from config.settings import Settings
 from mail.sender_dns import SenderReport, TxtLookup
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaigns, erasure, sender_dns, suppressions
+from store import accounts, campaign_controls, campaigns, erasure, sender_dns, suppressions
 from store.db import create_pool
 from store.erasure import Erasure
 from store.suppressions import Scope, Suppression
@@ -35,6 +37,10 @@ from workers.main import connect_temporal
 from workflows.campaign import CampaignWorkflow
 from workflows.mailbox import MailboxWorkflow
 from workflows.models import CampaignInput, MailboxStatus, StepTuning
+
+# How long a cancel may take before the steps' latest runs are cancelled directly
+# (see OutreachClient._cancel_steps_directly).
+_STEP_CANCEL_AFTER = 10.0
 
 _ACK_TIMEOUT = 30.0  # how long a pause may take to be in force before we say so
 
@@ -53,7 +59,7 @@ def tuning_from(settings: Settings) -> StepTuning:
     )
 
 
-class OutreachClient:
+class OutreachClient(CampaignControls):
     def __init__(self, settings: Settings, temporal: Client, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.temporal = temporal
@@ -90,6 +96,7 @@ class OutreachClient:
                 id_prefix=self.settings.task_queue, campaign_id=campaign_id,
                 delays=[timedelta(seconds=r["delay_seconds"]) for r in delays],
                 tuning=tuning_from(self.settings),
+                open=await campaign_controls.open_for_prospects(self.pool, campaign_id),
             ),
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,
@@ -119,13 +126,31 @@ class OutreachClient:
         """Cancel a campaign and wait until every open send has a final state."""
         handle = await self._running_campaign(campaign_id)
         await handle.cancel()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        steps_told = False
+        while time.monotonic() < started + wait:
             state = (await campaigns.campaign_info(self.pool, campaign_id)).state
             if state == "cancelled":
                 return state
+            if not steps_told and time.monotonic() > started + _STEP_CANCEL_AFTER:
+                await self._cancel_steps_directly(campaign_id)
+                steps_told = True
             await asyncio.sleep(0.2)
         raise ClientError(f"campaign {campaign_id}: cancellation requested, not confirmed in {wait}s")
+
+    async def _cancel_steps_directly(self, campaign_id: str) -> None:
+        """A campaign run started before the reopenable-steps patch awaits each step's
+        first run and cancels that run, which is closed once the step continued as new:
+        the cancel is lost and the campaign waits for ever. Cancelling each step's
+        latest run (no run id) ends the chain, and the campaign's cancel goes on."""
+        info = await campaigns.campaign_info(self.pool, campaign_id)
+        for k in range(1, info.steps + 1):
+            step = self.temporal.get_workflow_handle(
+                step_workflow_id(self.settings.task_queue, campaign_id, k))
+            try:
+                await step.cancel()
+            except RPCError:
+                pass  # already closed
 
     async def campaign_status(self, campaign_id: str) -> dict[str, Any]:
         return await campaigns.campaign_status(self.pool, campaign_id)

@@ -16,8 +16,10 @@ import click
 
 from client import ClientError
 from client.api import OutreachClient
+from client.campaign_cli import register as register_campaign_controls
 from client.codec_server import codec_server
 from client.dns_cli import check_dns
+from client.inbox_cli import inbox
 from client.keys_cli import keys
 from client.prospects_cli import prospects
 from client.suppress_cli import suppress
@@ -157,8 +159,18 @@ async def mailboxes_status(mailbox_id: str | None, as_json: bool) -> None:
         state = f"paused ({r['pause_reason']})" if r["paused"] else "active"
         click.echo(
             f"{r['id']:<20} {r['email']:<32} {r['provider']:<8} {state:<30}"
-            f" today {r['sent_today']}/{r['daily_limit']}"
+            f" today {r['sent_today']}/{r['daily_limit']}  {inbox_state(r)}"
         )
+
+
+def inbox_state(row: dict[str, Any]) -> str:
+    """What `mailboxes status` says about reading the mailbox's inbox."""
+    if not row["reads_replies"]:
+        return "inbox: not read (no IMAP settings), replies are not seen"
+    if row["inbox_error"]:
+        return f"inbox: failing ({row['inbox_error']})"
+    read_at = row["inbox_read_at"]
+    return f"inbox: read {read_at:%Y-%m-%d %H:%M:%S}Z" if read_at else "inbox: not read yet"
 
 
 # outreach campaigns ...
@@ -170,18 +182,26 @@ def campaigns() -> None:
 
 @campaigns.command("create")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--open", "is_open", is_flag=True,
+              help="Keep it running for prospects added later, until `campaigns close` (as `open: true`).")
 @run_async
-async def campaigns_create(file: Path) -> None:
+async def campaigns_create(file: Path, is_open: bool) -> None:
     """Create a campaign from a YAML FILE; prints its id on the last line."""
+    from dataclasses import replace
+
     from specs.loading import load_campaign_file
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
+    if is_open:
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"created campaign with {created.prospects} prospect(s),"
-               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)")
+               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
+               + (f", {created.active_elsewhere} skipped (active in another running campaign)"
+                  if created.active_elsewhere else ""))
     click.echo(created.id)
 
 
@@ -230,11 +250,16 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
     click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
                f" {sum(prospects.values())} prospects")
     click.echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
+    replies = {r["step"]: r for r in status.get("replies", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
+        answered = replies.get(step["step"], {})
+        reply = ""
+        if answered.get("replies"):
+            reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
         click.echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
-                   f" {counts or 'nothing yet'}")
+                   f" {counts or 'nothing yet'}{reply}")
     eta = progress["eta_seconds"]
     click.echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
                f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
@@ -349,6 +374,19 @@ async def trace(target: str) -> None:
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)
             for url in urls or [execution_url(settings, wid)]:
                 click.echo(f"    {url}")
+    await _echo_inbound([p.id for p in prospects])
+
+
+async def _echo_inbound(prospect_ids: list[int]) -> None:
+    """What the inboxes held from these prospects, with its class (issue 14)."""
+    from store.inbound import inbound_of
+
+    for m in await with_pool(lambda pool: inbound_of(pool, prospect_ids)):
+        verdict = f" ({m['verdict']})" if m["verdict"] else ""
+        click.echo(f"  inbound for prospect {m['prospect_id']}: {m['class']}{verdict}"
+                   f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
+                   f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
+                   f" (by {m['matched_by']})")
 
 
 async def _temporal_or_none() -> Any:
@@ -467,6 +505,8 @@ main.add_command(suppress)
 main.add_command(unsubscribe_server)
 main.add_command(prospects)
 mailboxes.add_command(check_dns)
+register_campaign_controls(main, campaigns, mailboxes, prospects)
+main.add_command(inbox)
 
 
 def run() -> None:

@@ -15,7 +15,7 @@ from store import erasure
 
 @click.group()
 def prospects() -> None:
-    """One person's data across campaigns."""
+    """Prospects: end one's sequence in a campaign, or erase a person everywhere."""
 
 
 @prospects.command("forget")

@@ -35,12 +35,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.inbox_models import InboxPollInput, WebhookInput
 from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
 from config.codec import KEY_ID, PayloadEncryption
 from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
 from config.settings import Settings
 
-JOBS = ("cleanup", "health-check", "reconcile")
+JOBS = ("cleanup", "health-check", "reconcile", "inbox-poll")
 _FINGERPRINT = "outreach_config"
 
 
@@ -65,7 +66,13 @@ def jobs(settings: Settings) -> list[Job]:
             timedelta(seconds=settings.health_check_interval_seconds)),
         Job("reconcile", "ReconcileWorkflow", ReconcileInput(timeout=timeout),
             timedelta(seconds=settings.reconcile_interval_seconds)),
-    ]
+        Job("inbox-poll", "InboxPollWorkflow", InboxPollInput(
+            max_message_bytes=settings.inbox_max_message_bytes,
+            match_window=timedelta(days=settings.reply_match_days),
+            imap_timeout_seconds=settings.imap_timeout_seconds, timeout=timeout,
+        ), timedelta(seconds=settings.inbox_poll_seconds)),
+    ] + ([Job("webhook", "WebhookWorkflow", WebhookInput(timeout=timeout),
+              timedelta(seconds=settings.inbox_poll_seconds))] if settings.webhook_url else [])
 
 
 def build_schedule(settings: Settings, job: Job) -> Schedule:
@@ -141,7 +148,7 @@ async def _fingerprint(client: Client, schedule: Schedule) -> str | None:
 async def describe_schedules(client: Client, settings: Settings) -> list[dict[str, Any]]:
     """What ``outreach schedules list`` prints, one entry per maintenance schedule."""
     rows: list[dict[str, Any]] = []
-    for job in JOBS:
+    for job in [j.name for j in jobs(settings)]:  # "webhook" only when a URL is set
         sid = schedule_id(settings.task_queue, job)
         try:
             d = await client.get_schedule_handle(sid).describe()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 import secrets as _secrets
@@ -98,6 +100,11 @@ class KeyRing:
             if kid == key_id:
                 return key
         raise UnknownKeyId(key_id)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` alone (e.g. keyed Message-IDs), from the newest key:
+        HMAC-SHA256 of the purpose's name, so it reveals nothing about the ring."""
+        return hmac.new(self.keys[0][1], f"outreach:{purpose}".encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> tuple[str, bytes]:
         """(key id, nonce + ciphertext + tag) under the newest key."""

@@ -162,6 +162,18 @@ class Settings(BaseSettings):
     bounce_guard_rate: float = Field(default=0.05, ge=0, le=1)
     # `mailboxes check-dns`: the DNS server to ask, "host:port"; empty is the system's.
     dns_resolver: str = ""
+    # Reading inboxes (inbox/, docs/decisions/0034): how often each mailbox's folders are
+    # read, the largest message read whole (larger ones are classified from their
+    # headers), how long a sent Message-ID is kept for matching replies, and the
+    # bound on each IMAP command.
+    inbox_poll_seconds: float = Field(default=60.0, gt=0)
+    inbox_max_message_bytes: int = Field(default=2 * 2**20, ge=1024)
+    reply_match_days: float = Field(default=90.0, gt=0)
+    imap_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Replies, bounces, unsubscribes and complaints POSTed here (HMAC-SHA256 of the body
+    # with the secret in X-Outreach-Signature) by the `webhook` schedule; empty: none.
+    webhook_url: str = Field(default="", repr=False)
+    webhook_secret: str = Field(default="", repr=False)
 
     @field_validator("redis_sentinels")
     @classmethod

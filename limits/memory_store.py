@@ -160,6 +160,17 @@ class MemoryLimitStore:
             entries = self._providers.get(provider, [])
             self._providers[provider] = [e for e in entries if e[1] != reservation]
 
+    async def day_holders(self, mailbox_id: str, since: datetime) -> list[str]:
+        async with self._lock:
+            box = self._mailboxes.get(mailbox_id)
+            return [k for k, t in box.reserved.items() if t >= ms(since)] if box else []
+
+    async def release_day(self, mailbox_id: str, send_key: str) -> None:
+        async with self._lock:
+            box = self._mailboxes.get(mailbox_id)
+            if box is not None:
+                box.reserved.pop(send_key, None)
+
     async def set_paused(self, mailbox_id: str, paused: bool, reason: str) -> None:
         async with self._lock:
             box = self._mailboxes.setdefault(mailbox_id, _Mailbox())

@@ -119,6 +119,15 @@ class RedisLimitStore:
         with _unavailable_on_redis_error():
             await self._redis.zrem(self._key("provider", provider, "window"), reservation)
 
+    async def day_holders(self, mailbox_id: str, since: datetime) -> list[str]:
+        with _unavailable_on_redis_error():
+            keys = await self._redis.zrangebyscore(self._mailbox_keys(mailbox_id)[1], ms(since), "+inf")
+        return [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+
+    async def release_day(self, mailbox_id: str, send_key: str) -> None:
+        with _unavailable_on_redis_error():
+            await self._redis.zrem(self._mailbox_keys(mailbox_id)[1], send_key)
+
     async def rebuild_mailbox(
         self, mailbox_id: str, paused: bool, reason: str, sends: list[tuple[str, datetime]]
     ) -> None:

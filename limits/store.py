@@ -115,6 +115,15 @@ class LimitStore(Protocol):
         """Give back a provider slot that was not used (nothing was sent)."""
         ...
 
+    async def day_holders(self, mailbox_id: str, since: datetime) -> list[str]:
+        """The send keys holding a place in the mailbox's budget since ``since``."""
+        ...
+
+    async def release_day(self, mailbox_id: str, send_key: str) -> None:
+        """Give back a send's place in its mailbox's day: nothing was sent and the send
+        went back to the queue, so the gate counts it again only if it comes back."""
+        ...
+
     async def acquire_lease(
         self, scope: str, lease_id: str, limit: int, now: datetime, ttl: timedelta,
         generation: str = "",

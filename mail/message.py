@@ -11,6 +11,7 @@ short), and subject and body sizes are bounded.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -56,19 +57,28 @@ class OutgoingMail(BaseModel):
     unsubscribe_mailto: str | None = None
 
 
-def message_id_for(campaign_id: str, step: int, prospect_id: int, domain: str) -> str:
+def message_id_for(
+    campaign_id: str, step: int, prospect_id: int, domain: str, key: bytes | None = None
+) -> str:
     """The Message-ID of one send: the same send always gets the same id.
 
-    `domain` is usually the mailbox's; an internationalised one is punycoded."""
+    `domain` is usually the mailbox's; an internationalised one is punycoded.
+    With ``key`` (the key ring's message-id key) the digest is an HMAC, so nobody
+    without the key can write the id of a send they did not receive, e.g. in a
+    forged References header (docs/decisions/0036). Each send's id is fixed in its
+    ledger row when it is claimed: changing this changes only sends claimed later."""
     try:
         domain = domain.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
         raise InvalidMessage(f"invalid domain {domain!r}") from exc
     if not _ID_PART.fullmatch(campaign_id) or not _ID_PART.fullmatch(domain):
         raise InvalidMessage("campaign id and domain must be dot-atoms of [A-Za-z0-9_-]")
-    key = f"{campaign_id}.{step}.{prospect_id}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return f"<{key}.{digest}@{domain}>"
+    send_key = f"{campaign_id}.{step}.{prospect_id}"
+    if key is None:
+        digest = hashlib.sha256(send_key.encode()).hexdigest()[:12]
+    else:
+        digest = hmac.new(key, send_key.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"<{send_key}.{digest}@{domain}>"
 
 
 def normalize_address(address: str) -> str:

@@ -190,6 +190,10 @@ class SendDecision:
     metric: str  # outreach_sends' outcome label
     breaker: Breaker | None  # None: the breaker records nothing
     refund: bool  # give back the provider slot the gate reserved: nothing was sent
+    # Give back the mailbox's day slot: nothing was sent and the send goes back to the
+    # step's queue (or ends unsent), so it must not count against today's cap; a send
+    # raised for a Temporal retry keeps it (the retry goes without asking the gate).
+    releases_day: bool
     push_back: bool  # back the whole host off, for every worker
     suppress: bool  # never mail this prospect again
     pause: PauseKind | None  # pause the mailbox, to be lifted by this kind
@@ -270,6 +274,8 @@ def decide(result: Event | Refused, attempt: int, policy: AttemptPolicy) -> Send
     return SendDecision(
         ledger=ledger, recorded=recorded, outcome=None if retry else row.outcome, retry=retry,
         exhausted=exhausted, metric=retry.counted_as if retry else row.outcome.value,
-        breaker=row.breaker, refund=row.refund and attempt == 1, push_back=row.push_back,
+        breaker=row.breaker, refund=row.refund and attempt == 1,
+        releases_day=retry is None and ledger in (None, LedgerState.QUEUED, LedgerState.SKIPPED),
+        push_back=row.push_back,
         suppress=row.suppress, pause=pause.kind if pause else None, pause_reason=pause,
     )

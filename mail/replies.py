@@ -63,11 +63,18 @@ def _words(pattern: str) -> re.Pattern[str]:
 _YAHOO_DEFERRED = re.compile(r"\bTSS04\b")  # 421 4.7.0 [TSS04] temporarily deferred
 _MICROSOFT_BUSY = re.compile(r"\bS775\b")  # 451 4.7.500 Server busy ... (S775)
 _MICROSOFT_BLOCK_LIST = re.compile(r"\bS31(40|50)\b")  # 550 5.7.1 ... our block list (S3150)
-_STOREDRV = re.compile(r"STOREDRV", re.IGNORECASE)  # Exchange Online submission store
+# Exchange Online's submission store; STOREDRV.Deliver is the recipient's store (a full
+# mailbox there is theirs, not our sending quota).
+_STOREDRV = re.compile(r"STOREDRV(?!\.Deliver)", re.IGNORECASE)
 _SEND_AS_DENIED = _words(r"SendAsDenied")
 # The mailbox's own sending allowance, not the recipient's mailbox quota ("over quota").
 _SENDING_QUOTA = _words(r"sending (limit|quota)|daily .{0,30}limit|RefuseQuota|RateLimitExceeded")
-_MAILBOX_FULL = _words(r"mailbox (is )?full|over quota|storage allocation|insufficient storage")
+# The recipient's mailbox is full: "exceeds quota", "quota exceeded", "storage full".
+_MAILBOX_FULL = _words(
+    r"mailbox (is )?full|over ?quota|storage allocation|insufficient storage|storage (is )?full"
+    r"|exceed(s|ed)? (the |its |his |her |their )?(storage |disk |mailbox )?quota"
+    r"|quota (exceeded|full)|mailbox size limit"
+)
 _GREYLISTED = _words(r"gr[ae]y ?list")
 _SENDER_WORDING = _words(
     r"sender|relay|spam|unsolicited|reputation|blocked|block ?list|blacklist|denylist|banned"
@@ -153,7 +160,8 @@ def _recipient(reply: _Reply) -> ReplyClass | None:
     if reply.detail in ("1.7", "1.8"):
         return ReplyClass.SENDER_PROBLEM
     # Mailbox full (x.2.2) is often temporary even when sent as 5xx: retry, don't suppress.
-    if reply.detail == "2.2" or reply.has(_MAILBOX_FULL):
+    # A bare 552 is RFC 5321's "exceeded storage allocation": the same.
+    if reply.detail == "2.2" or reply.has(_MAILBOX_FULL) or (reply.code == 552 and reply.detail is None):
         return ReplyClass.SOFT_BOUNCE
     # 5.1.x bad mailbox or domain (5.1.10: Microsoft RecipientNotFound / null MX),
     # 5.2.1 mailbox disabled.

@@ -40,6 +40,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histories: the test-only key
 
+from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
 from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
@@ -57,6 +58,7 @@ from config.settings import Settings  # noqa: E402
 from localsmtp.server import LocalSmtpServer  # noqa: E402
 from specs.loading import load_campaign_file  # noqa: E402
 from specs.mailboxes import MailboxSpec  # noqa: E402
+from specs.prospects import Prospect  # noqa: E402
 from store.db import create_pool  # noqa: E402
 from store.importer import create_campaign, import_mailboxes  # noqa: E402
 from store.migrate import migrate  # noqa: E402
@@ -85,6 +87,7 @@ _ENDINGS = {
 
 _RESULTS: dict[str, type[Any]] = {
     "cleanup": CleanupResult, "health-check": HealthCheckResult, "reconcile": ReconcileResult,
+    "inbox-poll": InboxPollResult, "webhook": WebhookResult,
 }
 
 
@@ -259,6 +262,46 @@ async def campaign_paused_and_resumed(stack: Stack) -> None:
     await save_step_runs(stack, "campaign-paused-resumed", handle.id, cid, steps=1)
 
 
+async def campaigns_taking_prospects(stack: Stack) -> None:
+    """Prospects added to running campaigns (docs/decisions/0039): to one whose step 1
+    had ended (started again), and to an open one, whose steps are told, then closed
+    after a step's delay was edited."""
+    inbox = stack.inbox
+    steps = [{"subject": "Hello {{ first_name }}", "body": "A first note."},
+             {"delay": "3s", "body": "A follow-up."}]
+    cid = await new_campaign(stack, ["mb-a"], steps, ["early@example.com"])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: bool(inbox.messages_to("early@example.com")), timeout=60)
+    step1 = stack.temporal.get_workflow_handle(step_workflow_id(stack.settings.task_queue, cid, 1))
+    await asyncio.wait_for(step1.result(), 60)
+    await stack.client.add_prospects(cid, [Prospect("late@example.com", {"first_name": "Late"}, "")])
+    await closed(handle)
+    if len(inbox.messages_to("late@example.com")) != 2:
+        raise RecordingFailed("the prospect added after step 1 ended did not get both steps")
+    await save(stack, "campaign-prospects-added", handle.id)
+    await save_step_runs(stack, "campaign-prospects-added", handle.id, cid, steps=2)
+
+    cid = await new_campaign(stack, ["mb-b"], steps, ["first@example.com"])
+    await stack.pool.execute("UPDATE campaigns SET is_open = true WHERE id = $1", cid)
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: len(inbox.messages_to("first@example.com")) == 2, timeout=60)
+    await stack.client.add_prospects(cid, [Prospect("next@example.com", {"first_name": "Next"}, "")])
+    await inbox.wait_for(lambda: len(inbox.messages_to("next@example.com")) == 1, timeout=60)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "campaign.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "edited", "workspace": "replay", "mailboxes": ["mb-b"], "prospects": [],
+            "steps": [steps[0], {**steps[1], "delay": "1s"}]}))
+        await stack.client.update_campaign(cid, path)
+    await inbox.wait_for(lambda: len(inbox.messages_to("next@example.com")) == 2, timeout=60)
+    await stack.client.close_campaign(cid)
+    await closed(handle)
+    if await campaign_state(stack, cid) != "completed":
+        raise RecordingFailed("the open campaign did not complete once closed")
+    await save(stack, "campaign-open-closed", handle.id)
+    await save_step_runs(stack, "campaign-open-closed", handle.id, cid, steps=2)
+
+
 async def _state_is(stack: Stack, campaign_id: str, state: str) -> bool:
     return await campaign_state(stack, campaign_id) == state
 
@@ -321,11 +364,21 @@ async def record(stack: Stack) -> None:
     ], ring)
     await campaign_with_bounces(stack)
     await campaign_paused_and_resumed(stack)
+    await campaigns_taking_prospects(stack)
     await mailbox_paused_by_operator(stack)
     await health_checks(stack)
     await run_maintenance(stack, "reconcile", "reconcile")
     await run_maintenance(stack, "cleanup", "cleanup")
+    await run_maintenance(stack, "inbox-poll", "inbox-poll")
+    await run_maintenance(stack, "webhook", "webhook")
     await mailboxes_ended(stack)
+
+
+async def record_only(stack: Stack, jobs_: list[str]) -> None:
+    """Only these maintenance jobs' histories (a new workflow type after the first
+    recording: its history goes into a folder of its own, decision 0025)."""
+    for job in jobs_:
+        await run_maintenance(stack, job, job)
 
 
 # -- the stack ------------------------------------------------------------------------
@@ -366,6 +419,8 @@ def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settin
         step_min_sleep_seconds=0.5, paused_recheck_seconds=0.5, send_first_retry_seconds=0.2,
         limit_throttle_jitter_seconds=1.0, step_sends_per_run=4,
         retention_sent_days=0.0, retention_failed_days=0.0, maintenance_timeout_seconds=60.0,
+        # Turns the webhook schedule on; no inbound events are recorded, so nothing is posted.
+        webhook_url="http://127.0.0.1:9/outreach-webhook",
     )
 
 
@@ -385,7 +440,7 @@ def workers(stack: Stack, redis: aioredis.Redis) -> tuple[Worker, Worker, Any]:
     return sends, maintenance, transport
 
 
-async def main(out: Path, pg_admin_url: str, redis_url: str) -> dict[str, int]:
+async def main(out: Path, pg_admin_url: str, redis_url: str, only: list[str] | None = None) -> dict[str, int]:
     prefix = f"histories-{secrets.token_hex(4)}"
     async with (
         fresh_database(pg_admin_url) as database_url,
@@ -405,7 +460,7 @@ async def main(out: Path, pg_admin_url: str, redis_url: str) -> dict[str, int]:
         sends, maintenance, transport = workers(stack, redis)
         try:
             async with sends, maintenance:
-                await record(stack)
+                await (record_only(stack, only) if only else record(stack))
         finally:
             await transport.close()
             await pool.close()
@@ -429,11 +484,13 @@ def cli() -> None:
     parser.add_argument("--replace", action="store_true", help="delete OUT's histories first")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", action="append", choices=sorted(_RESULTS),
+                        help="record only this maintenance job's history (repeatable)")
     args = parser.parse_args()
     # The bounces are on purpose: the SDK's warning with a stack trace for each is noise here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     prepare(args.out, args.replace)
-    files = asyncio.run(main(args.out, args.pg_admin_url, args.redis_url))
+    files = asyncio.run(main(args.out, args.pg_admin_url, args.redis_url, args.only))
     for name, size in sorted(files.items()):
         print(f"{size:>8}  {args.out / name}")
     print(f"{sum(files.values()):>8}  bytes in {len(files)} histories")

@@ -25,6 +25,14 @@ if ! command -v openssl >/dev/null; then
   apt_install openssl
 fi
 
+# The inbox tests start their own dovecot (IMAP) on a loopback port; no system service.
+if [ ! -x /usr/sbin/dovecot ]; then
+  echo "installing dovecot-imapd (for the inbox tests) ..."
+  apt_install dovecot-imapd
+  # The package starts a system service; the tests need none (they run their own).
+  as_root service dovecot stop >/dev/null 2>&1 || true
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv ..."

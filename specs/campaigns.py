@@ -66,6 +66,21 @@ class CampaignSpec(SpecModel):
     # a line holding the unsubscribe link (docs/decisions/0031).
     from_name: DisplayName | None = None
     unsubscribe: Literal["header", "header_and_footer"] = "header"
+    # Stays running with nothing left to send, for prospects added later, until closed.
+    open: bool = False
+    # "workspace": skip prospects active in another running campaign of the workspace.
+    dedupe: Literal["campaign", "workspace"] = "campaign"
+    # What a reply found in the inbox does (inbox/): stop this campaign's sequence for
+    # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
+    stop_on_reply: bool | Literal["workspace"] = True
+    stop_on_auto_reply: bool = False
+
+    @property
+    def reply_stops(self) -> str:
+        """stop_on_reply as stored: 'campaign', 'workspace' or 'none'."""
+        if self.stop_on_reply == "workspace":
+            return "workspace"
+        return "campaign" if self.stop_on_reply else "none"
 
     @model_validator(mode="before")
     @classmethod
@@ -133,7 +148,7 @@ def resolve_campaign(
 ) -> LoadedCampaign:
     """Reads and checks the prospects of ``spec`` against its templates."""
     bounds = bounds or InputBounds.from_settings()
-    problems = _step_size_problems(spec, bounds, source, node)
+    problems = step_size_problems(spec, bounds, source, node)
     if problems:  # rendering an oversized template for every prospect tells nothing more
         raise SpecError(problems)
     columns: list[str] | None = None
@@ -151,7 +166,7 @@ def resolve_campaign(
         raise SpecError(problems)
     valid = [p for row in rows if (p := to_prospect(row, source, problems, bounds)) is not None]
     prospects, warnings = deduplicate(valid, source)
-    problems += _template_problems(spec, prospects, columns, label, source, bounds)
+    problems += template_problems(spec.steps, prospects, columns, label, source, bounds)
     if not prospects and not problems:
         problems.append(Problem(source, label, "has no prospects"))
     if problems:
@@ -159,7 +174,7 @@ def resolve_campaign(
     return LoadedCampaign(spec, prospects, warnings, source)
 
 
-def _step_size_problems(
+def step_size_problems(
     spec: CampaignSpec, bounds: InputBounds, source: str, node: yaml.Node | None
 ) -> list[Problem]:
     problems = []
@@ -184,11 +199,12 @@ def _body_too_big(body: str, bounds: InputBounds) -> str | None:
 Needs = list[tuple[str, set[str]]]  # ("step 2 body", fields it reads besides email)
 
 
-def _template_problems(
-    spec: CampaignSpec, prospects: list[Prospect], columns: list[str] | None, label: str,
+def template_problems(
+    steps: list[StepSpec], prospects: list[Prospect], columns: list[str] | None, label: str,
     source: str, bounds: InputBounds,
 ) -> list[Problem]:
-    templates = _distinct_templates(spec)
+    """Each prospect against every template of ``steps``: fields it lacks, renders that break."""
+    templates = _distinct_templates(steps)
     needs: Needs = [(what, required_fields(text) - SEND_FIELDS) for what, text, _ in templates]
     if columns is not None:
         # Every CSV row has the same columns: one problem per missing column, not per row.
@@ -219,13 +235,13 @@ def _prospect_problems(
     return _render_problems(templates, prospect, source, bounds)
 
 
-def _distinct_templates(spec: CampaignSpec) -> list[tuple[str, str, bool]]:
+def _distinct_templates(steps: list[StepSpec]) -> list[tuple[str, str, bool]]:
     """(what, template, is a subject) for each distinct template. A follow-up's
     "Re: <step 1>" needs the fields and renders the line breaks step 1 does, so
     it is skipped rather than reported twice."""
-    first = spec.steps[0].subject
+    first = steps[0].subject
     found: dict[tuple[str, bool], str] = {}
-    for n, step in enumerate(spec.steps, 1):
+    for n, step in enumerate(steps, 1):
         if n == 1 or step.subject != REPLY_PREFIX + first:
             found.setdefault((step.subject, True), f"step {n} subject")
         found.setdefault((step.body, False), f"step {n} body")

@@ -179,6 +179,21 @@ class MailboxSpec(SpecModel):
     unsubscribe_mailto: Address | None = None
     # The DKIM selector the sending domain publishes a key under, for `mailboxes check-dns`.
     dkim_selector: Annotated[OneLine, AfterValidator(_check_dkim_selector)] | None = None
+    # Reading replies and bounces (inbox/, README "Inbox"): all optional; without
+    # imap_host the inbox is not read. Credentials default to the SMTP ones.
+    imap_host: Annotated[OneLine, AfterValidator(_check_host)] | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)  # by imap_security when left out
+    imap_security: Security = "tls"
+    imap_username: OneLine | None = None
+    imap_password: OneLine | None = None
+    imap_password_env: Annotated[OneLine, AfterValidator(_check_env_name)] | None = None
+    imap_folders: list[Annotated[OneLine, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=lambda: ["INBOX"], min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _imap_settings(self) -> Self:
+        check_imap(self)
+        return self
 
     @model_validator(mode="after")
     def _oauth_needs_a_user_and_no_password(self) -> Self:
@@ -221,3 +236,26 @@ class MailboxSpec(SpecModel):
         if value is not None and info.data.get("password") is not None:
             raise ValueError("give password or password_env, not both")
         return value
+
+
+_IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}
+
+
+def check_imap(spec: MailboxSpec) -> None:
+    """Fill ``imap_port`` by security; refuse IMAP fields without a host, a plain
+    connection off this host and two passwords (as for SMTP)."""
+    if spec.imap_host is None:
+        given = [n for n in ("imap_port", "imap_username", "imap_password", "imap_password_env")
+                 if getattr(spec, n) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} given without imap_host")
+        return
+    if spec.imap_security == "none" and not is_loopback(spec.imap_host):
+        raise ValueError(
+            f"imap_security 'none' is allowed only for a loopback host, not {spec.imap_host!r}:"
+            " use tls or starttls"
+        )
+    if spec.imap_password is not None and spec.imap_password_env is not None:
+        raise ValueError("give imap_password or imap_password_env, not both")
+    if spec.imap_port is None:
+        spec.imap_port = _IMAP_PORTS[spec.imap_security]

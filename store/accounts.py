@@ -130,7 +130,10 @@ async def list_mailboxes(pool: asyncpg.Pool, mailbox_id: str | None = None) -> l
     rows = await pool.fetch(
         """
         SELECT m.id, m.email, m.provider, m.smtp_host, m.daily_limit, m.timezone, m.paused,
-               m.pause_reason,
+               m.pause_reason, m.imap_host IS NOT NULL AS reads_replies,
+               (SELECT min(c.read_at) FROM inbox_cursors c WHERE c.mailbox_id = m.id) AS inbox_read_at,
+               (SELECT string_agg(c.folder || ': ' || c.error, '; ') FROM inbox_cursors c
+                  WHERE c.mailbox_id = m.id AND c.error IS NOT NULL) AS inbox_error,
                (SELECT count(*) FROM sends s WHERE s.mailbox_id = m.id
                   AND s.first_attempt_at >= date_trunc('day', now() AT TIME ZONE m.timezone)
                                              AT TIME ZONE m.timezone) AS sent_today

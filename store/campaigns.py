@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from store import UnknownRecord
+from store.inbound import replies_by_step
 from store.ledger import ALL_STATES, FINAL_STATES
 
 # What a prospect is: 'active' until it replies, bounces hard, unsubscribes, is found
@@ -103,7 +104,21 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "started_at": info.started_at.isoformat() if info.started_at else None,
         "finished_at": info.finished_at.isoformat() if info.finished_at else None,
         "steps": await step_counts(pool, campaign_id, info.steps),
+        "replies": await _replies(pool, campaign_id, info.steps),
     }
+
+
+async def _replies(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[dict[str, Any]]:
+    """Per step, replies read from the inboxes and their rate over that step's sent mail."""
+    replies = await replies_by_step(pool, campaign_id)
+    rows = await pool.fetch(
+        "SELECT step, count(*) AS n FROM sent_messages WHERE campaign_id = $1 GROUP BY step", campaign_id)
+    sent: dict[int, int] = {r["step"]: r["n"] for r in rows}
+    return [
+        {"step": k, "replies": replies.get(k, 0),
+         "reply_rate": round(replies.get(k, 0) / sent[k], 4) if sent.get(k) else 0.0}
+        for k in range(1, steps + 1)
+    ]
 
 
 async def campaign_progress(
@@ -124,7 +139,7 @@ async def campaign_progress(
                          CASE WHEN m.window_end > m.window_start THEN m.window_end - m.window_start
                               ELSE interval '24 hours' END) / 60, 1))
                   FROM campaign_mailboxes cm JOIN mailboxes m ON m.id = cm.mailbox_id
-                 WHERE cm.campaign_id = $1 AND NOT m.paused) AS limit_rate
+                 WHERE cm.campaign_id = $1 AND NOT m.paused AND m.retired_at IS NULL) AS limit_rate
         """,
         campaign_id,
     )

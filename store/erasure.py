@@ -77,7 +77,7 @@ async def forget(pool: asyncpg.Pool, ring: KeyRing, address: str, workspace: str
             f"SELECT id FROM prospects WHERE lower(email) = ANY($2::text[])"
             f" AND campaign_id IN {_IN_SCOPE}", workspace, spellings)]
         await conn.execute(
-            "UPDATE prospects SET email = 'erased-' || id || $2, fields = '{}',"
+            "UPDATE prospects SET email = 'erased-' || id || $2, fields = '{}', stop_reason = NULL,"
             " status = CASE WHEN status = 'active' THEN 'suppressed' ELSE status END"
             " WHERE id = ANY($1::bigint[])", ids, "@" + ERASED_DOMAIN)
         ended = await conn.execute(
@@ -85,6 +85,10 @@ async def forget(pool: asyncpg.Pool, ring: KeyRing, address: str, workspace: str
             " WHERE prospect_id = ANY($1::bigint[]) AND state IN ('queued', 'soft_bounced')"
             " AND data_started_at IS NULL", ids)
         cleared = await _clear_texts(conn, ids, workspace, spellings)
+        # The inbox reader's records: sent Message-IDs with the recipient's address, and
+        # inbound messages (their Message-IDs name the person's domain).
+        await conn.execute("DELETE FROM sent_messages WHERE prospect_id = ANY($1::bigint[])", ids)
+        await conn.execute("DELETE FROM inbound_messages WHERE prospect_id = ANY($1::bigint[])", ids)
         removed = await conn.execute(
             "DELETE FROM suppressions WHERE entry = $1 AND ($2::text IS NULL OR workspace_id = $2)",
             entry, workspace)
@@ -92,7 +96,7 @@ async def forget(pool: asyncpg.Pool, ring: KeyRing, address: str, workspace: str
             "INSERT INTO suppressions (workspace_id, entry, source) VALUES ($1, $2, 'erasure')"
             " ON CONFLICT (workspace_id, entry) DO NOTHING", workspace, kept)
     # Column statistics sample values (pg_stats): refresh them so none holds the address.
-    await pool.execute("ANALYZE prospects, sends, send_attempts, suppressions")
+    await pool.execute("ANALYZE prospects, sends, send_attempts, suppressions, sent_messages")
     return Erasure(scope=str(scope), prospects=len(ids), sends_ended=_count(ended),
                    texts_cleared=cleared, entries_removed=_count(removed), hash_entry=kept)
 

@@ -20,7 +20,8 @@ from config.settings import Settings
 from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
-from store import StoreError, accounts, sender_identity, suppressions
+from specs.prospects import Prospect
+from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -58,6 +59,15 @@ class CampaignCreated:
     prospects: int
     warnings: list[str]  # duplicates dropped, one line each
     suppressed: int = 0  # prospects on the do-not-contact list, marked 'suppressed' at once
+    active_elsewhere: int = 0  # skipped by `dedupe: workspace`: active in another running campaign
+
+
+@dataclass(frozen=True)
+class ProspectsInserted:
+    added: int
+    duplicates: int  # already in the campaign
+    active_elsewhere: int  # `dedupe: workspace`: active in another running campaign
+    addresses: list[str]  # those added, lower-cased
 
 
 async def import_mailboxes(
@@ -82,11 +92,12 @@ async def import_mailboxes(
         # Apart from the upsert: read only by `mailboxes check-dns` (store/sender_dns.py).
         await conn.executemany("UPDATE mailboxes SET dkim_selector = $2 WHERE id = $1",
                                [(spec.id, spec.dkim_selector) for spec in specs])
+        await inbox_settings.store_imap_settings(conn, specs, ring)
     return ids
 
 
 def _has_credential(spec: MailboxSpec) -> bool:
-    return spec.password is not None or spec.oauth is not None
+    return spec.password is not None or spec.oauth is not None or spec.imap_password is not None
 
 
 def _settings_ring() -> KeyRing:
@@ -137,8 +148,12 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             "INSERT INTO workspaces (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", spec.workspace
         )
         await conn.execute(
-            "INSERT INTO campaigns (id, name, workspace_id) VALUES ($1, $2, $3)",
-            campaign_id, spec.name, spec.workspace,
+            "INSERT INTO campaigns (id, name, workspace_id, is_open, dedupe) VALUES ($1, $2, $3, $4, $5)",
+            campaign_id, spec.name, spec.workspace, spec.open, spec.dedupe,
+        )
+        await conn.execute(
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
+            campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
         )
         await conn.executemany(
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
@@ -153,30 +168,66 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             [(campaign_id, mailbox_id) for mailbox_id in spec.mailboxes],
         )
         await sender_identity.store_campaign(conn, campaign_id, spec)
-        await _insert_prospects(conn, campaign_id, loaded)
+        inserted = await insert_prospects(
+            conn, campaign_id, spec.workspace, loaded.prospects, spec.mailboxes,
+            dedupe_workspace=spec.dedupe == "workspace",
+        )
         suppressed = await suppressions.mark_suppressed_prospects(conn, campaign_id, spec.workspace)
     warnings = [str(w) for w in loaded.warnings]
-    return CampaignCreated(campaign_id, len(loaded.prospects), warnings, suppressed)
+    return CampaignCreated(campaign_id, inserted.added, warnings, suppressed, inserted.active_elsewhere)
 
 
 async def _require_mailboxes(conn: Conn, ids: list[str], source: str) -> None:
-    rows = await conn.fetch("SELECT id FROM mailboxes WHERE id = any($1::text[])", ids)
+    rows = await conn.fetch("SELECT id, retired_at FROM mailboxes WHERE id = any($1::text[])", ids)
     unknown = sorted(set(ids) - {row["id"] for row in rows})
     if unknown:
         message = f"unknown mailbox(es): {', '.join(unknown)} (import them first)"
         raise SpecError([Problem(source, "mailboxes", message)])
+    retired = sorted(row["id"] for row in rows if row["retired_at"] is not None)
+    if retired:
+        raise SpecError([Problem(source, "mailboxes", f"retired mailbox(es): {', '.join(retired)}")])
 
 
-async def _insert_prospects(conn: Conn, campaign_id: str, loaded: LoadedCampaign) -> None:
+async def insert_prospects(
+    conn: Conn, campaign_id: str, workspace_id: str, prospects: Sequence[Prospect],
+    mailbox_ids: Sequence[str], *, dedupe_workspace: bool = False,
+) -> ProspectsInserted:
+    """Add ``prospects`` to a campaign, skipping addresses it already has (and, with
+    ``dedupe_workspace``, addresses active in another running campaign of the
+    workspace). For campaigns created and added to alike.
+
+    Run in the caller's transaction, which holds the campaign's row lock when the
+    campaign already exists, so two imports into one campaign take turns and count
+    exactly; the workspace dedupe also locks the workspace row, for the same
+    reason across campaigns.
+    """
+    addresses = [p.email.lower() for p in prospects]
+    present = {r["e"] for r in await conn.fetch(
+        "SELECT lower(email) AS e FROM prospects WHERE campaign_id = $1 AND lower(email) = any($2::text[])",
+        campaign_id, addresses,
+    )}
+    elsewhere: set[str] = set()
+    if dedupe_workspace:
+        await conn.execute("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", workspace_id)
+        elsewhere = {r["e"] for r in await conn.fetch(
+            "SELECT DISTINCT lower(p.email) AS e FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+            " WHERE lower(p.email) = any($3::text[]) AND p.status = 'active' AND c.workspace_id = $1"
+            " AND c.id <> $2 AND c.state IN ('running', 'paused')",
+            workspace_id, campaign_id, addresses,
+        )} - present
+    fresh = [p for p in prospects if p.email.lower() not in present | elsewhere]
     # executemany pipelines the rows (100k in well under a second). Binary COPY
     # is not an option: the pool's jsonb codec is text-only.
-    # Round-robin in prospect order spreads the list evenly over the mailboxes;
-    # every follow-up then leaves from the prospect's mailbox.
-    pool_ids = loaded.spec.mailboxes
+    # Round-robin in prospect order spreads the list evenly over the mailboxes,
+    # continuing where the campaign's earlier prospects left off; every
+    # follow-up then leaves from the prospect's mailbox.
+    start = await conn.fetchval("SELECT count(*) FROM prospects WHERE campaign_id = $1", campaign_id)
     await conn.executemany(
         "INSERT INTO prospects (campaign_id, email, fields, mailbox_id) VALUES ($1, $2, $3, $4)",
         [
-            (campaign_id, p.email, p.fields, pool_ids[i % len(pool_ids)])
-            for i, p in enumerate(loaded.prospects)
+            (campaign_id, p.email, p.fields, mailbox_ids[(start + i) % len(mailbox_ids)])
+            for i, p in enumerate(fresh)
         ],
     )
+    return ProspectsInserted(len(fresh), len(prospects) - len(fresh) - len(elsewhere), len(elsewhere),
+                             [p.email.lower() for p in fresh])

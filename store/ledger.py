@@ -216,6 +216,32 @@ _RECORD_OUTCOME = (
 )
 
 
+async def any_open(pool: asyncpg.Pool, send_keys: list[str]) -> bool:
+    """Whether any of these sends (``campaign:step:prospect``) is still open: one that may
+    yet go back to the queue unsent and give its place in the day back."""
+    parts = [k.split(":") for k in send_keys]
+    rows = [(c, int(s), int(p)) for c, s, p in (x for x in parts if len(x) == 3 and x[1].isdigit()
+                                                 and x[2].isdigit())]
+    if not rows:
+        return False
+    return bool(await pool.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM sends s JOIN unnest($1::text[], $2::int[], $3::bigint[])"
+        f" AS k(campaign_id, step, prospect_id) USING (campaign_id, step, prospect_id)"
+        f" WHERE s.state IN {_OPEN})",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+    ))
+
+
+async def release_day(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> None:
+    """The ledger's side of giving back a send's place in its mailbox's day (nothing was
+    sent, the send went back to the queue or ended unsent): a rebuild of the day's budget
+    (``mailbox_sends_since``) counts it again only once it is attempted again."""
+    await pool.execute(
+        f"UPDATE sends SET first_attempt_at = NULL WHERE {_KEY} AND data_started_at IS NULL"
+        f" AND state IN ('queued', 'skipped')", campaign_id, step, prospect_id,
+    )
+
+
 async def settle_open(
     pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, state: LedgerState, reason: str
 ) -> str:

@@ -18,7 +18,9 @@ PREFIX = "enc:v1:"
 
 # Every column that holds a credential (all in ``mailboxes``, keyed by id).
 # ``password_env`` only names a worker's environment variable: not a secret.
-CREDENTIAL_COLUMNS = ("password", "oauth_client_secret", "oauth_refresh_token", "oauth_access_token")
+CREDENTIAL_COLUMNS = (
+    "password", "oauth_client_secret", "oauth_refresh_token", "oauth_access_token", "imap_password",
+)
 
 
 class CredentialError(StoreError):

@@ -47,6 +47,30 @@ SENDER_DNS_PROBLEMS = Gauge(
     ["record"],
 )
 
+# The inbox reader (inbox/, issue 14). Its alerts are per mailbox (an inbox not read, a
+# complaint rate), so these carry the mailbox id: bounded by the mailbox set, like host.
+INBOUND = Counter(
+    "outreach_inbound_messages", "Inbound messages recorded, by mailbox and class.", ["mailbox", "class"]
+)
+REPLY_TO_STOP = Histogram(
+    "outreach_reply_to_stop_seconds",
+    "From a message's arrival in the inbox (IMAP INTERNALDATE) to its prospect's sequence stopped.",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+# A DSN's verdict per mailbox: 'blocked' (the recipient's server refused us) is what a
+# per-mailbox block rate counts; 'hard' stops and lists the address.
+INBOUND_BOUNCES = Counter(
+    "outreach_inbound_bounces", "DSNs read from the inbox, by mailbox and verdict.", ["mailbox", "verdict"]
+)
+IMAP_ERRORS = Counter("outreach_imap_errors", "Inbox passes that failed, by mailbox.", ["mailbox"])
+INBOX_LAST_READ = Gauge(
+    "outreach_inbox_last_read_timestamp_seconds", "When the mailbox's inbox was last read in full.",
+    ["mailbox"],
+)
+COMPLAINT_RATE = Gauge(
+    "outreach_complaint_rate", "Complaints over sends of the mailbox in the last 24 hours.", ["mailbox"]
+)
+
 # outreach_sends' outcome: a send's outcome, a raised attempt's (mail.outcomes.Retry),
 # or this for an attempt that raised anything else.
 UNEXPECTED = "error"
@@ -65,7 +89,8 @@ def exported_names() -> set[str]:
     names: set[str] = set()
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
                    SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES,
-                   BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS):
+                   BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS, INBOUND, REPLY_TO_STOP, INBOUND_BOUNCES,
+                   IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

@@ -40,7 +40,7 @@ def build_activities(
 ) -> list[Callable[..., Any]]:
     store = RedisLimitStore(redis, settings.task_queue)
     policy = policy_from(settings)
-    ledger = LedgerActivities(pool)
+    ledger = LedgerActivities(pool, key_ring(settings.secret_keys))
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
@@ -49,7 +49,7 @@ def build_activities(
     send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
                           unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
-        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state,
+        ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,
         gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
     ]
 
@@ -64,9 +64,11 @@ from mail.oauth import TokenEndpoint  # noqa: E402
 def maintenance_workflows() -> list[type]:
     from workflows.cleanup import CleanupWorkflow
     from workflows.health_check import HealthCheckWorkflow
+    from workflows.inbox_poll import InboxPollWorkflow
     from workflows.reconcile import ReconcileWorkflow
+    from workflows.webhook import WebhookWorkflow
 
-    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow]
+    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow, InboxPollWorkflow, WebhookWorkflow]
 
 
 def build_maintenance_activities(
@@ -74,6 +76,7 @@ def build_maintenance_activities(
 ) -> list[Callable[..., Any]]:
     """Cleanup, reconciliation (PostgreSQL, Temporal) and health checks (SMTP, OAuth2)."""
     from activities.health import MailboxHealth
+    from activities.inbox import InboxActivities
     from activities.maintenance import LedgerMaintenance
     from mail.oauth import HttpTokenEndpoint
     from mail.sender_dns import TxtLookup
@@ -82,4 +85,9 @@ def build_maintenance_activities(
     health = MailboxHealth(pool, temporal, settings.task_queue, SmtpTimeouts.from_settings(settings),
                            tokens or HttpTokenEndpoint(), ring=key_ring(settings.secret_keys),
                            dns=TxtLookup(settings.dns_resolver))
-    return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes]
+    inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
+                            settings.webhook_secret, tokens,
+                            BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
+                                        settings.bounce_guard_rate))
+    return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
+            inbox.deliver_webhook]

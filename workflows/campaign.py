@@ -9,6 +9,12 @@ The pause and resume handlers await signals and an activity, so they take
 turns under one lock: the state they store is that of the last one handled,
 and the run waits for a handler still at work before it stores its own
 (docs/decisions/0027).
+
+Prospects added to a running campaign (docs/decisions/0039): each step is told by
+a signal, and a step that had already ended is started again, its followers told
+to wait for it. The campaign completes only when an activity, under the
+campaign's row lock, finds no prospect with a step to go; otherwise its steps
+run again. An open campaign's step 1 ends only once the campaign is closed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import CampaignStateInput
-    from config.names import SET_CAMPAIGN_STATE, step_workflow_id
+    from config.names import FINISH_CAMPAIGN, SET_CAMPAIGN_STATE, step_workflow_id
     from workflows.campaign_step import CampaignStepWorkflow, step_search_attributes
     from workflows.models import CampaignInput, CampaignResult, StepInput, StepResult
 
@@ -31,6 +37,9 @@ _STATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 # Runs that began before this patch let a cancel that reached them as the awaited
 # step's error end the campaign without cancelling the other steps or its sends.
 _CANCEL_THROUGH_STEP_ERROR = "cancel-through-step-error"
+# Runs that began before this patch await their steps once, in order, and cannot
+# take prospects added while they run.
+_REOPENABLE_STEPS = "reopenable-steps"
 
 
 @workflow.defn
@@ -40,21 +49,26 @@ class CampaignWorkflow:
         self._inp = inp
         self._steps: list[ChildWorkflowHandle[CampaignStepWorkflow, StepResult]] = []
         self._paused = False
-        self._control = asyncio.Lock()  # one pause or resume at a time
+        self._control = asyncio.Lock()  # one pause, resume or step change at a time
+        # For runs with the reopenable-steps patch:
+        self._reopenable = False
+        self._running: list[bool] = []  # per step: its latest workflow has not ended
+        self._results: list[StepResult | None] = []
+        self._closed = not inp.open
+        self._cancelling = False
+        self._failure: BaseException | None = None
+        self._finished = False
+        self._refusals = 0  # completions refused in a row (prospects left)
+        self._watchers: list[asyncio.Task[None]] = []  # kept: the loop holds tasks weakly
 
     @workflow.run
     async def run(self, inp: CampaignInput) -> CampaignResult:
         await self._set_state("running")
         try:
-            for k, delay in enumerate(inp.delays, start=1):
-                self._steps.append(await workflow.start_child_workflow(
-                    CampaignStepWorkflow.run,
-                    StepInput(id_prefix=inp.id_prefix, campaign_id=inp.campaign_id, step=k,
-                              delay=delay, tuning=inp.tuning, paused=self._paused),
-                    id=step_workflow_id(inp.id_prefix, inp.campaign_id, k),
-                    search_attributes=(step_search_attributes(inp.campaign_id, k)
-                                       if inp.tuning.search_attributes else None),
-                ))
+            for k in range(1, len(inp.delays) + 1):
+                self._steps.append(await self._start_step(k, previous_done=False))
+            if workflow.patched(_REOPENABLE_STEPS):
+                return await self._run_reopenable()
             results = []
             for k, handle in enumerate(self._steps):
                 results.append(await handle)
@@ -66,12 +80,111 @@ class CampaignWorkflow:
             if isinstance(err, asyncio.CancelledError) or (
                 is_cancelled_exception(err) and workflow.patched(_CANCEL_THROUGH_STEP_ERROR)
             ):
-                await self._cancel_steps()
+                self._cancelling = True
+                if self._reopenable:
+                    async with self._control:  # no step is being started again meanwhile
+                        await self._cancel_steps()
+                else:
+                    await self._cancel_steps()
                 await self._set_state("cancelled")
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._set_state("completed")
         return CampaignResult(campaign_id=inp.campaign_id, steps=results)
+
+    async def _start_step(
+        self, k: int, previous_done: bool
+    ) -> ChildWorkflowHandle[CampaignStepWorkflow, StepResult]:
+        inp = self._inp
+        return await workflow.start_child_workflow(
+            CampaignStepWorkflow.run,
+            StepInput(id_prefix=inp.id_prefix, campaign_id=inp.campaign_id, step=k,
+                      delay=inp.delays[k - 1], tuning=inp.tuning, paused=self._paused,
+                      awaits_close=k == 1 and not self._closed, previous_done=previous_done),
+            id=step_workflow_id(inp.id_prefix, inp.campaign_id, k),
+            search_attributes=(step_search_attributes(inp.campaign_id, k)
+                               if inp.tuning.search_attributes else None),
+        )
+
+    async def _run_reopenable(self) -> CampaignResult:
+        """Watch every step; when all have ended (and an open campaign is closed),
+        complete unless prospects are left, in which case run the steps again."""
+        self._reopenable = True
+        self._running = [True] * len(self._steps)
+        self._results = [None] * len(self._steps)
+        for k, handle in enumerate(self._steps):
+            self._watch(k, handle)
+        if self._inp.open and self._closed:  # closed while its steps were starting
+            await self._steps[0].signal(CampaignStepWorkflow.previous_step_done)
+        while True:
+            await workflow.wait_condition(
+                lambda: self._failure is not None or (self._closed and not any(self._running))
+            )
+            if self._failure is not None:
+                raise self._failure
+            async with self._control:
+                if any(self._running):  # reopened while we waited for the lock
+                    continue
+                if await workflow.execute_activity(
+                    FINISH_CAMPAIGN, self._inp.campaign_id, result_type=bool,
+                    start_to_close_timeout=timedelta(seconds=60), retry_policy=_STATE_RETRY,
+                    summary="campaign completed unless prospects are left",
+                ):
+                    self._finished = True
+                    break
+            # Prospects left whose addition the steps did not hear of in time.
+            self._refusals += 1
+            if self._refusals > 1:
+                # Steps that end at once with work left (say a mailbox paused for
+                # good): look again later rather than spin.
+                await workflow.sleep(self._inp.tuning.stall_check, summary="prospects left")
+            async with self._control:
+                if not any(self._running):  # else a signal reopened them meanwhile
+                    await self._reopen()
+        # A signal still waiting for the lock finds the campaign finished and does nothing.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        results = [r for r in self._results if r is not None]
+        return CampaignResult(campaign_id=self._inp.campaign_id, steps=results)
+
+    def _watch(self, k: int, handle: ChildWorkflowHandle[CampaignStepWorkflow, StepResult]) -> None:
+        async def watch() -> None:
+            try:
+                result = await handle
+            except BaseException as err:  # noqa: BLE001 - the run raises it, unless cancelling
+                if not self._cancelling and self._failure is None:
+                    self._failure = err
+                return
+            async with self._control:
+                self._results[k] = result
+                self._running[k] = False
+                if k > 0 and self._running[k - 1]:
+                    # It ended before hearing its step before had been started again.
+                    await self._restart(k)
+                elif k + 1 < len(self._steps) and self._running[k + 1]:
+                    await self._steps[k + 1].signal(CampaignStepWorkflow.previous_step_done)
+
+        self._watchers.append(asyncio.create_task(watch(), name=f"watch step {k + 1}"))
+
+    async def _restart(self, k: int) -> None:
+        """Start step k+1 (0-based k) again; step 1 goes at once unless the campaign is
+        open, a follow-up waits for the step before (running again) to end."""
+        if self._cancelling:
+            return
+        handle = await self._start_step(k + 1, previous_done=k == 0 and self._closed)
+        self._steps[k] = handle
+        self._running[k] = True
+        self._watch(k, handle)
+
+    async def _reopen(self) -> None:
+        """Every step claims again: ended ones start again, running ones are told."""
+        for k in range(len(self._steps)):
+            if not self._running[k]:
+                await self._restart(k)
+                continue
+            try:
+                await self._steps[k].signal(CampaignStepWorkflow.prospects_added)
+            except Exception:  # noqa: BLE001 - it has just ended: its watcher starts it again
+                workflow.logger.info("step %d ended before it was told of new prospects", k + 1)
 
     async def _cancel_steps(self) -> None:
         for k in range(1, len(self._inp.delays) + 1):
@@ -112,6 +225,41 @@ class CampaignWorkflow:
             for handle in self._steps:
                 await handle.signal(CampaignStepWorkflow.resume)
             await self._set_state("running")
+
+    @workflow.signal
+    async def prospects_added(self) -> None:
+        """Prospects were added (already committed): every step takes them."""
+        if not self._reopenable:
+            # Its steps are still starting (none has ended: they claim the new
+            # prospects as they run), or the run predates the patch.
+            workflow.logger.info("prospects added before the steps are watched")
+            return
+        async with self._control:
+            if not (self._cancelling or self._finished):
+                self._refusals = 0
+                await self._reopen()
+
+    @workflow.signal
+    async def close(self) -> None:
+        """An open campaign stops waiting for prospects: step 1 ends when it is through."""
+        async with self._control:
+            self._closed = True
+            if self._reopenable and self._running and self._running[0]:
+                await self._steps[0].signal(CampaignStepWorkflow.previous_step_done)
+
+    @workflow.signal
+    async def steps_changed(self, delays: list[timedelta]) -> None:
+        """Steps were edited (already stored): steps started from now on take the new
+        delays, running ones are told theirs."""
+        async with self._control:
+            self._inp = self._inp.model_copy(update={"delays": delays})
+            for k, handle in enumerate(self._steps):
+                if self._reopenable and not self._running[k]:
+                    continue
+                try:
+                    await handle.signal(CampaignStepWorkflow.delay_changed, delays[k])
+                except Exception:  # noqa: BLE001 - it has ended: nothing of it is left to time
+                    workflow.logger.info("step %d ended before it was told its delay", k + 1)
 
     @workflow.query
     def paused(self) -> bool:

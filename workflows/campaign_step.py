@@ -95,7 +95,8 @@ class CampaignStepWorkflow:
     @workflow.init
     def __init__(self, inp: StepInput) -> None:
         self._inp = inp
-        self._previous_done = inp.previous_done or inp.step == 1
+        self._previous_done = inp.previous_done or (inp.step == 1 and not inp.awaits_close)
+        self._added = 0  # prospects_added signals so far
         self._paused = inp.paused
         self._blocked: dict[str, datetime] = dict(inp.blocked)
         self._outcomes: dict[str, int] = dict(inp.outcomes)
@@ -124,6 +125,7 @@ class CampaignStepWorkflow:
             # ended meanwhile, the claim may have missed its last sends, and must
             # not be taken as "nothing left" (a signal can arrive with its answer).
             done_before_claim = self._previous_done
+            added = self._added  # likewise for prospects added during the claim
             batch = await self._claim(now, room) if room > 0 else None
             if batch and batch.sends:
                 self._hold(batch.sends)
@@ -138,10 +140,13 @@ class CampaignStepWorkflow:
                     or workflow.info().is_continue_as_new_suggested()):
                 await self._continue_as_new()
             if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
-                if done_before_claim:
+                if done_before_claim and added == self._added:
                     break
+            # Prospects added during the claim are claimed at once, like the last
+            # sends of a step before that ended during it.
             await self._sleep(batch, room, now, ended_during_claim=self._ended != ended,
-                              previous_done_during_claim=self._previous_done and not done_before_claim)
+                              previous_done_during_claim=(self._previous_done and not done_before_claim)
+                              or added != self._added)
         return StepResult(
             campaign_id=inp.campaign_id, step=inp.step, outcomes=self._outcomes, runs=inp.runs
         )
@@ -205,8 +210,10 @@ class CampaignStepWorkflow:
         wakes = list(self._blocked.values())
         if batch and batch.next_due_at:
             wakes.append(batch.next_due_at)
-        if not self._previous_done:
+        if not self._previous_done and self._inp.step > 1:
             # Whatever the step before sends from now on falls due a delay later.
+            # (Step 1 of an open campaign has no step before: prospects added
+            # come with a signal.)
             wakes.append(now + max(self._inp.delay, self._inp.tuning.min_sleep))
         if batch is None or len(batch.sends) == room:
             threshold = self._inp.tuning.window // 2  # more may be due: refill when half free
@@ -359,6 +366,22 @@ class CampaignStepWorkflow:
     @workflow.signal
     def previous_step_done(self) -> None:
         self._previous_done = True
+        self._wake = True
+
+    @workflow.signal
+    def prospects_added(self) -> None:
+        """Prospects were added to the campaign: claim again. The campaign has
+        restarted the steps before this one, so this one waits for them to end."""
+        self._added += 1
+        if self._inp.step > 1:
+            self._previous_done = False
+        self._wake = True
+
+    @workflow.signal
+    def delay_changed(self, delay: timedelta) -> None:
+        """The step's delay was edited: claim again, so a due time the last claim
+        gave (and the timer on it) is computed anew."""
+        self._inp = self._inp.model_copy(update={"delay": delay})
         self._wake = True
 
     @workflow.signal

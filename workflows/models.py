@@ -32,6 +32,9 @@ class StepInput(BaseModel):
     step: int
     delay: timedelta
     tuning: StepTuning = StepTuning()
+    # Step 1 of an open campaign: ends only once the campaign is closed (told
+    # like a follow-up is told its step before ended).
+    awaits_close: bool = False
     # Carried over continue-as-new:
     previous_done: bool = False
     paused: bool = False
@@ -52,6 +55,8 @@ class CampaignInput(BaseModel):
     campaign_id: str
     delays: list[timedelta]  # one per step; the first is zero
     tuning: StepTuning = StepTuning()
+    # Waits for prospects with nothing left to send until closed.
+    open: bool = False
 
 
 class CampaignResult(BaseModel):

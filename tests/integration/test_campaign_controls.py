@@ -164,6 +164,30 @@ async def test_cancel_ends_the_steps_and_every_open_send_and_the_campaign_cannot
     assert len(inbox.messages) == 3  # nothing of a cancelled campaign is sent
 
 
+async def test_cancel_ends_a_campaign_whose_mailbox_waits_for_tomorrows_cap(
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, client: OutreachClient,
+    e2e_settings: Settings,
+) -> None:
+    """The chaos suite's capped mailbox: its steps sleep until the next day's budget,
+    and a cancel must still end them (and their queued sends) at once."""
+    await add_mailbox(db, "mb", inbox.port, daily_limit=2)
+    emails = [f"c{i}@example.com" for i in range(4)]
+    campaign_id, _ = await add_campaign(db, ["mb"], emails, [("Hi", "Body", 0), ("Again", "Body", 1)])
+    await client.start_campaign(campaign_id)
+
+    async def capped() -> bool:
+        rows = await claimed(db, campaign_id)
+        return len(inbox.messages) == 2 and sum(r["state"] == "queued" for r in rows) >= 1
+
+    await until(capped, "the cap reached and the rest queued")
+    for k in (1, 2):
+        await idle(client.temporal.get_workflow_handle(
+            step_workflow_id(e2e_settings.task_queue, campaign_id, k)), timers=1)
+    assert await client.cancel_campaign(campaign_id, wait=30.0) == "cancelled"
+    assert {r["state"] for r in await claimed(db, campaign_id)} <= {"sent", "skipped"}
+    assert len(inbox.messages) == 2
+
+
 # -- a mailbox pause between the gate and DATA ------------------------------------------
 
 

@@ -20,7 +20,7 @@ from activities.models import GateInput, GateResult, GateVerdict, SendKey
 from config.settings import Settings
 from limits.policy import policy_from
 from limits.redis_store import RedisLimitStore
-from store.ledger import mailbox_sends_since
+from store.ledger import mailbox_sends_since, release_day
 from tests.factories import add_campaign, add_mailbox
 
 MONDAY_NOON = datetime(2026, 3, 9, 19, 0, tzinfo=UTC)  # 12:00 in Los Angeles, 04:00 Tuesday in Tokyo
@@ -125,6 +125,34 @@ async def test_a_cap_reached_before_redis_lost_its_data_still_binds_after(
     # A send the ledger shows it started keeps its place: its retry is not a new send.
     again = await ask(gate, "mb", p[0], MONDAY_NOON + timedelta(minutes=1), campaign_id)
     assert again.verdict is GateVerdict.GO
+
+
+async def test_a_place_given_back_by_a_send_that_went_unsent_goes_to_the_next_send(
+    db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings, gate: GateActivities,
+) -> None:
+    """A full day with a send still in flight: when that send goes back to the queue
+    unsent (throttled, busy), its place is given back and the mailbox sends its cap."""
+    await local_mailbox(db, "mb", "UTC", cap=2)
+    campaign_id, p = await add_campaign(db, ["mb"], [f"g{i}@example.com" for i in range(3)],
+                                        [("Hi", "Body", 0)])
+    for n in range(2):
+        assert (await ask(gate, "mb", p[n], MONDAY_NOON, campaign_id)).verdict is GateVerdict.GO
+        await attempted(db, campaign_id, p[n], "mb", MONDAY_NOON)
+    await db.execute("UPDATE sends SET state = 'sending' WHERE prospect_id = $1", p[1])
+    full = await ask(gate, "mb", p[2], MONDAY_NOON, campaign_id)
+    # A place is held by a send still open: looked at again once it has ended (the send
+    # timeout, 120 s, and 30 s), not at the mailbox's next day.
+    assert (full.verdict, full.until) == (GateVerdict.WAIT, MONDAY_NOON + timedelta(seconds=150))
+
+    await db.execute("UPDATE sends SET state = 'queued' WHERE prospect_id = $1", p[1])
+    await release_day(db, campaign_id, 1, p[1])
+    await RedisLimitStore(redis_client, settings.task_queue).release_day("mb", f"{campaign_id}:1:{p[1]}")
+
+    assert (await ask(gate, "mb", p[2], MONDAY_NOON, campaign_id)).verdict is GateVerdict.GO
+    await attempted(db, campaign_id, p[2], "mb", MONDAY_NOON)
+    # The ledger agrees: a rebuild after a loss counts the two that hold places.
+    await lose_redis(redis_client, settings)
+    assert (await ask(gate, "mb", p[1], MONDAY_NOON, campaign_id)).verdict is GateVerdict.WAIT
 
 
 async def test_a_rebuilt_cap_counts_yesterdays_sends_within_24_hours(

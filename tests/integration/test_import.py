@@ -197,14 +197,14 @@ def bad_mailboxes(text: str) -> Any:
 
 
 async def failure_after_partial_writes(pool: asyncpg.Pool, tmp_path: Path) -> None:
-    original = store.importer._insert_prospects
+    original = store.importer.insert_prospects
 
-    async def insert_then_fail(conn: Any, campaign_id: str, loaded: Any) -> None:
-        await original(conn, campaign_id, loaded)
+    async def insert_then_fail(*args: Any, **kwargs: Any) -> None:
+        await original(*args, **kwargs)
         raise RuntimeError("connection lost")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store.importer, "_insert_prospects", insert_then_fail)
+        patch.setattr(store.importer, "insert_prospects", insert_then_fail)
         with pytest.raises(RuntimeError):
             await create_campaign(pool, load_campaign_file(FIXTURES / "campaign_inline.yaml"))
 

@@ -189,3 +189,27 @@ async def test_a_mailbox_skipped_until_tomorrow_stays_skipped_in_the_next_runs(
     finally:
         await small_runs.temporal.get_workflow_handle(
             campaign_workflow_id(e2e_settings.task_queue, campaign_id)).terminate("test over")
+
+
+async def test_a_campaign_whose_steps_continued_as_new_can_be_cancelled(
+    db: asyncpg.Pool, inbox: LocalSmtpServer, worker: None, small_runs: OutreachClient,
+    e2e_settings: Settings,
+) -> None:
+    """A cancel aimed at a step's first run would reach a closed run and be lost: the
+    campaign then waits for that step forever (the chaos suite's capped mailbox did)."""
+    await add_mailbox(db, "mb", inbox.port, daily_limit=5)
+    emails = [f"k{i}@example.com" for i in range(8)]
+    campaign_id, _ = await add_campaign(db, ["mb"], emails, [("Hi", "One", 0), ("Re: Hi", "Two", 1)])
+
+    await small_runs.start_campaign(campaign_id)
+    await inbox.wait_for(lambda: len(inbox.messages) == 5, timeout=60)
+    for k in (1, 2):
+        step = step_workflow_id(e2e_settings.task_queue, campaign_id, k)
+        runs = await runs_of(small_runs.temporal, step)
+        await idle(small_runs.temporal.get_workflow_handle(step), timers=1)
+    assert len(runs) > 1 or len(await runs_of(small_runs.temporal, step_workflow_id(
+        e2e_settings.task_queue, campaign_id, 1))) > 1, "no step continued as new"
+
+    assert await small_runs.cancel_campaign(campaign_id, wait=30.0) == "cancelled"
+    rows = await db.fetch("SELECT state FROM sends WHERE campaign_id = $1", campaign_id)
+    assert {r["state"] for r in rows} <= {"sent", "skipped"} and len(inbox.messages) == 5

@@ -92,3 +92,16 @@ async def test_a_reservation_from_an_earlier_day_must_fit_todays_cap(store: Limi
     # Within the same day a held reservation still goes again without a second slot.
     assert (await store.admit(admit_request("c:1:2", tomorrow, day=next_day, cap=2))).verdict \
         is Verdict.GO
+
+
+async def test_a_released_day_slot_goes_to_the_next_send(store: LimitStore) -> None:
+    """A send that went back to the queue unsent gives its place back: the mailbox
+    still sends exactly its cap today."""
+    await ready(store)
+    for i in (1, 2):
+        assert (await store.admit(admit_request(f"c:1:{i}", cap=2))).verdict is Verdict.GO
+    assert (await store.admit(admit_request("c:1:3", cap=2))).verdict is Verdict.WAIT
+    await store.release_day("mb", "c:1:1")
+    assert (await store.admit(admit_request("c:1:3", cap=2))).verdict is Verdict.GO
+    # The released send must now fit the cap like any other.
+    assert (await store.admit(admit_request("c:1:1", cap=2))).verdict is Verdict.WAIT

@@ -156,6 +156,16 @@ def test_message_id_is_deterministic_and_distinct_per_send() -> None:
     assert first != message_id_for("c2", 2, 7, "sender.example")
 
 
+def test_keyed_message_id_cannot_be_written_without_the_key() -> None:
+    keyed = message_id_for("c1", 2, 7, "sender.example", b"k" * 32)
+    assert keyed == message_id_for("c1", 2, 7, "sender.example", b"k" * 32)
+    assert keyed.startswith("<c1.2.7.") and keyed.endswith("@sender.example>")
+    # Another key, or none (the public digest anyone can compute), gives another id.
+    assert keyed != message_id_for("c1", 2, 7, "sender.example", b"j" * 32)
+    assert keyed != message_id_for("c1", 2, 7, "sender.example")
+    assert parsed(build_message(mail(message_id=keyed)))["Message-ID"] == keyed
+
+
 def test_message_id_domain_is_lowercase_ascii() -> None:
     assert message_id_for("c1", 1, 7, "Bücher.Example").endswith("@xn--bcher-kva.example>")
 

@@ -51,11 +51,12 @@ def returns(
     ledger: LedgerState | None, recorded: str | None, outcome: SendOutcome, *,
     breaker: Breaker | None = None, refund: bool = False, push_back: bool = False,
     suppress: bool = False, pause: PauseKind | None = None, pause_reason: PauseReason | None = None,
-    exhausted: bool = False,
+    exhausted: bool = False, releases_day: bool = False,
 ) -> SendDecision:
     return SendDecision(
         ledger=ledger, recorded=recorded, outcome=outcome, retry=None, exhausted=exhausted,
-        metric=outcome.value, breaker=breaker, refund=refund, push_back=push_back,
+        metric=outcome.value, breaker=breaker, refund=refund, releases_day=releases_day,
+        push_back=push_back,
         suppress=suppress, pause=pause, pause_reason=pause_reason,
     )
 
@@ -64,8 +65,8 @@ def raises(ledger: LedgerState, recorded: str, retry: Retry, metric: str,
            breaker: Breaker | None) -> SendDecision:
     return SendDecision(
         ledger=ledger, recorded=recorded, outcome=None, retry=retry, exhausted=False, metric=metric,
-        breaker=breaker, refund=False, push_back=False, suppress=False, pause=None,
-        pause_reason=None,
+        breaker=breaker, refund=False, releases_day=False, push_back=False, suppress=False,
+        pause=None, pause_reason=None,
     )
 
 
@@ -86,25 +87,26 @@ def every(decision: SendDecision, refund_first: bool = False) -> dict[int, SendD
 UP, DOWN = Breaker.UP, Breaker.DOWN
 SENDER = S.SENDER_PROBLEM
 EVENTS: dict[Event, dict[int, SendDecision]] = {
-    Event.PROSPECT_INACTIVE: every(returns(L.SKIPPED, None, S.SKIPPED)),
+    Event.PROSPECT_INACTIVE: every(returns(L.SKIPPED, None, S.SKIPPED, releases_day=True)),
     Event.UNBUILDABLE: every(returns(L.FAILED, None, S.FAILED)),
-    Event.PAUSED: every(returns(None, None, S.MAILBOX_PAUSED), refund_first=True),
+    Event.PAUSED: every(returns(None, None, S.MAILBOX_PAUSED, releases_day=True), refund_first=True),
     Event.TOKEN_REFUSED: every(returns(None, None, SENDER, pause=PauseKind.OPERATOR,
-                                       pause_reason=PauseReason.AUTH_FAILED)),
+                                       pause_reason=PauseReason.AUTH_FAILED, releases_day=True)),
     Event.CREDENTIAL_UNREADABLE: every(returns(None, None, SENDER, pause=PauseKind.HEALTH_CHECK,
-                                               pause_reason=PauseReason.CONFIG_ERROR)),
-    Event.WORKSPACE_BUSY: every(returns(None, None, S.BUSY), refund_first=True),
-    Event.LIMITS_DOWN: every(returns(None, None, S.BUSY)),
+                                               pause_reason=PauseReason.CONFIG_ERROR, releases_day=True)),
+    Event.WORKSPACE_BUSY: every(returns(None, None, S.BUSY, releases_day=True), refund_first=True),
+    Event.LIMITS_DOWN: every(returns(None, None, S.BUSY, releases_day=True)),
     Event.HOST_BUSY: {
-        FIRST: returns(L.QUEUED, "host_busy", S.BUSY, refund=True),
+        FIRST: returns(L.QUEUED, "host_busy", S.BUSY, refund=True, releases_day=True),
         MIDDLE: raises(L.QUEUED, "host_busy", Retry.HOST_BUSY, "busy", None),
         LAST: raises(L.QUEUED, "host_busy", Retry.HOST_BUSY, "busy", None),
     },
-    Event.PAUSED_BEFORE_DATA: every(returns(L.QUEUED, "mailbox_paused", S.MAILBOX_PAUSED),
+    Event.PAUSED_BEFORE_DATA: every(returns(L.QUEUED, "mailbox_paused", S.MAILBOX_PAUSED, releases_day=True),
                                     refund_first=True),
-    Event.STOPPED_BEFORE_DATA: every(returns(L.SKIPPED, "stopped", S.SKIPPED), refund_first=True),
+    Event.STOPPED_BEFORE_DATA: every(returns(L.SKIPPED, "stopped", S.SKIPPED, releases_day=True),
+                                     refund_first=True),
     Event.CONFIG_ERROR: every(returns(L.QUEUED, "config_error", SENDER, pause=PauseKind.HEALTH_CHECK,
-                                      pause_reason=PauseReason.CONFIG_ERROR)),
+                                      pause_reason=PauseReason.CONFIG_ERROR, releases_day=True)),
     Event.NO_CONNECTION: {
         FIRST: raises(L.QUEUED, "connection", Retry.CONNECTION, "connection_failed", DOWN),
         MIDDLE: raises(L.QUEUED, "connection", Retry.CONNECTION, "connection_failed", DOWN),
@@ -117,12 +119,13 @@ REFUSALS: dict[ReplyClass, dict[int, SendDecision]] = {
     ReplyClass.HARD_BOUNCE: every(returns(L.HARD_BOUNCED, "hard_bounce", S.HARD_BOUNCED, breaker=UP,
                                           suppress=True)),
     ReplyClass.SOFT_BOUNCE: soft("soft_bounce"),
-    ReplyClass.THROTTLED: every(returns(L.QUEUED, "throttled", S.THROTTLED, breaker=UP, push_back=True)),
+    ReplyClass.THROTTLED: every(returns(L.QUEUED, "throttled", S.THROTTLED, breaker=UP, push_back=True,
+                                                releases_day=True)),
     ReplyClass.SENDER_PROBLEM: every(returns(L.QUEUED, "sender_problem", SENDER, breaker=UP,
                                              pause=PauseKind.OPERATOR,
-                                             pause_reason=PauseReason.SENDER_PROBLEM)),
+                                             pause_reason=PauseReason.SENDER_PROBLEM, releases_day=True)),
     ReplyClass.QUOTA: every(returns(L.QUEUED, "quota", SENDER, breaker=UP, pause=PauseKind.OPERATOR,
-                                    pause_reason=PauseReason.QUOTA)),
+                                    pause_reason=PauseReason.QUOTA, releases_day=True)),
     ReplyClass.ACCEPTED: soft("accepted"),  # a 2xx where a refusal came
     ReplyClass.CONNECTION: soft("connection"),  # a reply outside 2xx-5xx
 }

@@ -1,0 +1,342 @@
+"""What the inbox reader keeps: the cursor per mailbox and folder, each inbound
+message with its class, the sends it answers, and what it changed.
+
+One message is recorded, matched, acted on and the cursor moved past it in one
+transaction: a crash before the commit reads it again, after it never does, and
+the unique keys (folder+UIDVALIDITY+UID, mailbox+Message-ID) make a second reading
+of the same message a no-op (docs/decisions/0035).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from mail.unsubscribe import SendKey
+from store import suppressions
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+@dataclass(frozen=True)
+class Cursor:
+    uidvalidity: int | None
+    last_uid: int
+    read_at: datetime | None
+
+
+async def cursor(conn: Conn | asyncpg.Pool, mailbox_id: str, folder: str) -> Cursor | None:
+    row = await conn.fetchrow(
+        "SELECT uidvalidity, last_uid, read_at FROM inbox_cursors WHERE mailbox_id = $1 AND folder = $2",
+        mailbox_id, folder,
+    )
+    return Cursor(row["uidvalidity"], row["last_uid"], row["read_at"]) if row else None
+
+
+async def reset_cursor(conn: Conn | asyncpg.Pool, mailbox_id: str, folder: str, uidvalidity: int) -> None:
+    """Start a folder over under a new UIDVALIDITY (its messages are read again by date)."""
+    await conn.execute(
+        "INSERT INTO inbox_cursors (mailbox_id, folder, uidvalidity, last_uid) VALUES ($1, $2, $3, 0)"
+        " ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = $3, last_uid = 0",
+        mailbox_id, folder, uidvalidity,
+    )
+
+
+async def finish_pass(pool: asyncpg.Pool, mailbox_id: str, folder: str) -> None:
+    await pool.execute(
+        "UPDATE inbox_cursors SET read_at = now(), error = NULL, error_at = NULL"
+        " WHERE mailbox_id = $1 AND folder = $2",
+        mailbox_id, folder,
+    )
+
+
+async def record_error(pool: asyncpg.Pool, mailbox_id: str, folders: list[str], error: str) -> None:
+    """Why reading failed, on each folder's cursor (shown by `mailboxes status`)."""
+    await pool.executemany(
+        "INSERT INTO inbox_cursors (mailbox_id, folder, error, error_at) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT (mailbox_id, folder) DO UPDATE SET error = $3, error_at = now()",
+        [(mailbox_id, f, error[:500]) for f in folders],
+    )
+
+
+async def first_sent_at(pool: asyncpg.Pool, mailbox_id: str) -> datetime | None:
+    found: datetime | None = await pool.fetchval(
+        "SELECT min(sent_at) FROM sent_messages WHERE mailbox_id = $1", mailbox_id
+    )
+    return found
+
+
+# -- matching ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    campaign_id: str
+    step: int
+    prospect_id: int
+    recipient: str
+    how: str  # thread | from | recipient
+
+
+_SENT = "SELECT campaign_id, step, prospect_id, recipient FROM sent_messages"
+
+
+def _match(row: asyncpg.Record | None, how: str) -> Match | None:
+    if row is None:
+        return None
+    return Match(row["campaign_id"], row["step"], row["prospect_id"], row["recipient"], how)
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+async def match_thread(conn: Conn, mailbox_id: str, ids: list[str], sender: str | None) -> Match | None:
+    """The latest of our sends from this mailbox that ``ids`` name. A message from
+    another domain than the send's recipient does not count: naming a Message-ID
+    (unforgeable, but seen by whoever got it forwarded) is not enough to stop a
+    prospect's sequence from outside their organisation."""
+    if not ids:
+        return None
+    rows = await conn.fetch(
+        f"{_SENT} WHERE message_id = any($2::text[]) AND mailbox_id = $1 ORDER BY sent_at DESC, step DESC",
+        mailbox_id, ids,
+    )
+    for row in rows:
+        if sender is None or _domain(sender) == _domain(row["recipient"]):
+            return _match(row, "thread")
+    return None
+
+
+async def match_sender(conn: Conn, mailbox_id: str, sender: str | None, since: datetime) -> Match | None:
+    """The fallback: the latest send from this mailbox to ``sender`` in a campaign that
+    is still running or paused."""
+    if sender is None:
+        return None
+    row = await conn.fetchrow(
+        f"{_SENT} sm WHERE sm.mailbox_id = $1 AND lower(sm.recipient) = lower($2) AND sm.sent_at >= $3"
+        " AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sm.campaign_id"
+        "             AND c.state IN ('created', 'running', 'paused'))"
+        " ORDER BY sm.sent_at DESC, sm.step DESC LIMIT 1",
+        mailbox_id, sender, since,
+    )
+    return _match(row, "from")
+
+
+async def match_recipient(conn: Conn, mailbox_id: str, recipient: str, since: datetime) -> Match | None:
+    """A bounce naming only the original recipient: our latest send to it."""
+    row = await conn.fetchrow(
+        f"{_SENT} WHERE mailbox_id = $1 AND lower(recipient) = lower($2) AND sent_at >= $3"
+        " ORDER BY sent_at DESC, step DESC LIMIT 1",
+        mailbox_id, recipient, since,
+    )
+    return _match(row, "recipient")
+
+
+async def match_token(conn: Conn, send: SendKey) -> Match | None:
+    """The send a verified unsubscribe token names, if its prospect is still there."""
+    email = await conn.fetchval(
+        "SELECT p.email FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+        " WHERE p.id = $1 AND p.campaign_id = $2 AND c.workspace_id = $3",
+        send.prospect_id, send.campaign_id, send.workspace_id,
+    )
+    return Match(send.campaign_id, send.step, send.prospect_id, email, "token") if email else None
+
+
+# -- recording and acting ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inbound:
+    mailbox_id: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str | None
+    kind: str
+    verdict: str | None
+    match: Match | None
+    detail: str
+    received_at: datetime | None
+
+
+async def record(conn: Conn, found: Inbound) -> int | None:
+    """The new row's id, or None if this message was recorded before (same UID, or the
+    same Message-ID after a renumbering)."""
+    m = found.match
+    row_id: int | None = await conn.fetchval(
+        "INSERT INTO inbound_messages (mailbox_id, folder, uidvalidity, uid, message_id, class, verdict,"
+        " campaign_id, step, prospect_id, matched_by, detail, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        found.mailbox_id, found.folder, found.uidvalidity, found.uid, found.message_id, found.kind,
+        found.verdict, m.campaign_id if m else None, m.step if m else None,
+        m.prospect_id if m else None, m.how if m else None, found.detail[:500] or None, found.received_at,
+    )
+    return row_id
+
+
+async def advance(conn: Conn, mailbox_id: str, folder: str, uidvalidity: int, uid: int) -> None:
+    await conn.execute(
+        "INSERT INTO inbox_cursors (mailbox_id, folder, uidvalidity, last_uid) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = $3,"
+        " last_uid = greatest(inbox_cursors.last_uid, $4)",
+        mailbox_id, folder, uidvalidity, uid,
+    )
+
+
+_OPEN_NOT_STARTED = "state IN ('queued', 'soft_bounced') AND data_started_at IS NULL"
+
+
+async def stop_prospects(conn: Conn, prospect_ids: list[int], status: str, reason: str) -> list[int]:
+    """Mark active prospects ``status`` and end their sends that have not reached DATA
+    ``skipped``; return the ids that changed. A send already past the gate is stopped by
+    the check right before DATA (store/ledger.py mark_data_started), which sees the state."""
+    changed = [r["id"] for r in await conn.fetch(
+        "UPDATE prospects SET status = $2 WHERE id = any($1::bigint[]) AND status = 'active' RETURNING id",
+        prospect_ids, status,
+    )]
+    if changed:
+        await conn.execute(
+            "UPDATE sends SET state = 'skipped', last_reply = $2, updated_at = now(), finished_at = now()"
+            f" WHERE prospect_id = any($1::bigint[]) AND {_OPEN_NOT_STARTED}",
+            changed, reason,
+        )
+    return changed
+
+
+async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
+    """Apply one recorded message; return the prospects it stopped."""
+    m = found.match
+    if m is None:
+        return []
+    options = await conn.fetchrow(
+        "SELECT workspace_id, stop_on_reply, stop_on_auto_reply FROM campaigns WHERE id = $1", m.campaign_id
+    )
+    if options is None:
+        return []
+    stopped: list[int] = []
+    kind = found.kind
+    if kind == "auto_reply" and options["stop_on_auto_reply"]:
+        kind = "reply"
+    if kind == "reply" and options["stop_on_reply"] != "none":
+        stopped = await stop_prospects(conn, [m.prospect_id], "replied", "prospect replied")
+        if options["stop_on_reply"] == "workspace":
+            others = [r["id"] for r in await conn.fetch(
+                "SELECT p.id FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+                " WHERE c.workspace_id = $1 AND lower(p.email) = lower($2) AND p.id <> $3",
+                options["workspace_id"], m.recipient, m.prospect_id,
+            )]
+            stopped += await stop_prospects(conn, others, "stopped", "prospect replied in another campaign")
+    elif kind == "bounce" and found.verdict == "hard":
+        stopped = await stop_prospects(conn, [m.prospect_id], "hard_bounced", "hard bounce (DSN)")
+        await _suppress(conn, options["workspace_id"], m.recipient, "hard_bounce", found.detail)
+        # The send bounced after all: its ledger row says so (while retention keeps it),
+        # which is what the deliverability guard counts (decision 0033).
+        await conn.execute(
+            "UPDATE sends SET state = 'hard_bounced', last_reply = $4, updated_at = now()"
+            " WHERE campaign_id = $1 AND step = $2 AND prospect_id = $3 AND state = 'sent'",
+            m.campaign_id, m.step, m.prospect_id, f"DSN: {found.detail}"[:500],
+        )
+    elif kind in ("unsubscribe", "complaint"):
+        status = "unsubscribed" if kind == "unsubscribe" else "suppressed"
+        stopped = await stop_prospects(conn, [m.prospect_id], status, f"prospect {kind}")
+        await _suppress(conn, options["workspace_id"], m.recipient, kind, f"inbox of {found.mailbox_id}")
+    if stopped:
+        await conn.execute("UPDATE inbound_messages SET acted = true WHERE id = $1", row_id)
+    return stopped
+
+
+async def _suppress(conn: Conn, workspace_id: str, address: str, source: str, reason: str) -> None:
+    """The workspace's do-not-contact list (decision 0026), in its canonical form."""
+    await conn.execute(
+        "INSERT INTO suppressions (workspace_id, entry, source, reason) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (workspace_id, entry) DO NOTHING",
+        workspace_id, suppressions.entry_of(address), source, reason[:500] or None,
+    )
+
+
+async def forget_old_sent(pool: asyncpg.Pool, older_than: timedelta, batch: int = 5000) -> int:
+    """Drop sent Message-IDs past the reply-matching window (OUTREACH_REPLY_MATCH_DAYS)."""
+    status = await pool.execute(
+        "DELETE FROM sent_messages WHERE message_id IN (SELECT message_id FROM sent_messages"
+        " WHERE sent_at < now() - $1::interval LIMIT $2)",
+        older_than, batch,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def complaint_rate(pool: asyncpg.Pool, mailbox_id: str) -> float:
+    """Complaints over sends of the mailbox in the last 24 hours (0 without sends)."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM inbound_messages WHERE mailbox_id = $1 AND class = 'complaint'"
+        "        AND recorded_at > now() - interval '1 day') AS complaints,"
+        " (SELECT count(*) FROM sent_messages WHERE mailbox_id = $1"
+        "        AND sent_at > now() - interval '1 day') AS sends",
+        mailbox_id,
+    )
+    return row["complaints"] / row["sends"] if row and row["sends"] else 0.0
+
+
+async def replies_by_step(pool: asyncpg.Pool, campaign_id: str) -> dict[int, int]:
+    """Replies recorded per step (the step whose send they answered)."""
+    rows = await pool.fetch(
+        "SELECT step, count(*) AS n FROM inbound_messages WHERE campaign_id = $1 AND class = 'reply'"
+        " GROUP BY step",
+        campaign_id,
+    )
+    return {r["step"]: r["n"] for r in rows}
+
+
+async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncpg.Record]:
+    """The inbound messages matched to these prospects, oldest first (for `outreach trace`)."""
+    return list(await pool.fetch(
+        "SELECT prospect_id, recorded_at, received_at, class, verdict, mailbox_id, folder, uid,"
+        " campaign_id, step, matched_by, detail FROM inbound_messages"
+        " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
+        prospect_ids,
+    ))
+
+
+EVENT_CLASSES = ("reply", "bounce", "unsubscribe", "complaint")
+
+
+async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, object]]:
+    """The inbound messages other systems follow (replies, bounces, unsubscribes,
+    complaints) recorded since ``since``: ids, class and time, never content."""
+    rows = await pool.fetch(
+        "SELECT id, recorded_at, received_at, class, verdict, mailbox_id, campaign_id, step, prospect_id,"
+        " matched_by FROM inbound_messages WHERE recorded_at >= $1 AND class = any($2::text[])"
+        " ORDER BY recorded_at, id",
+        since, list(EVENT_CLASSES),
+    )
+    return [
+        {**dict(r), "send_key": f"{r['campaign_id']}:{r['step']}:{r['prospect_id']}"
+         if r["campaign_id"] else None}
+        for r in rows
+    ]
+
+
+async def undelivered_events(pool: asyncpg.Pool, limit: int) -> list[dict[str, object]]:
+    """The oldest events the webhook has not accepted yet (ids, class, time)."""
+    rows = await pool.fetch(
+        "SELECT id, recorded_at, class, verdict, mailbox_id, campaign_id, step, prospect_id"
+        " FROM inbound_messages WHERE webhook_sent_at IS NULL AND class = any($1::text[])"
+        " ORDER BY id LIMIT $2",
+        list(EVENT_CLASSES), limit,
+    )
+    return [
+        {"id": r["id"], "class": r["class"], "verdict": r["verdict"], "mailbox_id": r["mailbox_id"],
+         "campaign_id": r["campaign_id"], "step": r["step"], "prospect_id": r["prospect_id"],
+         "recorded_at": r["recorded_at"].isoformat()}
+        for r in rows
+    ]
+
+
+async def mark_delivered(pool: asyncpg.Pool, ids: list[int]) -> None:
+    await pool.execute(
+        "UPDATE inbound_messages SET webhook_sent_at = now() WHERE id = any($1::bigint[])", ids
+    )
