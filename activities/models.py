@@ -52,7 +52,8 @@ class DueSendsResult(BaseModel):
     # The earliest instant a prospect not yet due becomes due, if any.
     next_due_at: datetime | None
     # Prospects of this step not yet in a final state (due or not); only
-    # counted when nothing is due, since it is what ends the step.
+    # counted when nothing is due, since it is what ends the step (and only up
+    # to the page plus those in flight: "none" is what matters).
     pending: int | None
 
 

@@ -55,8 +55,8 @@ from mail.outcomes import (
 from mail.replies import SmtpReply
 from mail.transport import MailTransport, SmtpAccount
 from specs.templates import render
-from store import accounts, ledger, sender_identity
-from store.accounts import MailboxRecord
+from store import ledger
+from store.accounts import MailboxRecord, SendingMailbox
 from store.address_hash import every_hash
 from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
@@ -145,11 +145,11 @@ class SendActivities:
             return _counted(await self._unknown(at.inp))
         if ctx.prospect_status != "active":
             return await self._apply(at, Event.PROSPECT_INACTIVE, note=f"prospect {ctx.prospect_status}")
-        at.mailbox = mailbox = await accounts.mailbox_record(self._pool, ctx.mailbox_id)
+        at.mailbox = mailbox = ctx.mailbox.record  # read with the context: one round trip
         structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
             return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
-        identity = await sender_identity.for_send(self._pool, k.campaign_id, ctx.mailbox_id)
+        identity = ctx.identity  # read with the context (store.sender_identity.for_send's columns)
         try:
             message = build_message(_outgoing(mailbox, ctx, identity, self._links(at, ctx, identity)))
         except (ValueError, TemplateError) as exc:
@@ -157,7 +157,7 @@ class SendActivities:
             # never be, so it fails now instead of being retried.
             return await self._apply(at, Event.UNBUILDABLE, error=str(exc), note=f"message not built: {exc}")
         try:
-            account = await self._account(mailbox)
+            account = await self._account(ctx.mailbox)
         except TokenRefreshFailed as exc:  # the grant was revoked or the client changed
             return await self._apply(at, Event.TOKEN_REFUSED, error=f"token refresh: {exc}")
         except CredentialError as exc:  # its key was removed, or the value was altered
@@ -321,12 +321,12 @@ class SendActivities:
         await self._best_effort(self._store.push_back(mailbox.smtp_host, retry_at))
         return retry_at
 
-    async def _account(self, mailbox: MailboxRecord) -> SmtpAccount:
-        grant = await accounts.oauth_grant(self._pool, mailbox.id, ring=self._ring)
+    async def _account(self, sending: SendingMailbox) -> SmtpAccount:
+        mailbox = sending.record
+        grant = sending.grant(self._ring)
         token = (await access_token(self._pool, self._tokens, mailbox.id, grant, ring=self._ring)
                  if grant else None)
-        password = (None if grant
-                    else await accounts.mailbox_password(self._pool, mailbox.id, ring=self._ring))
+        password = None if grant else sending.password(self._ring)
         return SmtpAccount(
             mailbox_id=mailbox.id, host=mailbox.smtp_host, port=mailbox.smtp_port,
             security=mailbox.security,  # type: ignore[arg-type]  # checked by the schema

@@ -7,6 +7,7 @@ PostgreSQL database, `outreach worker` processes, and the in-process provider
     python -m bench capacity  --runs 3 --prospects 5000 --json docs/benchmarks/capacity.json
     python -m bench precision --runs 3 --json docs/benchmarks/precision.json
     python -m bench scale-out --runs 3 --prospects 3000 --json docs/benchmarks/scale-out.json
+    python -m bench scale     --runs 1 --sizes 10000,100000,1000000 --json docs/benchmarks/scale.json
 
 They print figures and assert nothing.
 """
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, precision, scale_out
+from bench import capacity, precision, scale, scale_out
 from bench.report import Figure, table, write_json
 
 RunResult = tuple[dict[str, float], dict[str, Any]]
@@ -58,7 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     out = scenarios.add_parser("scale-out", parents=[common], help="1 vs 2 worker processes")
     out.add_argument("--prospects", type=int, default=3000)
     out.add_argument("--mailboxes", type=int, default=20)
+
+    sca = scenarios.add_parser("scale", parents=[common], help="cost per email at 10k, 100k, 1M prospects")
+    sca.add_argument("--sizes", default="10000,100000,1000000", help="campaign sizes, comma-separated")
+    sca.add_argument("--emails", type=int, default=5000,
+                     help="emails each run sends (half step 1, half step 2)")
+    sca.add_argument("--mailboxes", type=int, default=20)
     return parser
+
+
+async def _scale(args: argparse.Namespace, argv: list[str] | None) -> list[RunResult]:
+    """A column per size (median of its runs), not per run: the point is the row's flatness."""
+    sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
+    params = {"sizes": sizes, "emails": args.emails, "mailboxes": args.mailboxes, "analyze": args.analyze}
+    print(f"scale: {params}; {args.runs} run(s) per size", flush=True)
+    results: list[RunResult] = []
+    by_size: dict[int, list[dict[str, float]]] = {}
+    for n in sizes:
+        for i in range(1, args.runs + 1):
+            result = await scale.one_run(n, args.emails, args.mailboxes, args.log_dir, args.analyze)
+            print(f"  {n:,} prospects, run {i}: {scale.summary(result[0])}", flush=True)
+            results.append(result)
+            by_size.setdefault(n, []).append(result[0])
+    print()
+    print(scale.table(sizes, by_size))
+    if args.json is not None:
+        write_json(args.json, "scale", params, scale.FIGURES, [r for r, _ in results],
+                   [d for _, d in results], argv)
+        print(f"\nwrote {args.json}")
+    return results
 
 
 def _scenario(args: argparse.Namespace) -> tuple[list[Figure], Callable[[], Awaitable[RunResult]],
@@ -88,9 +117,11 @@ def _scenario(args: argparse.Namespace) -> tuple[list[Figure], Callable[[], Awai
 
 async def main(argv: list[str] | None = None) -> list[RunResult]:
     args = _parser().parse_args(argv)
-    figures, run, summary, params = _scenario(args)
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "scale":
+        return await _scale(args, argv)
+    figures, run, summary, params = _scenario(args)
     print(f"{args.scenario}: {params}; {args.runs} run(s)", flush=True)
     results: list[RunResult] = []
     for i in range(1, args.runs + 1):

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from store.db import create_pool
-from store.ledger import _ELIGIBLE_FOLLOW_UP
 from store.migrate import migrate
+from store.open_work import DUE, NEXT_DUE
 from store.retention import purge, retention_rules
 
 ADMIN_URL = os.environ.get("OUTREACH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -135,14 +135,11 @@ async def census(conn: asyncpg.Connection, as_of: datetime) -> dict[tuple[str, s
 async def hot_queries(conn: asyncpg.Connection) -> dict[str, float]:
     """EXPLAIN ANALYZE execution times (ms) of the step scheduler's queries, running campaign."""
     cid = "bench-001" if campaign_state(1) == "running" else "bench-003"
-    due = (f"WITH eligible AS ({_ELIGIBLE_FOLLOW_UP}) SELECT * FROM eligible WHERE due_at <= $3"
-           " AND NOT (prospect_id = ANY($4::bigint[])) AND NOT (mailbox_id = ANY($5::text[]))"
-           " ORDER BY due_at, prospect_id LIMIT $6")
-    nxt = f"WITH eligible AS ({_ELIGIBLE_FOLLOW_UP}) SELECT min(due_at) FROM eligible WHERE due_at > $3"
+    due = f"SELECT * FROM ({DUE}) d ORDER BY due_at, prospect_id LIMIT 50"
     out = {}
     for name, sql, args in (
-        ("due_sends", due, [cid, 3, _now(), [], [], 50]),
-        ("next_due", nxt, [cid, 3, _now()]),
+        ("due_sends", due, [cid, 3, _now(), [], [], 3]),
+        ("next_due", NEXT_DUE, [cid, 3, _now()]),
     ):
         plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
         out[name] = _plan_ms(plan)

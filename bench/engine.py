@@ -13,7 +13,7 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,28 +103,40 @@ async def claimed_times(db_url: str, campaign_id: str) -> dict[str, float]:
     return {r["message_id"]: r["at"] for r in rows}
 
 
+# Seeds a run's campaign: (connection, prefix, SMTP port) -> what was seeded.
+Seeder = Callable[[asyncpg.Connection, str, int], Awaitable[Seeded]]
+
+
 async def run_campaign(
     provider: Provider, host: str, *, prospects: int, daily_limits: list[int],
     workers: int, settings: dict[str, str], done: Callable[[OutreachClient, Seeded], Any],
     within: float, log_dir: Path | None = None, analyze: bool = True,
+    seed: Seeder | None = None, count_start: bool = True,
 ) -> EngineRun:
     """Seed a campaign on the provider's `host`, run it with `workers` worker processes
-    until `done(client, seeded)` returns (at most `within` seconds), and measure it."""
+    until `done(client, seeded)` returns (at most `within` seconds), and measure it.
+
+    `seed` replaces the default one-step campaign; `count_start=False` leaves the
+    one-off `start_campaign` (which counts the campaign's prospects) out of the
+    PostgreSQL and Redis figures."""
     async with Stack() as stack:
         return await _measured(stack, provider, host, prospects=prospects, daily_limits=daily_limits,
                                workers=workers, settings=settings, done=done, within=within,
-                               log_dir=log_dir, analyze=analyze)
+                               log_dir=log_dir, analyze=analyze, seed=seed, count_start=count_start)
 
 
 async def _measured(
     stack: Stack, provider: Provider, host: str, *, prospects: int, daily_limits: list[int],
     workers: int, settings: dict[str, str], done: Callable[[OutreachClient, Seeded], Any],
-    within: float, log_dir: Path | None, analyze: bool,
+    within: float, log_dir: Path | None, analyze: bool, seed: Seeder | None, count_start: bool,
 ) -> EngineRun:
     prefix = f"bench-{secrets.token_hex(3)}"
     conn = await asyncpg.connect(stack.database.url)
     try:
-        seeded = await seed_campaign(conn, prefix, provider.port(host), daily_limits, prospects, analyze)
+        if seed is None:
+            seeded = await seed_campaign(conn, prefix, provider.port(host), daily_limits, prospects, analyze)
+        else:
+            seeded = await seed(conn, prefix, provider.port(host))
     finally:
         await conn.close()
     procs = Workers(workers, stack.worker_env(prefix, settings), log_dir)
@@ -141,11 +153,15 @@ async def _measured(
                           "bench": os.getpid()})
         actions_before = await server_actions(stack.temporal.metrics_port)
         first = len(provider.accepted)
-        await redis.start()
-        await postgres.start()
+        if count_start:
+            await redis.start()
+            await postgres.start()
         cpu.start()
         started = time.time()
         await client.start_campaign(seeded.campaign_id)
+        if not count_start:
+            await redis.start()
+            await postgres.start()
         completed = await asyncio.wait_for(_until_done(done, client, seeded, procs), within)
         await postgres.sample()
         cpu.stop()

@@ -47,12 +47,12 @@ class MailboxRecord:
         return self.email.rsplit("@", 1)[1]
 
 
-_SELECT = """
-SELECT id, email, provider, smtp_host, smtp_port, security, username, daily_limit,
-       timezone, window_start, window_end, window_days, paused, coalesce(pause_reason, '') AS reason,
-       warmup_start, warmup_increment, warmup_began
-FROM mailboxes WHERE id = $1
-"""
+_RECORD_COLUMNS = (
+    "id, email, provider, smtp_host, smtp_port, security, username, daily_limit,"
+    " timezone, window_start, window_end, window_days, paused, pause_reason,"
+    " warmup_start, warmup_increment, warmup_began"
+)
+_SELECT = f"SELECT {_RECORD_COLUMNS} FROM mailboxes WHERE id = $1"
 
 
 def _window(row: asyncpg.Record) -> SendingWindow:
@@ -65,11 +65,15 @@ async def mailbox_record(conn: asyncpg.Pool | asyncpg.Connection, mailbox_id: st
     row = await conn.fetchrow(_SELECT, mailbox_id)
     if row is None:
         raise UnknownRecord(f"mailbox {mailbox_id!r} does not exist")
+    return _record(row)
+
+
+def _record(row: asyncpg.Record) -> MailboxRecord:
     return MailboxRecord(
         id=row["id"], email=row["email"], provider=row["provider"], smtp_host=row["smtp_host"],
         smtp_port=row["smtp_port"], security=row["security"], username=row["username"],
         daily_limit=row["daily_limit"], window=_window(row), paused=row["paused"],
-        pause_reason=row["reason"],
+        pause_reason=row["pause_reason"] or "",
         warmup=WarmUp(row["warmup_start"], row["warmup_increment"], row["warmup_began"])
         if row["warmup_start"] else None,
     )
@@ -93,6 +97,10 @@ async def mailbox_password(
     row = await conn.fetchrow("SELECT password, password_env FROM mailboxes WHERE id = $1", mailbox_id)
     if row is None:
         raise UnknownRecord(f"mailbox {mailbox_id!r} does not exist")
+    return _password(row, mailbox_id, ring)
+
+
+def _password(row: asyncpg.Record, mailbox_id: str, ring: KeyRing) -> str | None:
     if row["password_env"]:
         value = os.environ.get(row["password_env"])
         if value is None:
@@ -177,6 +185,10 @@ async def oauth_grant(pool: asyncpg.Pool, mailbox_id: str, *, ring: KeyRing) -> 
     )
     if row is None:
         raise UnknownRecord(f"mailbox {mailbox_id!r} does not exist")
+    return _grant(row, mailbox_id, ring)
+
+
+def _grant(row: asyncpg.Record, mailbox_id: str, ring: KeyRing) -> OAuthGrant | None:
     if row["auth_kind"] != "oauth2":
         return None
     return OAuthGrant(
@@ -298,3 +310,25 @@ async def credential_key_ids(pool: asyncpg.Pool) -> dict[str | None, int]:
         """
     )
     return {r["key_id"]: r["n"] for r in rows}
+
+
+# -- one read for a send (docs/decisions/0038) ---------------------------------
+
+@dataclass(frozen=True)
+class SendingMailbox:
+    """A mailbox as a send needs it, read in the send's one query: its record, and its
+    credentials still sealed (opened only once the send gets that far)."""
+
+    record: MailboxRecord
+    _row: asyncpg.Record = field(repr=False)
+
+    def grant(self, ring: KeyRing) -> OAuthGrant | None:
+        return _grant(self._row, self.record.id, ring)
+
+    def password(self, ring: KeyRing) -> str | None:
+        return _password(self._row, self.record.id, ring)
+
+
+def sending_mailbox(row: asyncpg.Record) -> SendingMailbox:
+    """From a whole ``mailboxes`` row (``SELECT m ... FROM mailboxes m``, a composite)."""
+    return SendingMailbox(_record(row), row)

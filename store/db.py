@@ -31,9 +31,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class _Connection(asyncpg.Connection):
+    """A pooled connection given back without asyncpg's reset query (``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): it was one more
+    transaction for every statement the pool ran, half of them per email
+    (docs/decisions/0038). Nothing here leaves session state on a pooled connection
+    (no LISTEN, advisory lock, cursor or SET: those that need one use their own
+    connection), and an open transaction is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+# Custom plans (docs/decisions/0038): asyncpg prepares every statement, and after five
+# runs PostgreSQL may keep a generic plan for the connection's life. One made while
+# the ledger was small (or analyzed empty) scanned all of `sends` for a primary-key
+# update, and kept doing so as the ledger grew.
+_SESSION = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool: Any = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection
+        url, min_size=min_size, max_size=max_size, init=_init_connection, connection_class=_Connection,
+        server_settings=_SESSION,
     )
     return pool  # type: ignore[no-any-return]
 

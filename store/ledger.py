@@ -9,7 +9,7 @@ means DATA's outcome is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,7 +20,12 @@ import asyncpg
 from mail import outcomes
 from mail.outcomes import LedgerState
 from store import UnknownRecord, suppressions
+from store.accounts import SendingMailbox, sending_mailbox
 from store.db import outlasting_restarts
+from store.open_work import Claimed as Claimed
+from store.open_work import DueBatch as DueBatch
+from store.open_work import claim_due as claim_due  # the claim lives there (decision 0037)
+from store.sender_identity import SenderIdentity
 
 # How long the outcome of an SMTP transaction waits for PostgreSQL to come back
 # (well inside the send activity's start-to-close, 120 s by default).
@@ -31,102 +36,6 @@ OPEN_STATES = tuple(s.value for s in outcomes.OPEN_STATES)
 FINAL_STATES = tuple(s.value for s in outcomes.FINAL_STATES)
 ALL_STATES = OPEN_STATES + FINAL_STATES
 _OPEN = "(" + ", ".join(f"'{s}'" for s in OPEN_STATES) + ")"  # ('queued', 'sending', 'soft_bounced')
-
-# Who may be sent step k, and from when: step 1 at once; step k once step k-1
-# was sent to that prospect at least the step's delay ago (per prospect).
-_ELIGIBLE_FIRST = f"""
-SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
-       '-infinity'::timestamptz AS due_at
-FROM prospects p
-JOIN mailboxes m ON m.id = p.mailbox_id
-LEFT JOIN sends cur ON cur.campaign_id = p.campaign_id AND cur.step = 1 AND cur.prospect_id = p.id
-WHERE p.campaign_id = $1 AND $2::int = 1 AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN {_OPEN})
-"""
-_ELIGIBLE_FOLLOW_UP = f"""
-SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email,
-       prev.sent_at + make_interval(secs => st.delay_seconds) AS due_at
-FROM sends prev
-JOIN steps st ON st.campaign_id = prev.campaign_id AND st.step = $2
-JOIN prospects p ON p.id = prev.prospect_id
-JOIN mailboxes m ON m.id = p.mailbox_id
-LEFT JOIN sends cur ON cur.campaign_id = prev.campaign_id AND cur.step = $2
-                   AND cur.prospect_id = prev.prospect_id
-WHERE prev.campaign_id = $1 AND prev.step = $2 - 1 AND prev.state = 'sent'
-  AND p.status = 'active'
-  AND (cur.state IS NULL OR cur.state IN {_OPEN})
-"""
-
-
-@dataclass(frozen=True)
-class Claimed:
-    prospect_id: int
-    mailbox_id: str
-
-
-@dataclass(frozen=True)
-class DueBatch:
-    sends: list[Claimed]
-    next_due_at: datetime | None
-    pending: int | None
-
-
-def _eligible(step: int) -> str:
-    return _ELIGIBLE_FIRST if step == 1 else _ELIGIBLE_FOLLOW_UP
-
-
-async def claim_due(
-    pool: asyncpg.Pool,
-    campaign_id: str,
-    step: int,
-    as_of: datetime,
-    limit: int,
-    per_mailbox: int,
-    exclude_prospects: list[int],
-    blocked_mailboxes: list[str],
-    message_id: Callable[[int, str], str],
-) -> DueBatch:
-    """Up to ``limit`` sends due at ``as_of`` (at most ``per_mailbox`` of one mailbox),
-    their ledger rows created as ``queued``.
-
-    ``message_id(prospect_id, mailbox_domain)`` gives each new row its
-    Message-ID, fixed here once so every attempt sends the same one.
-    """
-    eligible = _eligible(step)
-    unlisted = eligible + suppressions.UNLISTED  # never claim a listed address (decision 0026)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"WITH eligible AS ({unlisted}), due AS (SELECT *, row_number() OVER"
-            " (PARTITION BY mailbox_id ORDER BY due_at, prospect_id) AS nth FROM eligible"
-            " WHERE due_at <= $3 AND NOT (prospect_id = ANY($4::bigint[]))"
-            " AND NOT (mailbox_id = ANY($5::text[])))"
-            " SELECT * FROM due WHERE nth <= $7 ORDER BY due_at, prospect_id LIMIT $6",
-            campaign_id, step, as_of, exclude_prospects, blocked_mailboxes, limit, per_mailbox,
-        )
-        await conn.executemany(
-            "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            [
-                (campaign_id, step, r["prospect_id"], r["mailbox_id"],
-                 message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]))
-                for r in rows
-            ],
-        )
-        next_due = await conn.fetchval(
-            f"WITH eligible AS ({unlisted}) SELECT min(due_at) FROM eligible WHERE due_at > $3",
-            campaign_id, step, as_of,
-        )
-        pending = None
-        if len(rows) < limit:
-            # What ends the step; listed prospects are settled first, so none is left open.
-            pending = await conn.fetchval(
-                f"WITH eligible AS ({eligible}), {suppressions.SETTLE_LISTED}"
-                " SELECT count(*) FROM eligible WHERE prospect_id NOT IN (SELECT prospect_id FROM hit)",
-                campaign_id, step,
-            )
-    claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in rows]
-    return DueBatch(claimed, next_due, pending)
-
 
 @dataclass(frozen=True)
 class SendContext:
@@ -142,20 +51,29 @@ class SendContext:
     body: str
     workspace_id: str
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
+    mailbox: SendingMailbox  # read in the same query: one round trip per attempt (decision 0038)
+    identity: SenderIdentity  # who the message says it is from (decision 0031), same query
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
+    # The earlier steps by their whole key (one probe of the primary key each, which
+    # the planner takes even with no statistics), not a range over the campaign's
+    # earlier steps filtered by prospect: that would read the whole campaign.
     row = await pool.fetchrow(
         """
         SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
                s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body, c.workspace_id,
-               coalesce((SELECT array_agg(e.message_id ORDER BY e.step) FROM sends e
-                         WHERE e.campaign_id = s.campaign_id AND e.prospect_id = s.prospect_id
-                           AND e.step < s.step AND e.state = 'sent'), '{}') AS earlier
+               coalesce((SELECT array_agg(e.message_id ORDER BY e.step)
+                         FROM generate_series(1, $2 - 1) k
+                         JOIN sends e ON e.campaign_id = $1 AND e.step = k AND e.prospect_id = $3
+                         WHERE e.state = 'sent'), '{}') AS earlier,
+               m AS mailbox, coalesce(c.from_name, m.from_name) AS from_name, m.reply_to,
+               coalesce(m.unsubscribe_mailto, m.email) AS unsubscribe_mailto, c.unsubscribe
         FROM sends s
         JOIN campaigns c ON c.id = s.campaign_id
         JOIN prospects p ON p.id = s.prospect_id
         JOIN steps st ON st.campaign_id = s.campaign_id AND st.step = s.step
+        JOIN mailboxes m ON m.id = s.mailbox_id
         WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3
         """,
         campaign_id, step, prospect_id,
@@ -167,6 +85,9 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         message_id=row["message_id"], mailbox_id=row["mailbox_id"], prospect_email=row["email"],
         prospect_status=row["status"], fields=dict(row["fields"]), subject=row["subject"],
         body=row["body"], workspace_id=row["workspace_id"], earlier_message_ids=list(row["earlier"]),
+        mailbox=sending_mailbox(row["mailbox"]),
+        identity=SenderIdentity(row["from_name"], row["reply_to"], row["unsubscribe_mailto"],
+                                row["unsubscribe"] == "header_and_footer"),
     )
 
 
@@ -174,18 +95,20 @@ _KEY = "campaign_id = $1 AND step = $2 AND prospect_id = $3"
 
 
 async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> int:
-    """Record that an SMTP transaction is starting; return the attempt's id."""
-    async with pool.acquire() as conn, conn.transaction():
-        attempt = await conn.fetchval(
-            f"UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
-            f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY} RETURNING attempts",
-            campaign_id, step, prospect_id,
-        )
-        attempt_id: int = await conn.fetchval(
-            "INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            campaign_id, step, prospect_id, attempt,
-        )
+    """Record that an SMTP transaction is starting; return the attempt's id.
+
+    One statement (the send's new state and its attempt row commit together), one
+    round trip."""
+    attempt_id: int | None = await pool.fetchval(
+        f"WITH s AS (UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
+        f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY}"
+        f" RETURNING campaign_id, step, prospect_id, attempts)"
+        " INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
+        " SELECT campaign_id, step, prospect_id, attempts FROM s RETURNING id",
+        campaign_id, step, prospect_id,
+    )
+    if attempt_id is None:
+        raise UnknownRecord(f"send {campaign_id}:{step}:{prospect_id} is not in the ledger")
     return attempt_id
 
 
@@ -271,21 +194,26 @@ async def _record_outcome(
     state: LedgerState, outcome: str, reply: Reply,
 ) -> None:
     final = state in FINAL_STATES
+    # The send and its attempt in one statement (one round trip); a send that ends
+    # 'sent' moves its prospect on to the next step (the trigger of migration 0009).
+    args = (campaign_id, step, prospect_id, state, reply.code, reply.enhanced, reply.text, final,
+            attempt_id, outcome)
+    if state != LedgerState.HARD_BOUNCED:
+        await pool.execute(_RECORD_OUTCOME, *args)
+        return
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            f"UPDATE sends SET state = $4, last_code = $5, last_enhanced = $6, last_reply = $7,"
-            f" data_started_at = NULL, updated_at = now(),"
-            f" sent_at = CASE WHEN $4 = 'sent' THEN now() ELSE sent_at END,"
-            f" finished_at = CASE WHEN $8 THEN now() END WHERE {_KEY}",
-            campaign_id, step, prospect_id, state, reply.code, reply.enhanced, reply.text, final,
-        )
-        await conn.execute(
-            "UPDATE send_attempts SET finished_at = now(), outcome = $2, code = $3, enhanced = $4,"
-            " reply = $5 WHERE id = $1",
-            attempt_id, outcome, reply.code, reply.enhanced, reply.text,
-        )
-        if state == LedgerState.HARD_BOUNCED:
-            await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
+        await conn.execute(_RECORD_OUTCOME, *args)
+        await suppressions.record_hard_bounce(conn, campaign_id, prospect_id, reply.enhanced, reply.text)
+
+
+_RECORD_OUTCOME = (
+    f"WITH send AS (UPDATE sends SET state = $4, last_code = $5, last_enhanced = $6, last_reply = $7,"
+    f" data_started_at = NULL, updated_at = now(),"
+    f" sent_at = CASE WHEN $4 = 'sent' THEN now() ELSE sent_at END,"
+    f" finished_at = CASE WHEN $8 THEN now() END WHERE {_KEY} RETURNING 1)"
+    " UPDATE send_attempts SET finished_at = now(), outcome = $10, code = $5, enhanced = $6,"
+    " reply = $7 WHERE id = $9"
+)
 
 
 async def any_open(pool: asyncpg.Pool, send_keys: list[str]) -> bool:

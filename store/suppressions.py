@@ -6,10 +6,10 @@ normalized and lower-cased like ``lower(prospects.email)``, so that every check
 is an equality on the indexed ``entry`` column. The checks:
 
 - ``mark_suppressed_prospects``: at import, a new campaign's listed prospects;
-- ``UNLISTED``: in the step scheduler's claim, an anti-join: a listed address is never
-  claimed, however late its entry was added;
-- ``SETTLE_LISTED``: where the scheduler counts what is left of a step, the listed
-  prospects it met become 'suppressed' and their open sends end 'skipped';
+- ``IN_CAMPAIGN_SCOPE``: in the step scheduler's claim (store/open_work.py): a listed
+  address is never claimed, however late its entry was added; the claim marks the
+  listed prospects it meets 'suppressed' and ends their open sends 'skipped';
+- ``UNLISTED``: the same as an anti-join, in the check right before DATA;
 - ``record_hard_bounce``: a hard bounce that says the address is gone lists it;
 - ``is_suppressed``: one address, for the check right before DATA.
 
@@ -131,9 +131,12 @@ def _listed_ids(rows: str, id_col: str, email_col: str, workspace_sql: str) -> s
     )
 
 
-# Appended to the step scheduler's eligible-prospects query (store/ledger.py, alias
-# ``p`` for prospects, $1 the campaign): an anti-join on the address and on its domain,
-# each an equality the planner can hash or look up in ``suppressions_entry``.
+# In the claim (store/open_work.py), alias ``s``, $1 the campaign: an entry in its scope.
+IN_CAMPAIGN_SCOPE = _scope_of(_CAMPAIGN_WORKSPACE)
+
+# Appended to a query over prospects (alias ``p``, $1 the campaign; the check right
+# before DATA, store/ledger.py): an anti-join on the address and on its domain, each
+# an equality looked up in ``suppressions_entry``.
 UNLISTED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lower(p.email)
                   AND {_scope_of(_CAMPAIGN_WORKSPACE)})
   AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = '@' || split_part(lower(p.email), '@', 2)
@@ -146,22 +149,6 @@ UNLISTED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = lo
 NOT_ERASED = f"""  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.entry = ANY($4::text[])
                   AND {_scope_of(_CAMPAIGN_WORKSPACE)})
 """
-
-# Common table expressions over a CTE ``eligible`` (prospect_id) of campaign $1, run
-# where the scheduler counts what is left of a step: ``hit`` holds the listed
-# prospects; they become 'suppressed' and their open sends that have not begun DATA
-# end 'skipped', so a step whose remaining prospects are all listed ends.
-_ELIGIBLE_EMAILS = "(SELECT e.prospect_id, p.email FROM eligible e JOIN prospects p ON p.id = e.prospect_id)"
-SETTLE_LISTED = f"""
-hit AS ({_listed_ids(_ELIGIBLE_EMAILS, "prospect_id", "email", _CAMPAIGN_WORKSPACE)}),
-marked AS (UPDATE prospects SET status = 'suppressed'
-           WHERE id IN (SELECT prospect_id FROM hit) AND status = 'active' RETURNING id),
-ended AS (UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(),
-                 finished_at = now()
-          WHERE campaign_id = $1 AND prospect_id IN (SELECT id FROM marked)
-            AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL RETURNING 1)
-"""
-
 
 async def is_suppressed(
     conn: Executor, workspace_id: str, address: str, ring: KeyRing | None = None

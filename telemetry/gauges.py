@@ -29,17 +29,27 @@ log = structlog.get_logger(__name__)
 
 REFRESH_SECONDS = 15.0
 
-# Due now: claimed rows waiting for the gate or a send, plus first steps of
-# running campaigns not claimed yet. Later steps become due one by one as
-# their delay passes and are counted once claimed.
+# Due now: claimed rows waiting for the gate or a send, plus prospects whose next
+# step is due and not claimed yet, read from the index of open work
+# (docs/decisions/0037): its cost is the backlog's size, not the campaigns'.
+# Per running campaign (aggregates in LATERAL are planned per campaign, on the
+# partial indexes sends_open and prospects_open_work), and the "not claimed yet"
+# test as a scalar subquery: one primary-key probe per due prospect, never a hash
+# of every send.
 _BACKLOG = """
-SELECT (SELECT count(*) FROM sends s JOIN campaigns c ON c.id = s.campaign_id
-         WHERE c.state = 'running' AND s.state = 'queued')
-     + (SELECT count(*) FROM prospects p JOIN campaigns c ON c.id = p.campaign_id
-         WHERE c.state = 'running' AND p.status = 'active' AND NOT EXISTS
-               (SELECT 1 FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = 1
-                  AND s.prospect_id = p.id))
+SELECT coalesce(sum(q.n + u.n), 0) FROM campaigns c
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM sends s
+                    WHERE s.campaign_id = c.id AND s.state = 'queued') q
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM prospects p
+                    WHERE p.campaign_id = c.id AND p.status = 'active' AND p.next_step IS NOT NULL
+                      AND p.next_due_at <= now()
+                      AND (SELECT true FROM sends s WHERE s.campaign_id = p.campaign_id
+                             AND s.step = p.next_step AND s.prospect_id = p.id) IS NULL) u
+WHERE c.state = 'running'
 """
+
+# On the partial index sends_unknown (migration 0009): as many rows as there are.
+_UNKNOWN = "SELECT count(*) FROM sends WHERE state = 'unknown'"
 
 
 class LedgerGauges:
@@ -50,7 +60,7 @@ class LedgerGauges:
 
     async def refresh(self) -> None:
         BACKLOG.set(await self._pool.fetchval(_BACKLOG))
-        UNKNOWN_SENDS.set(await self._pool.fetchval("SELECT count(*) FROM sends WHERE state = 'unknown'"))
+        UNKNOWN_SENDS.set(await self._pool.fetchval(_UNKNOWN))
         reasons = await self._pool.fetch("SELECT coalesce(pause_reason, '') AS r FROM mailboxes WHERE paused")
         paused = Counter(pause_class(row["r"]) for row in reasons)
         for reason in (*PAUSE_REASONS, "operator"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import capacity, precision
+from bench import capacity, precision, scale
 from bench.__main__ import main
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +66,19 @@ async def test_precision_stops_each_capped_mailbox_at_its_cap(tmp_path: Path) ->
     assert run["cap_ratio"] == 1.0 and run["cap_violations"] == 0
     assert run["rate_violations"] == 0 and run["connection_violations"] == 0
     assert 1 <= details["peak_connections"] <= 2
+
+
+async def test_scale_sends_the_same_work_at_each_size_and_reports_a_column_per_size(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    await main(["scale", "--runs", "1", "--sizes", "300,600", "--emails", "40", "--mailboxes", "4",
+                "--json", str(out)])
+
+    doc = _load(out)
+    assert set(doc["figures"]) == {f.key for f in scale.FIGURES}
+    assert [d["prospects"] for d in doc["details"]] == [300, 600]
+    for run, details in zip(doc["runs"], doc["details"], strict=True):
+        # 20 new prospects (step 1) and 20 follow-ups due (step 2): without the
+        # follow-ups the run would never reach 40. Each once.
+        assert run["delivered"] == 40 and run["duplicates"] == 0
+        assert details["postgres"]["transactions"] > 0
+        assert run["pg_xacts_per_email"] * 40 == pytest.approx(details["postgres"]["transactions"])

@@ -1,0 +1,167 @@
+"""The step scheduler's claim: which prospects are due for a step, read from an index of
+open work (docs/decisions/0037).
+
+Each prospect carries the step it waits for and when that step falls due
+(``prospects.next_step``, ``next_due_at``; migration 0009). New prospects are due
+for step 1 by the columns' defaults; a trigger on ``sends`` moves a prospect on
+when a send ends. A claim reads, per mailbox of the campaign, at most
+``per_mailbox`` due prospects (plus those in flight it skips) from the partial
+index ``prospects_open_work``, so its cost follows the page, not the campaign.
+
+The do-not-contact list (decision 0026) is checked on each prospect read: a listed
+one is never claimed; it becomes ``suppressed`` at once (and its open send that
+has not begun DATA ends ``skipped``), which also takes it out of the index, so
+the next claim does not read it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from store import suppressions
+
+# A claim that met listed prospects claims again at once (they are settled now):
+# each round settles up to a page of them. After this many rounds the step
+# workflow is told to come back in a moment instead.
+_SETTLE_ROUNDS = 10
+
+# $1 campaign, $2 step, $3 as of, $4 prospects in flight, $5 blocked mailboxes,
+# $6 per mailbox. One index range per mailbox, in due order.
+DUE = """
+SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email, p.email, p.next_due_at AS due_at
+FROM campaign_mailboxes cm
+JOIN mailboxes m ON m.id = cm.mailbox_id
+CROSS JOIN LATERAL (
+    SELECT p.id, p.mailbox_id, p.email, p.next_due_at FROM prospects p
+    WHERE p.campaign_id = $1 AND p.next_step = $2 AND p.mailbox_id = cm.mailbox_id
+      AND p.status = 'active' AND p.next_due_at <= $3 AND p.id <> ALL($4::bigint[])
+    ORDER BY p.next_due_at, p.id LIMIT $6) p
+WHERE cm.campaign_id = $1 AND cm.mailbox_id <> ALL($5::text[])
+"""
+
+# The earliest due time after $3 of the step's open work: one index probe per mailbox.
+NEXT_DUE = """
+SELECT min(n.next_due_at) FROM campaign_mailboxes cm CROSS JOIN LATERAL (
+    SELECT p.next_due_at FROM prospects p
+    WHERE p.campaign_id = $1 AND p.next_step = $2 AND p.mailbox_id = cm.mailbox_id
+      AND p.status = 'active' AND p.next_due_at > $3
+    ORDER BY p.next_due_at LIMIT 1) n
+WHERE cm.campaign_id = $1
+"""
+
+# How many prospects still wait for the step (due or not, in flight or not), counted
+# up to $3: what ends the step is "none", so the count need not read past a page.
+OPEN_COUNT = """
+SELECT count(*) FROM (SELECT 1 FROM prospects p WHERE p.campaign_id = $1 AND p.next_step = $2
+                      AND p.status = 'active' LIMIT $3) open
+"""
+
+CLAIM = f"""
+WITH due AS ({DUE}),
+flagged AS (
+    -- One probe of suppressions_entry per prospect read (the address and its domain);
+    -- a LATERAL with LIMIT is never hashed, which would read the scope's whole list.
+    SELECT d.*, l.hit IS NOT NULL AS listed FROM due d
+    LEFT JOIN LATERAL (
+        SELECT true AS hit FROM suppressions s
+        WHERE s.entry = ANY(ARRAY[lower(d.email), '@' || split_part(lower(d.email), '@', 2)])
+          AND {suppressions.IN_CAMPAIGN_SCOPE} LIMIT 1) l ON true
+)
+SELECT prospect_id, mailbox_id, mailbox_email, due_at, listed FROM flagged ORDER BY due_at, prospect_id
+"""
+
+# The listed prospects a claim met ($3): 'suppressed', and their open send of this
+# step (a prospect waiting for step $2 has no other: earlier steps ended) 'skipped'
+# unless DATA began. Its own statement, run only when there are some: as a CTE of
+# the claim, the planner could read every send of the step to find none.
+SETTLE_LISTED = """
+WITH marked AS (
+    UPDATE prospects SET status = 'suppressed' WHERE id = ANY($3::bigint[]) AND status = 'active' RETURNING id
+)
+UPDATE sends SET state = 'skipped', last_reply = 'suppressed', updated_at = now(), finished_at = now()
+WHERE campaign_id = $1 AND step = $2 AND prospect_id = ANY(ARRAY(SELECT id FROM marked))
+  AND state IN ('queued', 'soft_bounced') AND data_started_at IS NULL
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    prospect_id: int
+    mailbox_id: str
+
+
+@dataclass(frozen=True)
+class DueBatch:
+    sends: list[Claimed]
+    next_due_at: datetime | None
+    # Prospects still waiting for the step, counted up to the page plus those in
+    # flight; only asked when the page is short, since "none" is what ends the step.
+    pending: int | None
+    settled_listed: int = 0  # listed prospects met and marked 'suppressed' by this claim
+
+
+async def claim_due(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    step: int,
+    as_of: datetime,
+    limit: int,
+    per_mailbox: int,
+    exclude_prospects: list[int],
+    blocked_mailboxes: list[str],
+    message_id: Callable[[int, str], str],
+) -> DueBatch:
+    """Up to ``limit`` sends due at ``as_of`` (at most ``per_mailbox`` of one mailbox),
+    their ledger rows created as ``queued``.
+
+    ``message_id(prospect_id, mailbox_domain)`` gives each new row its
+    Message-ID, fixed here once so every attempt sends the same one.
+    """
+    settled = 0
+    async with pool.acquire() as conn:
+        for _ in range(_SETTLE_ROUNDS):
+            rows = await conn.fetch(CLAIM, campaign_id, step, as_of, exclude_prospects,
+                                    blocked_mailboxes, per_mailbox)
+            listed = [r["prospect_id"] for r in rows if r["listed"]]
+            if not listed:
+                break
+            await conn.execute(SETTLE_LISTED, campaign_id, step, listed)
+            settled += len(listed)
+        picked = [r for r in rows if not r["listed"]][:limit]
+        if picked:
+            await conn.execute(
+                "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
+                " SELECT $1, $2, c.prospect_id, c.mailbox_id, c.message_id"
+                " FROM unnest($3::bigint[], $4::text[], $5::text[]) AS c (prospect_id, mailbox_id,"
+                " message_id)"
+                " ON CONFLICT DO NOTHING",
+                campaign_id, step, [r["prospect_id"] for r in picked], [r["mailbox_id"] for r in picked],
+                [message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]) for r in picked],
+            )
+        if listed:
+            # Still meeting listed prospects: more may be due behind them; ask again soon.
+            next_due: datetime | None = as_of
+        else:
+            next_due = await conn.fetchval(NEXT_DUE, campaign_id, step, as_of)
+        pending = None
+        if len(picked) < limit:
+            pending = await conn.fetchval(OPEN_COUNT, campaign_id, step,
+                                          limit + len(exclude_prospects) + 1)
+    claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in picked]
+    return DueBatch(claimed, next_due, pending, settled)
+
+
+async def reschedule_step(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str, step: int) -> int:
+    """After a step's delay changed: the due time of every prospect waiting for it, from
+    its previous step's ``sent_at`` and the new delay; return how many moved."""
+    status = await conn.execute(
+        "UPDATE prospects p SET next_due_at = step_due_at(p.campaign_id, p.next_step, s.sent_at)"
+        " FROM sends s WHERE p.campaign_id = $1 AND p.next_step = $2 AND $2 > 1"
+        " AND s.campaign_id = p.campaign_id AND s.step = $2 - 1 AND s.prospect_id = p.id",
+        campaign_id, step,
+    )
+    return int(status.rsplit(" ", 1)[1])
