@@ -42,6 +42,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
+from client.schedules import JOBS
 from client.search_attributes import missing_search_attributes
 from config.converter import data_converter, payload_encryption
 from config.names import schedule_id
@@ -308,13 +309,13 @@ async def check_setup_done(stack: Stack, temporal: WorkflowEnvironment, output: 
     finally:
         await conn.close()
     assert await missing_search_attributes(temporal.client, "default") == [], output
-    assert len(re.findall(r"schedule-\S+: created", output)) == 3, output
+    assert len(re.findall(r"schedule-\S+: created", output)) == len(JOBS), output
 
 
 def assert_nothing_changed(output: str) -> None:
     assert "database is up to date" in output, output
     assert "search attributes already registered" in output, output
-    assert len(re.findall(r"schedule-\S+: unchanged", output)) == 3, output
+    assert len(re.findall(r"schedule-\S+: unchanged", output)) == len(JOBS), output
 
 
 async def check_metrics(port: int) -> None:

@@ -89,6 +89,10 @@ def payloads(value: Any, search_attributes: bool = False) -> Iterator[dict[str, 
     """The payload messages in a dump (objects with metadata and data): those of search
     attributes (which the codec never sees: the server indexes them) or all the others."""
     if isinstance(value, dict):
+        if value.get("markerName") == "core_patch":
+            # A workflow.patched() marker: the SDK's core writes it, never through the
+            # codec, and it holds the patch's name only (checked in the test).
+            return
         if isinstance(value.get("metadata"), dict) and "data" in value:
             if not search_attributes:
                 yield value
@@ -102,6 +106,31 @@ def payloads(value: Any, search_attributes: bool = False) -> Iterator[dict[str, 
     elif isinstance(value, list):
         for v in value:
             yield from payloads(v, search_attributes)
+
+
+def patch_markers(value: Any) -> Iterator[dict[str, Any]]:
+    """The payloads of workflow.patched() markers in a dump."""
+    if isinstance(value, dict):
+        if value.get("markerName") == "core_patch":
+            yield from (p for p in _all_payloads(value.get("details", {})))
+            return
+        for v in value.values():
+            yield from patch_markers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from patch_markers(v)
+
+
+def _all_payloads(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if isinstance(value.get("metadata"), dict) and "data" in value:
+            yield value
+            return
+        for v in value.values():
+            yield from _all_payloads(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _all_payloads(v)
 
 
 def encoding(payload: dict[str, Any]) -> bytes:
@@ -172,6 +201,9 @@ async def test_temporal_stores_no_address_subject_field_password_or_reply_in_the
     # Every payload is sealed, failures' messages included, except search attributes: ids only.
     sealed = [p for d in dumps for p in payloads(d)]
     assert sealed and {encoding(p) for p in sealed} == {b"binary/encrypted"}
+    patches = [p for d in dumps for p in patch_markers(d)]
+    assert patches and all(set(json.loads(base64.b64decode(p["data"]))) <= {"id", "deprecated"}
+                           for p in patches)
     assert "Encoded failure" in json.dumps(dumps)  # the soft bounce's failure is among them
     # ... whole: a failure over the server's size limit would lose its reply text.
     assert "Failure exceeds size limit" not in json.dumps(dumps)
