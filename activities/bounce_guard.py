@@ -29,12 +29,13 @@ log = structlog.get_logger(__name__)
 class BounceGuard:
     def __init__(
         self, pool: asyncpg.Pool, id_prefix: str, window: int, rate: float,
-        temporal: Client | None = None,
+        temporal: Client | None = None, block_rate: float | None = None,
     ) -> None:
         self._pool = pool
         self._prefix = id_prefix
         self._window = window
         self._rate = rate
+        self._block_rate = rate if block_rate is None else block_rate
         # Inside an activity, the worker's own client is used when none is given.
         self._temporal = temporal
 
@@ -42,15 +43,18 @@ class BounceGuard:
         """Judge the mailbox's recent sends after a hard bounce was recorded; pause it if
         they are over the limit. Returns whether it asked for the pause."""
         recent = await bounce_guard.recent_sends(self._pool, mailbox_id, self._window)
-        if not recent.over(self._window, self._rate):
+        if recent.over(self._window, self._rate):
+            why = (f"{recent.bounced} hard bounces in the last {recent.sends} sends"
+                   f" (more than {self._rate:g} of {self._window})")
+        elif recent.blocked_over(self._window, self._block_rate):
+            why = (f"{recent.blocked} sends blocked by the recipients' servers (5.7.x) in the"
+                   f" last {recent.sends} sends (more than {self._block_rate:g} of {self._window})")
+        else:
             return False
         record = await accounts.mailbox_record(self._pool, mailbox_id)
         if record.paused:  # already paused, by the guard or anyone else: that pause stands
             return False
-        reason = PauseReason.BOUNCE_RATE.text(
-            f"{recent.bounced} hard bounces in the last {recent.sends} sends"
-            f" (more than {self._rate:g} of {self._window})"
-        )
+        reason = PauseReason.BOUNCE_RATE.text(why)
         temporal = self._temporal or activity.client()
         await temporal.start_workflow(
             MAILBOX_WORKFLOW,
@@ -64,5 +68,5 @@ class BounceGuard:
         )
         BOUNCE_GUARD_PAUSES.labels(provider=record.provider).inc()
         log.warning("mailbox_paused_for_bounce_rate", mailbox_id=mailbox_id,
-                    bounced=recent.bounced, sends=recent.sends)
+                    bounced=recent.bounced, blocked=recent.blocked, sends=recent.sends)
         return True

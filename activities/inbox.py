@@ -75,8 +75,11 @@ class InboxActivities:
                                  tokens=self._tokens)
         for r in results:
             await self._export(r)
-            if self._guard is not None and any(f.kind == "bounce" and f.verdict == "hard" and f.stopped
-                                               for f in r.found):
+            # A hard bounce (recorded and acted on) or a block (counted only) may take
+            # the mailbox over the guard's rates.
+            if self._guard is not None and any(
+                    f.kind == "bounce" and ((f.verdict == "hard" and f.stopped) or f.verdict == "blocked")
+                    for f in r.found):
                 await self._guard.after_bounce(r.mailbox_id)
         found = Counter(f.kind for r in results for f in r.found)
         result = InboxPollResult(

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     # bounces among its last `window` sends than `rate` x `window` is paused.
     bounce_guard_window: int = Field(default=50, ge=1)
     bounce_guard_rate: float = Field(default=0.05, ge=0, le=1)
+    # The same for sends the recipients' servers blocked later (a DSN's 5.7.x, read from
+    # the inbox): the address is fine, the sender is not trusted.
+    bounce_guard_block_rate: float = Field(default=0.05, ge=0, le=1)
     # `mailboxes check-dns`: the DNS server to ask, "host:port"; empty is the system's.
     dns_resolver: str = ""
     # Reading inboxes (inbox/, docs/decisions/0034): how often each mailbox's folders are

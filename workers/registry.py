@@ -45,7 +45,7 @@ def build_activities(
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store)
     guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
-                        settings.bounce_guard_rate)
+                        settings.bounce_guard_rate, block_rate=settings.bounce_guard_block_rate)
     send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
                           unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
@@ -88,6 +88,7 @@ def build_maintenance_activities(
     inbox = InboxActivities(pool, key_ring(settings.secret_keys), settings.webhook_url,
                             settings.webhook_secret, tokens,
                             BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
-                                        settings.bounce_guard_rate))
+                                        settings.bounce_guard_rate,
+                                        block_rate=settings.bounce_guard_block_rate))
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
             inbox.deliver_webhook]

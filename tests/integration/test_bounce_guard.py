@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
+from activities.bounce_guard import BounceGuard
 from client.api import OutreachClient
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
@@ -98,3 +99,37 @@ async def _wait_for_paused(db: asyncpg.Pool, mailbox_id: str) -> asyncpg.Record:
             return row
         assert time.monotonic() < deadline, f"{mailbox_id} not paused: {dict(row or {})}"
         await asyncio.sleep(0.1)
+
+
+async def test_sends_blocked_later_by_the_recipients_servers_pause_the_mailbox_at_their_rate(
+    db: asyncpg.Pool, worker: None, client: OutreachClient,
+) -> None:
+    """Blocks read from the inbox (a DSN's 5.7.x: the address is fine, the sender is not
+    trusted) count against the mailbox at their own rate, and pause it like bounces."""
+    await add_mailbox(db, "mb-b", 2525)
+    campaign_id, prospects = await add_campaign(db, ["mb-b"], [f"k{i}@example.com" for i in range(12)],
+                                                [("Hi", "Body", 0)])
+    await db.executemany(
+        "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, state, attempts, message_id,"
+        " first_attempt_at) VALUES ($1, 1, $2, 'mb-b', 'sent', 1, $3, now())",
+        [(campaign_id, p, f"<{p}@sender.example>") for p in prospects])
+
+    async def block(prospect: int, uid: int) -> None:
+        await db.execute(
+            "INSERT INTO inbound_messages (mailbox_id, folder, uidvalidity, uid, class, verdict,"
+            " campaign_id, step, prospect_id)"
+            " VALUES ('mb-b', 'INBOX', 1, $1, 'bounce', 'blocked', $2, 1, $3)",
+            uid, campaign_id, prospect)
+
+    guard = BounceGuard(db, client.settings.task_queue, WINDOW, RATE, temporal=client.temporal,
+                        block_rate=RATE)
+    for uid, prospect in enumerate(prospects[:2], start=1):
+        await block(prospect, uid)
+    assert await bounce_guard.recent_sends(db, "mb-b", WINDOW) == RecentSends(sends=12, bounced=0, blocked=2)
+    assert not await guard.after_bounce("mb-b")  # 2 of a 40-send window: at the limit
+
+    await block(prospects[2], 3)
+    assert await guard.after_bounce("mb-b")
+    row = await _wait_for_paused(db, "mb-b")
+    assert row["paused_by"] == "operator"
+    assert row["pause_reason"].startswith("bounce_rate: 3 sends blocked by the recipients' servers")
