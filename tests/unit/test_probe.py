@@ -54,10 +54,14 @@ def metrics_port() -> Iterator[int]:
     server.server_close()
 
 
-def closed_port() -> int:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound for the test and never listened on: a connection is refused, and no
+    other process can take the port meanwhile (a port merely free when picked could be
+    taken by a server of another test before the probe, which a CI run saw)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket closes
+        yield int(s.getsockname()[1])
 
 
 def test_a_worker_whose_metrics_answer_is_healthy(worker_lookalike: int, metrics_port: int) -> None:
@@ -65,13 +69,15 @@ def test_a_worker_whose_metrics_answer_is_healthy(worker_lookalike: int, metrics
     assert healthy, why
 
 
-def test_a_worker_whose_metrics_do_not_answer_is_unhealthy(worker_lookalike: int) -> None:
-    healthy, why = probe(worker_lookalike, Settings(metrics_port=closed_port()), timeout=3)
+def test_a_worker_whose_metrics_do_not_answer_is_unhealthy(worker_lookalike: int, closed_port: int) -> None:
+    healthy, why = probe(worker_lookalike, Settings(metrics_port=closed_port), timeout=3)
     assert not healthy and "refused" in why.lower()
 
 
-def test_a_one_shot_command_or_metrics_off_has_nothing_to_probe(worker_lookalike: int) -> None:
-    assert probe(os.getpid(), Settings(metrics_port=closed_port()), timeout=3) == (
+def test_a_one_shot_command_or_metrics_off_has_nothing_to_probe(
+    worker_lookalike: int, closed_port: int,
+) -> None:
+    assert probe(os.getpid(), Settings(metrics_port=closed_port), timeout=3) == (
         True, "not a worker: nothing to probe")
     healthy, why = probe(worker_lookalike, Settings(metrics_port=0), timeout=3)
     assert healthy and "metrics are off" in why
