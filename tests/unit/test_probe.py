@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from threading import Thread
 
 import pytest
@@ -32,6 +34,13 @@ def worker_lookalike() -> Iterator[int]:
     """A process whose command line is a worker's (``... outreach worker``), serving nothing."""
     with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "outreach", "worker"],
                           stdin=subprocess.PIPE) as proc:
+        # Until the child has exec'd, /proc shows the parent's command line, and the probe
+        # would rightly call it "not a worker" (CI saw it).
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"worker" not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, "the stand-in worker did not start"
+            time.sleep(0.01)
         yield proc.pid
         proc.kill()
 
