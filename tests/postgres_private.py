@@ -9,8 +9,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from store.migrate import migrate
 from tests.processes import free_port
 
 
@@ -59,3 +62,16 @@ class PrivatePostgres:
         done = subprocess.run([*self._as_postgres, *argv], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:2])} failed: {done.stderr or done.stdout}")
+
+
+@asynccontextmanager
+async def migrated_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A private server, initialised, started and migrated; destroyed afterwards."""
+    server = PrivatePostgres()
+    try:
+        await asyncio.to_thread(server.init)
+        await asyncio.to_thread(server.start)
+        await migrate(server.url())
+        yield server
+    finally:
+        server.destroy()

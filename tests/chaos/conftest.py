@@ -20,8 +20,7 @@ import pytest
 from temporalio.client import Client
 
 from client.search_attributes import dev_server_flags
-from store.migrate import migrate
-from tests.postgres_private import PrivatePostgres
+from tests.postgres_private import PrivatePostgres, migrated_postgres
 from tests.processes import free_port, wait_until_listening
 from tests.redis_ha import RedisSentinels
 
@@ -192,11 +191,5 @@ async def redis_ha(tmp_path: Path) -> AsyncIterator[RedisSentinels]:
 @pytest.fixture
 async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     """A PostgreSQL of the run's own, migrated, so the run can restart it."""
-    server = PrivatePostgres()
-    try:
-        await asyncio.to_thread(server.init)
-        await asyncio.to_thread(server.start)
-        await migrate(server.url())
+    async with migrated_postgres() as server:
         yield server
-    finally:
-        server.destroy()

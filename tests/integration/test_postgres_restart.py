@@ -27,23 +27,16 @@ from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
 from store import ledger
 from store.db import create_pool
-from store.migrate import migrate
 from tests.factories import add_campaign, add_mailbox
 from tests.integration.test_campaign_e2e import wait_for_state
-from tests.postgres_private import PrivatePostgres
+from tests.postgres_private import PrivatePostgres, migrated_postgres
 from workers.registry import WORKFLOWS, build_activities
 
 
 @pytest.fixture(scope="module")
 async def postgres() -> AsyncIterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        await asyncio.to_thread(server.init)
-        await asyncio.to_thread(server.start)
-        await migrate(server.url())
+    async with migrated_postgres() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
