@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     smtp_socket_timeout: float = 60.0
     # A pooled SMTP connection idle this long is closed rather than reused.
     smtp_idle_seconds: float = 30.0
+    # Run the send worker's workflows in temporalio's sandbox. It guards against
+    # non-deterministic workflow code at a price of about a tenth of the worker's
+    # CPU; the tests and the replay tests always run them in it (docs/decisions/0041).
+    workflow_sandbox: bool = False
 
     # The send activity's own bounds (layer two of the three timeouts).
     send_start_to_close_seconds: float = 120.0

@@ -13,7 +13,8 @@ from datetime import timedelta
 import structlog
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from config.converter import data_converter
 from config.names import maintenance_task_queue, send_task_queue
@@ -44,6 +45,12 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
     )
 
 
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The send worker's workflows run outside the sandbox unless asked (decision 0041):
+    the sandbox re-enters itself for every payload a workflow task carries."""
+    return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings, temporal_runtime(settings))
     metrics = start_metrics_endpoint(settings)
@@ -59,6 +66,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             activities=build_activities(settings, pool, redis, transport),
             max_concurrent_activities=100,
             interceptors=[ActivityLogContext()],
+            workflow_runner=workflow_runner(settings),
             graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
         )
         # Scheduled maintenance runs on its own queue, so it never competes
