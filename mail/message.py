@@ -135,17 +135,16 @@ def _plain_message(mail: OutgoingMail, date: str) -> bytes | None:
                ("To", _address("to_address", mail.to_address))]
     if mail.reply_to is not None:
         headers.append(("Reply-To", _address("reply_to", mail.reply_to)))
-    headers += [("Subject", mail.subject.strip()), ("Date", date), ("Message-ID", mail.message_id)]
-    if mail.in_reply_to is not None:
-        headers.append(("In-Reply-To", mail.in_reply_to))
-    if mail.references:
-        headers.append(("References", " ".join(mail.references)))
+    headers += [("Subject", mail.subject.strip()), ("Date", date)]
     lines = []
     for name, value in headers:
         line = f"{name}: {value}"
         if len(line) > _FOLD_AT or not _PLAIN_VALUE.fullmatch(value):
             return None
         lines.append(line)
+    # A msg-id has no space to fold at: the email package writes it as it is.
+    lines.append(f"Message-ID: {mail.message_id}")
+    lines += [f"{name}: {value}" for name, value in _threading(mail)]
     unsubscribe = _list_unsubscribe(mail)
     if unsubscribe is not None:
         # Written raw and never refolded (_POLICY), as in _policy_message.
@@ -169,10 +168,8 @@ def _policy_message(mail: OutgoingMail, date: str) -> bytes:
     msg["Subject"] = mail.subject.strip()  # a trailing space folds into a blank line
     msg["Date"] = date
     msg["Message-ID"] = mail.message_id
-    if mail.in_reply_to is not None:
-        msg["In-Reply-To"] = mail.in_reply_to
-    if mail.references:
-        msg["References"] = " ".join(mail.references)
+    for name, value in _threading(mail):
+        msg.set_raw(name, value)
     unsubscribe = _list_unsubscribe(mail)
     if unsubscribe is not None:
         msg.set_raw("List-Unsubscribe", unsubscribe)
@@ -181,6 +178,24 @@ def _policy_message(mail: OutgoingMail, date: str) -> bytes:
     msg["MIME-Version"] = "1.0"
     msg.set_content(mail.body, subtype="plain", charset="utf-8", cte="quoted-printable")
     return msg.as_bytes()
+
+
+def _threading(mail: OutgoingMail) -> list[tuple[str, str]]:
+    """In-Reply-To and References, raw: the email package takes them for unstructured
+    text and encodes a line over 78 characters as RFC 2047 words, which no mail
+    client reads as message ids (the thread breaks). References folds between ids."""
+    headers = []
+    if mail.in_reply_to is not None:
+        headers.append(("In-Reply-To", mail.in_reply_to))
+    if mail.references:
+        lines = [f"References: {mail.references[0]}"]
+        for ref in mail.references[1:]:
+            if len(lines[-1]) + 1 + len(ref) <= _FOLD_AT:
+                lines[-1] += f" {ref}"
+            else:
+                lines.append(f" {ref}")
+        headers.append(("References", "\r\n".join(lines).removeprefix("References: ")))
+    return headers
 
 
 def _list_unsubscribe(mail: OutgoingMail) -> str | None:
