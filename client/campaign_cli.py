@@ -110,6 +110,23 @@ def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
         lambda pool: campaign_controls.stop_prospect(pool, campaign_id, prospect, reason))
     click.echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
                f" {stopped.skipped} queued send(s) skipped")
+    if not asyncio.run(_claim_again(campaign_id)):
+        click.echo("note: Temporal is unreachable, so the campaign's steps see the stop when they"
+                   " next claim", err=True)
+
+
+async def _claim_again(campaign_id: str) -> bool:
+    """The steps claim again now, as OutreachClient.stop_prospect has them do; False
+    when Temporal cannot be reached (the stop itself needs PostgreSQL alone)."""
+    try:
+        client = await OutreachClient.connect(get_settings())
+    except ClientError:
+        return False
+    try:
+        await client.claim_again(campaign_id)
+    finally:
+        await client.close()
+    return True
 
 
 @click.command("retire")

@@ -116,8 +116,17 @@ class CampaignControls:
     async def stop_prospect(
         self, campaign_id: str, prospect: str, reason: str | None = None
     ) -> StoppedProspect:
-        """End one prospect's sequence (by id or address): 'stopped', queued sends 'skipped'."""
-        return await campaign_controls.stop_prospect(self.pool, campaign_id, prospect, reason)
+        """End one prospect's sequence (by id or address): 'stopped', queued sends 'skipped'.
+        The campaign's steps claim again at once, so one whose last prospect this was
+        ends now rather than when that prospect's next step would have been due."""
+        stopped = await campaign_controls.stop_prospect(self.pool, campaign_id, prospect, reason)
+        await self.claim_again(campaign_id)
+        return stopped
+
+    async def claim_again(self, campaign_id: str) -> None:
+        """Tell a running campaign's steps to claim again (the ledger changed under
+        them); a campaign not running ignores it."""
+        await self._tell(campaign_id, CampaignWorkflow.prospects_added)
 
     async def retire_mailbox(
         self, mailbox_id: str, reassign: bool = False, force: bool = False

@@ -502,3 +502,22 @@ async def test_an_open_campaign_with_prospects_added_cancels_with_all_its_steps(
         assert (await step.describe()).status == WorkflowExecutionStatus.CANCELED
     status = await client.campaign_status(campaign_id)
     assert status["steps"][1]["sent"] == 0 and len(inbox.messages) == 2
+
+
+async def test_stopping_the_prospects_a_step_waits_for_lets_the_campaign_complete_at_once(
+    db: asyncpg.Pool, e2e_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    client: OutreachClient,
+) -> None:
+    await add_mailbox(db, "mb-wake", inbox.port)
+    hour_later = [("Hello {{ first_name }}", "Step one", 0), ("Re: Hello", "Step two", 3600)]
+    campaign_id, ids = await add_campaign(db, ["mb-wake"], ["w0@example.com", "w1@example.com"],
+                                          hour_later)
+    await client.start_campaign(campaign_id)
+    await inbox.wait_for(lambda: len(inbox.messages) >= 2, timeout=60)
+    await wait_for_state(client, campaign_id, "running", timeout=10)
+    # Step 2 sleeps on a timer an hour away; stopping both prospects wakes it.
+    ran = await outreach(e2e_settings, "prospects", "stop", campaign_id, "w0@example.com")
+    assert ran.returncode == 0 and not ran.stderr, ran.stderr
+    await client.stop_prospect(campaign_id, str(ids[1]))
+    status = await wait_for_state(client, campaign_id, "completed", timeout=60)
+    assert status["prospects"]["stopped"] == 2 and len(inbox.messages) == 2
