@@ -136,6 +136,7 @@ class PostgresWork:
     _cpu_last: dict[int, float] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _conn: asyncpg.Connection | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         # Connected to the admin database, so this sampler is not one of the backends it measures.
@@ -188,7 +189,9 @@ class PostgresWork:
 
     async def _sample(self, baseline: bool = False) -> None:
         assert self._conn is not None
-        pids = await self._conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", self.database)
+        async with self._lock:  # the periodic sample and a caller's may meet on one connection
+            pids = await self._conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1",
+                                          self.database)
         for (pid,) in pids:
             now = cpu_seconds(pid)
             if now is None:

@@ -27,12 +27,25 @@ _CLI_TYPES = {
 }
 
 
+# The dynamic config every dev server of the project runs with (docs/production.md says
+# how to set the same on a cluster): activities a worker's workflow task schedules on its
+# own queue come back in the task's reply, without the matching service (decision 0041).
+DEV_DYNAMIC_CONFIG = {"system.enableActivityEagerExecution": "true"}
+
+
 def dev_server_flags() -> list[str]:
-    """``--search-attribute Name=Type`` for each, as ``temporal server start-dev`` takes them."""
+    """What ``temporal server start-dev`` needs for outreach: ``--search-attribute
+    Name=Type`` for each, and the dynamic config above."""
     flags: list[str] = []
     for key in SEARCH_ATTRIBUTES:
         flags += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
-    return flags
+    return flags + dynamic_config_flags()
+
+
+def dynamic_config_flags() -> list[str]:
+    """``--dynamic-config-value name=value`` for DEV_DYNAMIC_CONFIG."""
+    return [flag for name, value in DEV_DYNAMIC_CONFIG.items()
+            for flag in ("--dynamic-config-value", f"{name}={value}")]
 
 
 async def missing_search_attributes(client: Client, namespace: str) -> list[str]:

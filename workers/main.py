@@ -67,6 +67,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             max_concurrent_activities=100,
             interceptors=[ActivityLogContext()],
             workflow_runner=workflow_runner(settings),
+            # A claimed page's sends may all start eagerly where the server allows it
+            # (the SDK's default is 3 per workflow task; decision 0041).
+            max_eager_activity_reservations_per_workflow_task=settings.step_window,
             graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
         )
         # Scheduled maintenance runs on its own queue, so it never competes

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from client.api import OutreachClient
+from client.search_attributes import dynamic_config_flags
 from config.converter import data_converter
 from config.names import SEARCH_ATTRIBUTES, maintenance_task_queue, schedule_id, send_task_queue
 from config.settings import Settings
@@ -37,6 +38,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(),
         dev_server_log_level="error",
         search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=dynamic_config_flags(),  # as every dev server of the project
     ) as environment:
         yield environment
 
