@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # A pooled SMTP connection idle this long is closed rather than reused.
     smtp_idle_seconds: float = 30.0
     # Run the send worker's workflows in temporalio's sandbox. It guards against
-    # non-deterministic workflow code at a price of about a tenth of the worker's
+    # non-deterministic workflow code at a price of about a quarter of the worker's
     # CPU; the tests and the replay tests always run them in it (docs/decisions/0041).
     workflow_sandbox: bool = False
 
