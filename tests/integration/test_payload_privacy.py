@@ -85,6 +85,11 @@ def found(document: Any, needles: list[str]) -> set[str]:
     return {n for n in needles if n.lower() in haystack}
 
 
+# What core keeps of a local activity in its marker, outside the codec.
+_LOCAL_ACTIVITY_BOOKKEEPING = {"seq", "attempt", "activity_id", "activity_type", "complete_time",
+                               "backoff", "original_schedule_time", "activation_index"}
+
+
 def payloads(value: Any, search_attributes: bool = False) -> Iterator[dict[str, Any]]:
     """The payload messages in a dump (objects with metadata and data): those of search
     attributes (which the codec never sees: the server indexes them) or all the others."""
@@ -92,6 +97,13 @@ def payloads(value: Any, search_attributes: bool = False) -> Iterator[dict[str, 
         if value.get("markerName") == "core_patch":
             # A workflow.patched() marker: the SDK's core writes it, never through the
             # codec, and it holds the patch's name only (checked in the test).
+            return
+        if value.get("markerName") == "core_local_activity":
+            # A local activity's marker (the gate): core writes its bookkeeping ("data":
+            # sequence, attempt, activity type, times; checked in the test) without the
+            # codec; the activity's result goes through it like any payload.
+            details = {k: v for k, v in value.get("details", {}).items() if k != "data"}
+            yield from payloads(details, search_attributes)
             return
         if isinstance(value.get("metadata"), dict) and "data" in value:
             if not search_attributes:
@@ -108,17 +120,21 @@ def payloads(value: Any, search_attributes: bool = False) -> Iterator[dict[str, 
             yield from payloads(v, search_attributes)
 
 
-def patch_markers(value: Any) -> Iterator[dict[str, Any]]:
-    """The payloads of workflow.patched() markers in a dump."""
+def patch_markers(
+    value: Any, name: str = "core_patch", detail: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The payloads of workflow.patched() markers in a dump (or of another marker,
+    only its ``detail`` if given)."""
     if isinstance(value, dict):
-        if value.get("markerName") == "core_patch":
-            yield from (p for p in _all_payloads(value.get("details", {})))
+        if value.get("markerName") == name:
+            details = value.get("details", {})
+            yield from _all_payloads(details if detail is None else details.get(detail, {}))
             return
         for v in value.values():
-            yield from patch_markers(v)
+            yield from patch_markers(v, name, detail)
     elif isinstance(value, list):
         for v in value:
-            yield from patch_markers(v)
+            yield from patch_markers(v, name, detail)
 
 
 def _all_payloads(value: Any) -> Iterator[dict[str, Any]]:
@@ -204,6 +220,10 @@ async def test_temporal_stores_no_address_subject_field_password_or_reply_in_the
     patches = [p for d in dumps for p in patch_markers(d)]
     assert patches and all(set(json.loads(base64.b64decode(p["data"]))) <= {"id", "deprecated"}
                            for p in patches)
+    gates = [json.loads(base64.b64decode(p["data"]))
+             for d in dumps for p in patch_markers(d, "core_local_activity", "data")]
+    assert gates and all(set(g) <= _LOCAL_ACTIVITY_BOOKKEEPING and g["activity_type"] == "gate_send"
+                         for g in gates), [sorted(g) for g in gates]
     assert "Encoded failure" in json.dumps(dumps)  # the soft bounce's failure is among them
     # ... whole: a failure over the server's size limit would lose its reply text.
     assert "Failure exceeds size limit" not in json.dumps(dumps)
