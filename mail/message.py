@@ -122,7 +122,7 @@ def _plain_message(mail: OutgoingMail, date: str) -> bytes | None:
     """The same bytes as `_policy_message` for the common message, written directly.
 
     The email package parses and re-renders every header it is given, a few
-    milliseconds a message, a fifth of a worker's CPU. When every header is
+    milliseconds a message, a tenth of a worker's CPU. When every header is
     short printable ASCII that needs no quoting or encoding, its rendering is the
     value itself; anything else (an encoded subject, a display name that must be
     quoted, a line that folds) returns None and goes through the email package.
