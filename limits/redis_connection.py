@@ -28,7 +28,7 @@ def connect_redis(settings: Settings) -> aioredis.Redis:
     sentinel_options = {k: v for k, v in options.items() if k not in {"db", "username", "password"}}
     if settings.redis_sentinel_password:
         sentinel_options["password"] = settings.redis_sentinel_password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2 on
         sentinel_addresses(settings.redis_sentinels), sentinel_kwargs=sentinel_options, **options)
     primary: aioredis.Redis = sentinel.master_for(settings.redis_sentinel_master,
                                                   redis_class=_PrimaryThroughSentinels)
