@@ -31,7 +31,11 @@ log = structlog.get_logger(__name__)
 _CACHE_SECONDS = 30.0  # cap, window and provider-size edits take effect within this
 
 
-class GateActivities:
+class Gate:
+    """The limits' answer for one SMTP transaction of a send; asked by the gate activity
+    before a send's first attempt and by the send activity before each retry, so that
+    every transaction has its own place (decision 0042)."""
+
     def __init__(
         self, pool: asyncpg.Pool, store: LimitStore, policy: LimitPolicy,
         paused_recheck: float, send_timeout: float,
@@ -67,15 +71,14 @@ class GateActivities:
         self._provider_sizes[provider] = (time.monotonic(), size)
         return size
 
-    @activity.defn(name=GATE_SEND)
-    async def gate_send(self, inp: GateInput) -> GateResult:
-        now = inp.now or datetime.now(UTC)
-        mailbox = await self._mailbox(inp.mailbox_id)
+    async def ask(self, mailbox_id: str, send_key: str, now: datetime) -> GateResult:
+        """GO at a reserved instant (now or soon), or WAIT until an instant (nothing reserved)."""
+        mailbox = await self._mailbox(mailbox_id)
         opens = mailbox.window.next_open(now)
         if opens > now:
             GATE_WAITS.labels(limit=GateLimit.SENDING_WINDOW, provider=mailbox.provider).inc()
             return GateResult(verdict=GateVerdict.WAIT, until=opens, reason="outside sending window")
-        admission = await self._admit(mailbox, str(inp.key), now)
+        admission = await self._admit(mailbox, send_key, now)
         if admission.verdict is Verdict.GO:
             return GateResult(verdict=GateVerdict.GO, until=admission.at,
                               reason="circuit probe" if admission.probe else "",
@@ -135,3 +138,9 @@ class GateActivities:
         log.info("mailbox_limits_rebuilt", mailbox_id=mailbox.id, sends=len(used))
         await self._store.rebuild_mailbox(mailbox.id, fresh.paused, fresh.pause_reason, used)
         return await self._store.admit(request)
+
+
+class GateActivities(Gate):
+    @activity.defn(name=GATE_SEND)
+    async def gate_send(self, inp: GateInput) -> GateResult:
+        return await self.ask(inp.mailbox_id, str(inp.key), inp.now or datetime.now(UTC))

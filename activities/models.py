@@ -90,8 +90,13 @@ class SendResult(BaseModel):
     reply: str = ""
     # For SENDER_PROBLEM: the pause reason (e.g. "auth_failed: 535 5.7.8").
     reason: str = ""
-    # For THROTTLED: when the host takes sends again (jittered push-back).
+    # For THROTTLED: when the host takes sends again (jittered push-back); for
+    # PLACE_LATER: when the retry's place in the limits comes (decision 0042).
     retry_at: datetime | None = None
+    # For PLACE_LATER: the place reserved for the retry at ``retry_at`` ('' if none was:
+    # ask again then), and the number of the attempt that waits for it.
+    reservation: str = ""
+    attempt: int = 0
     # For SENDER_PROBLEM: who lifts the pause the mailbox gets.
     pause: PauseKind | None = None
 
@@ -110,7 +115,13 @@ class SendResult(BaseModel):
 
 class SendInput(BaseModel):
     key: SendKey
-    reservation: str = ""  # from the gate's GO
+    # The place in the limits this execution's first attempt holds: from the gate's GO,
+    # or a retry's own place after a PLACE_LATER. Any attempt without one asks the
+    # limits for its own place before its SMTP transaction (decision 0042).
+    reservation: str = ""
+    # Attempts made by earlier executions of this send (a retry that waited for its
+    # place runs as a new execution): Temporal's attempt counts on from them.
+    attempts_before: int = 0
 
 
 class SettleFailedInput(BaseModel):

@@ -11,6 +11,12 @@ retry, refund, breaker, push-back, pause) is decided by one table,
 mail/outcomes.py, and applied here: a soft bounce or a connection failure
 raises (the retry policy waits 5 min, 30 min, 2 h); everything else returns
 an outcome the workflow acts on.
+
+Every SMTP transaction has its own place in the limits (decision 0042): the first
+attempt brings the gate's, and a retry asks for its own (provider minute, mailbox
+spacing, breaker; its day's place it keeps). A place that is not now, or a slot
+that is busy, ends the attempt unsent as ``PLACE_LATER``: the workflow sleeps on a
+durable timer until then, rather than the activity waiting on a worker.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,13 +35,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.bounce_guard import BounceGuard
-from activities.models import SEND_MAX_ATTEMPTS, SendInput, SendOutcome, SendResult
+from activities.gate import Gate
+from activities.models import SEND_MAX_ATTEMPTS, GateVerdict, SendInput, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
 from config.names import SEND_EMAIL
 from config.secrets import KeyRing
 from limits import LimitStoreUnavailable
 from limits.policy import LimitPolicy
-from limits.store import LimitStore, generation_of
+from limits.store import LimitStore, generation_of, reserved_instant
 from mail import unsubscribe
 from mail.errors import SmtpError, SmtpHostBusy, SmtpRejected
 from mail.message import OutgoingMail, build_message, normalize_address
@@ -47,7 +54,6 @@ from mail.outcomes import (
     Event,
     LedgerState,
     Refused,
-    Retry,
     SendDecision,
     decide,
     transaction_result,
@@ -65,10 +71,19 @@ from telemetry.metrics import CIRCUIT_OPEN, SENDS, SENDS_IN_FLIGHT, SMTP_DURATIO
 
 log = structlog.get_logger(__name__)
 
-# How long a retry waits for a host connection slot (well inside the activity's
-# start-to-close, which also covers the workspace slot wait and the transaction).
-HOST_BUSY_PATIENCE_SECONDS = 30.0
 _ATTEMPTS = AttemptPolicy(max_attempts=SEND_MAX_ATTEMPTS)
+# A retry's place this close is taken at once (a short sleep here); a later one is
+# waited for by the workflow, on a durable timer. Well under any provider's pacing
+# gap (60 s / 30 = 2 s for "other"), so a send never leaves far from its place.
+PLACE_NOW_SECONDS = 1.0
+# A retry that finds a slot busy (host connection, workspace, the limit store) asks
+# for its place again this many seconds later, at random: slots free up within seconds.
+BUSY_RETRY_SECONDS = (1.0, 5.0)
+
+
+class PlacePassed(Exception):
+    """The transaction reached DATA too long after its place in the limits and no place
+    was free now (decision 0042); DATA was not sent."""
 
 
 class StopBeforeData(Exception):
@@ -85,15 +100,12 @@ class _Attempt:
     """One run of the send activity: what applying a decision needs to know."""
 
     inp: SendInput
-    number: int  # Temporal's attempt number, from 1
+    number: int  # the send's attempt number, from 1, across its executions
+    # The place in the limits this transaction holds ('' until it has one): given back
+    # if nothing is sent.
+    reservation: str = ""
     mailbox: MailboxRecord | None = None  # once read
     attempt_id: int | None = None  # once the transaction is recorded in the ledger
-
-    @property
-    def first(self) -> bool:
-        """Only the first attempt holds the gate's reservation, and it gives a send
-        back to the workflow at once instead of waiting for a slot."""
-        return self.number == 1
 
     @property
     def known_mailbox(self) -> MailboxRecord:
@@ -104,10 +116,11 @@ class _Attempt:
 class SendActivities:
     def __init__(
         self, pool: asyncpg.Pool, transport: MailTransport, store: LimitStore, policy: LimitPolicy,
-        tokens: TokenEndpoint | None = None, *, ring: KeyRing, unsubscribe_base_url: str = "",
-        guard: BounceGuard | None = None,
+        tokens: TokenEndpoint | None = None, *, gate: Gate, ring: KeyRing,
+        unsubscribe_base_url: str = "", guard: BounceGuard | None = None,
     ) -> None:
         self._pool = pool
+        self._gate = gate  # a retry's own place in the limits (decision 0042)
         # Signs the unsubscribe tokens too; without a base URL a message offers only the mailto form.
         self._unsubscribe_base_url = unsubscribe_base_url
         self._guard = guard  # judges the mailbox after each hard bounce (decision 0033)
@@ -119,14 +132,16 @@ class SendActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, inp: SendInput) -> SendResult:
-        k = inp.key
+        k, execution_attempt = inp.key, activity.info().attempt
+        at = _Attempt(inp, inp.attempts_before + execution_attempt,
+                      # Only an execution's first attempt holds the place it was given.
+                      reservation=inp.reservation if execution_attempt == 1 else "")
         structlog.contextvars.bind_contextvars(
-            campaign_id=k.campaign_id, step=k.step, prospect_id=k.prospect_id,
-            attempt=activity.info().attempt,
+            campaign_id=k.campaign_id, step=k.step, prospect_id=k.prospect_id, attempt=at.number,
         )
         try:
             with SENDS_IN_FLIGHT.track_inprogress():
-                return await self._send(_Attempt(inp, activity.info().attempt))
+                return await self._send(at)
         except ApplicationError:
             raise  # a retry: counted when it was decided
         except Exception:
@@ -162,10 +177,14 @@ class SendActivities:
             return await self._apply(at, Event.TOKEN_REFUSED, error=f"token refresh: {exc}")
         except CredentialError as exc:  # its key was removed, or the value was altered
             return await self._apply(at, Event.CREDENTIAL_UNREADABLE, error=f"credentials: {exc}")
+        if not at.reservation:
+            waiting = await self._take_place(at)
+            if waiting is not None:
+                return waiting
         in_flight = f"workspace:{ctx.workspace_id}"
         lease = f"{k}#{at.number}"
         try:
-            if not await self._wait_for_lease(in_flight, lease, at):
+            if not await self._take_lease(in_flight, lease, at):
                 return await self._apply(at, Event.WORKSPACE_BUSY, error="workspace in-flight limit")
         except LimitStoreUnavailable as exc:
             # Fail closed: no limits, no send. The workflow asks the gate again,
@@ -200,19 +219,23 @@ class SendActivities:
         self, at: _Attempt, ctx: SendContext, account: SmtpAccount, message: bytes
     ) -> SendResult:
         k, mailbox = at.inp.key, at.known_mailbox
-        at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id)
+        at.attempt_id = await ledger.begin_attempt(self._pool, k.campaign_id, k.step, k.prospect_id,
+                                                   reserved_instant(at.reservation))
         # Stored addresses are normalized: lower-cased, each is its list entry (decision 0026).
         erased = every_hash(self._ring, ctx.prospect_email.lower())
 
         async def before_data() -> None:
+            await self._keep_place(at)
             found = await ledger.mark_data_started(self._pool, k.campaign_id, k.step, k.prospect_id,
                                                    erased)
             if found is not ledger.DataStart.GO:
                 raise StopBeforeData(found)
 
         try:
-            reply = await self._send_patiently(mailbox, account, ctx.prospect_email, message,
-                                               before_data, at.first)
+            reply = await _timed(mailbox, self._transport.send(
+                account, mailbox.email, ctx.prospect_email, message, before_data=before_data))
+        except PlacePassed as late:
+            return await self._apply(at, Event.PLACE_PASSED, error=str(late))
         except StopBeforeData as stop:
             if stop.found is ledger.DataStart.PAUSED:
                 return await self._apply(at, Event.PAUSED_BEFORE_DATA)
@@ -249,23 +272,23 @@ class SendActivities:
         detail = f"{reply.code} {reply.text}" if reply else error
         if d.breaker is not None:
             await self._connection_result(at, ok=d.breaker is Breaker.UP)
-        retry_at = await self._push_back(at.known_mailbox) if d.push_back else None
+        retry_at = (await self._push_back(at.known_mailbox) if d.push_back
+                    else _soon() if d.outcome is SendOutcome.PLACE_LATER else None)
         if d.ledger is not None:
             await self._record(at, d, reply, error, note)
         if d.suppress:
             await ledger.suppress_prospect(self._pool, at.inp.key.prospect_id, "hard_bounced")
             await self._judge_bounce_rate(at)
-        if d.refund and at.inp.reservation:
-            await self._best_effort(self._store.refund(at.known_mailbox.provider, at.inp.reservation))
+        if d.refund and at.reservation:
+            await self._best_effort(self._store.refund(at.known_mailbox.provider, at.reservation))
         if d.releases_day:
             await self._release_day(at)
         _count(d.metric)
         if d.retry is not None:
-            head = "host busy" if d.retry is Retry.HOST_BUSY else d.recorded
             # No cause chain (`from None`): the reply is in the message, and the chain's
             # stack traces made the encrypted failure larger than the server keeps for
             # a retry's last failure ("Failure exceeds size limit": the reply was lost).
-            raise ApplicationError(f"{head}: {detail}", type=d.retry.value) from None
+            raise ApplicationError(f"{d.recorded}: {detail}", type=d.retry.value) from None
         assert d.outcome is not None
         return SendResult(
             outcome=d.outcome, code=reply.code if reply else None,
@@ -273,7 +296,7 @@ class SendActivities:
             reply=detail if d.exhausted else (reply.text if reply else ""),
             reason=(d.pause_reason.text(detail) if d.pause_reason
                     else "" if d.exhausted else error),
-            retry_at=retry_at, pause=d.pause,
+            retry_at=retry_at, pause=d.pause, attempt=at.number,
         )
 
     async def _release_day(self, at: _Attempt) -> None:
@@ -334,42 +357,64 @@ class SendActivities:
             max_connections=self._policy.connections(mailbox.provider),
         )
 
-    async def _send_patiently(
-        self, mailbox: MailboxRecord, account: SmtpAccount, rcpt: str, message: bytes,
-        before_data: Callable[[], Awaitable[None]], first: bool,
-    ) -> SmtpReply:
-        """The transaction; a retry that finds every connection slot of the host taken
-        waits a little for one instead of spending one of the recipient's attempts on
-        it (a killed worker's connection leases hold slots until they expire: found by
-        the chaos suite). A first attempt gives the send back to the workflow at once."""
-        patience = 0.0 if first else HOST_BUSY_PATIENCE_SECONDS
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                return await _timed(mailbox, self._transport.send(
-                    account, mailbox.email, rcpt, message, before_data=before_data
-                ))
-            except SmtpHostBusy:
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(random.uniform(0.5, 2.0))
+    async def _take_place(self, at: _Attempt) -> SendResult | None:
+        """A retry's own place in the limits: taken now (None), or PLACE_LATER with the
+        instant the workflow sleeps until. It keeps its day's place (the store knows the
+        send) but not its spacing or provider slot: those are for the transaction that
+        really goes out, in the minute it goes (decision 0042)."""
+        k, mailbox = at.inp.key, at.known_mailbox
+        try:
+            place = await self._gate.ask(mailbox.id, str(k), datetime.now(UTC))
+        except LimitStoreUnavailable as exc:  # fail closed: no limits, no send
+            return await self._apply(at, Event.LIMITS_DOWN, error=str(exc))
+        wait = (place.until - datetime.now(UTC)).total_seconds() if place.until else 0.0
+        if place.verdict is GateVerdict.GO and wait <= PLACE_NOW_SECONDS:
+            at.reservation = place.reservation
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return None
+        log.info("retry_waits_for_its_place", until=str(place.until), reason=place.reason)
+        return SendResult(outcome=SendOutcome.PLACE_LATER, retry_at=place.until, reason=place.reason,
+                          reservation=place.reservation, attempt=at.number)
 
-    async def _wait_for_lease(self, scope: str, lease: str, at: _Attempt) -> bool:
-        """A workspace in-flight slot; a first attempt gives up at once (the workflow
-        tries again shortly), a retry waits a little for one. A first attempt's provider
-        slot must still be one the store remembers: granted before the store lost its
-        state, it was forgotten (docs/decisions/0029), and the send asks the gate again."""
-        patience = 0.0 if at.first else 60.0
-        deadline = time.monotonic() + patience
+    async def _keep_place(self, at: _Attempt) -> None:
+        """Right before DATA: a transaction held back past its place (a hung transaction
+        of the same mailbox held its connection, a slow connect) must not add itself to a
+        later minute that is full. Within the lateness allowed it goes; later, it asks for
+        a place now, and gives the late one back; no place now raises PlacePassed."""
+        placed = reserved_instant(at.reservation)
+        now = datetime.now(UTC)
+        if placed is None or now - placed <= self._policy.place_lateness:
+            return
+        late, mailbox = now - placed, at.known_mailbox
+        await self._best_effort(self._store.refund(mailbox.provider, at.reservation))
+        at.reservation = ""
+        try:
+            place = await self._gate.ask(mailbox.id, str(at.inp.key), now)
+        except LimitStoreUnavailable as exc:
+            raise PlacePassed(f"{late.total_seconds():.1f} s late for its place; limits: {exc}") from exc
+        if place.verdict is GateVerdict.GO:
+            at.reservation = place.reservation
+            wait = (place.until - datetime.now(UTC)).total_seconds() if place.until else 0.0
+            if wait <= PLACE_NOW_SECONDS:
+                await asyncio.sleep(max(wait, 0.0))
+                assert at.attempt_id is not None
+                await ledger.move_place(self._pool, at.attempt_id, reserved_instant(at.reservation))
+                return
+        raise PlacePassed(f"{late.total_seconds():.1f} s late for its place; the next is at"
+                          f" {place.until:%H:%M:%S} ({place.reason or 'limits'})")
+
+    async def _take_lease(self, scope: str, lease: str, at: _Attempt) -> bool:
+        """A workspace in-flight slot, now or not at all: a transaction must not leave
+        long after its place (a first attempt goes back to the queue, a retry asks for a
+        place again shortly). Its provider place must still be one the store remembers:
+        granted before the store lost its state, it was forgotten (docs/decisions/0029),
+        and the send asks again."""
         ttl = timedelta(seconds=self._policy.workspace_lease_seconds)
-        granted_in = generation_of(at.inp.reservation) if at.first else ""
-        while not await self._store.acquire_lease(
-            scope, lease, self._policy.workspace_in_flight, datetime.now(UTC), ttl, granted_in
-        ):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(random.uniform(0.2, 1.0))
-        return True
+        return await self._store.acquire_lease(
+            scope, lease, self._policy.workspace_in_flight, datetime.now(UTC), ttl,
+            generation_of(at.reservation),
+        )
 
     async def _connection_result(self, at: _Attempt, ok: bool) -> None:
         """Feed the host's circuit breaker: a reply means the host is up. The attempt
@@ -396,6 +441,11 @@ class SendActivities:
         )
         log.error("send_outcome_unknown", reason=why, state=state)
         return SendResult(outcome=SendOutcome(state), reason=why)
+
+
+def _soon() -> datetime:
+    """When a retry that found a slot busy asks for its place again."""
+    return datetime.now(UTC) + timedelta(seconds=random.uniform(*BUSY_RETRY_SECONDS))
 
 
 def _count(outcome: str) -> None:

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     limit_other_per_minute: int = 30
     limit_provider_scale_unit: int = 150
     limit_provider_window_seconds: float = 62.0
+    # A transaction that reaches DATA later than this after its place asks for a new
+    # one, and goes only if that is now (decision 0042). Keep it within the provider
+    # window's margin over the provider's own minute (62 - 60 s), less the DATA transfer.
+    limit_place_lateness_seconds: float = Field(default=1.5, ge=0)
     limit_gmail_connections: int = 15
     limit_outlook_connections: int = 10
     limit_other_connections: int = 5

@@ -90,13 +90,12 @@ class MemoryLimitStore:
         # A reservation made before today's start does not carry over: a send reserved
         # yesterday and sent today is one of today's sends (limits/lua/admit.lua).
         held = box.reserved.get(req.send_key, -1) >= ms(req.day[0])
-        at = now
         if not held:
             wait = self._over_cap(box, req, now)
             if wait:
                 return wait
-            at = max(at, box.next_at)
-        at = max(at, self._push_back.get(req.host, 0))
+        # Every transaction keeps the mailbox's spacing, a retry too (limits/lua/admit.lua).
+        at = max(now, box.next_at, self._push_back.get(req.host, 0))
         window = span_ms(req.provider_window)
         entries = [e for e in self._providers.get(req.provider, []) if e[0] > now - window]
         at = int(provider_slot([float(t) for t, _ in entries], float(at), req.provider_limit,
@@ -108,7 +107,7 @@ class MemoryLimitStore:
         self._providers[req.provider] = entries
         if not held:
             box.reserved[req.send_key] = now
-            box.next_at = at + span_ms(req.spacing_gap)
+        box.next_at = at + span_ms(req.spacing_gap)
         if probe:
             breaker.probe, breaker.probe_until = req.send_key, at + span_ms(req.probe_ttl)
         return Admission(Verdict.GO, _at(at), probe=probe, reservation=reservation)

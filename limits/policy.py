@@ -26,6 +26,9 @@ class LimitPolicy:
     # jitter between our reservation and the server's receipt can never let
     # a server-side 60-second window see more than the limit.
     provider_window: timedelta = timedelta(seconds=62)
+    # How late after its place a transaction may reach DATA and still use it: within the
+    # window's margin above, a provider's own minute never sees more than the limit.
+    place_lateness: timedelta = timedelta(seconds=1.5)
     host_connections: dict[str, int] = field(default_factory=lambda: dict(_CONNECTIONS))
     workspace_in_flight: int = 50
     # A workspace slot is held for one SMTP transaction; it expires after this
@@ -85,6 +88,7 @@ def policy_from(settings: Settings) -> LimitPolicy:
         },
         provider_scale_unit=settings.limit_provider_scale_unit,
         provider_window=timedelta(seconds=settings.limit_provider_window_seconds),
+        place_lateness=timedelta(seconds=settings.limit_place_lateness_seconds),
         host_connections={
             "gmail": settings.limit_gmail_connections, "outlook": settings.limit_outlook_connections,
             "other": settings.limit_other_connections,

@@ -10,7 +10,7 @@ description of the Lua).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -158,6 +158,14 @@ class LimitStore(Protocol):
 def generation_of(reservation: str) -> str:
     """The store generation a provider slot was granted in ('' if it names none)."""
     return reservation.rpartition("#")[2] if "#" in reservation else ""
+
+
+def reserved_instant(reservation: str) -> datetime | None:
+    """The instant a provider place was reserved for (``key@ms#generation``); None for ''."""
+    if "@" not in reservation:
+        return None
+    instant = reservation.rpartition("@")[2].partition("#")[0]
+    return datetime.fromtimestamp(int(instant) / 1000, UTC)
 
 
 def restored_lease(attempt: str) -> str:

@@ -103,6 +103,7 @@ class LocalSmtpServer:
         self._hostname = hostname
         self._scripts: dict[tuple[Stage, str | None], deque[Reply]] = {}
         self._hangs: dict[Stage, float] = {}
+        self._recipient_hangs: dict[str, tuple[float, int]] = {}  # recipient -> (seconds, times left)
         self._holds: dict[Stage, asyncio.Event] = {}
         # Sessions waiting at a hold now, by stage: a test knows a client got that far.
         self.held: dict[Stage, int] = {}
@@ -158,6 +159,11 @@ class LocalSmtpServer:
         """Stall `seconds` before answering at `at` (0 stops). At "data" the body has
         been read and nothing is recorded unless the client is still there after it."""
         self._hangs[at] = seconds
+
+    def hang_recipient(self, recipient: str, seconds: float, times: int = 1) -> None:
+        """Stall `seconds` at RCPT before answering, on the next `times` attempts to
+        `recipient` (a host that hangs on one transaction until the client gives up)."""
+        self._recipient_hangs[_key(recipient)] = (seconds, times)
 
     def hold(self, at: Stage) -> None:
         """Keep every session that reaches `at` waiting, with no reply, until `release(at)`:
@@ -259,6 +265,12 @@ class LocalSmtpServer:
                 self._notify()
         seconds = self._hangs.get(at, 0.0)
         if seconds > 0:
+            await asyncio.sleep(seconds)  # cancelled when the client goes away
+
+    async def _stall_recipient(self, recipient: str) -> None:
+        seconds, times = self._recipient_hangs.get(_key(recipient), (0.0, 0))
+        if times > 0:
+            self._recipient_hangs[_key(recipient)] = (seconds, times - 1)
             await asyncio.sleep(seconds)  # cancelled when the client goes away
 
     def _take_drop(self, recipients: Iterable[str]) -> bool:
@@ -431,6 +443,7 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         await self._inbox._stall("rcpt")
+        await self._inbox._stall_recipient(address)
         refusal = self._inbox._scripted("rcpt", (address,))
         if refusal is not None:
             return refusal

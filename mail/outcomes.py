@@ -60,6 +60,10 @@ class SendOutcome(StrEnum):
     MAILBOX_PAUSED = "mailbox_paused"
     SENDER_PROBLEM = "sender_problem"
     BUSY = "busy"  # no host connection or workspace slot free: nothing was sent
+    # A retry's own place in the limits is later (or a slot it needs is busy): nothing
+    # was sent; the workflow waits until ``retry_at`` on a durable timer and sends the
+    # retry again with its place (decision 0042). It keeps its attempts and its day's place.
+    PLACE_LATER = "place_later"
 
 
 FINAL_OUTCOMES = frozenset(SendOutcome(s) for s in FINAL_STATES)
@@ -104,7 +108,6 @@ class Retry(StrEnum):
 
     SOFT_BOUNCE = "SoftBounce"
     CONNECTION = "SmtpConnection"
-    HOST_BUSY = "HostBusy"
 
     @property
     def counted_as(self) -> str:
@@ -113,7 +116,7 @@ class Retry(StrEnum):
 
 
 _COUNTED_AS = {Retry.SOFT_BOUNCE: LedgerState.SOFT_BOUNCED.value,
-               Retry.CONNECTION: "connection_failed", Retry.HOST_BUSY: SendOutcome.BUSY.value}
+               Retry.CONNECTION: "connection_failed"}
 
 
 class Breaker(StrEnum):
@@ -140,6 +143,9 @@ class Event(StrEnum):
     # The transaction.
     HOST_BUSY = "host_busy"  # no connection slot of the host free
     PAUSED_BEFORE_DATA = "mailbox_paused"  # paused after the transaction began
+    # DATA would have gone too long after the transaction's place in the limits (a
+    # hung connection of the mailbox held it back), and no place was free now.
+    PLACE_PASSED = "place_passed"
     # Stopped after the transaction began: the address was suppressed, the prospect
     # is no longer active, or the send was ended (a cancelled campaign). Never sent.
     STOPPED_BEFORE_DATA = "stopped"
@@ -191,8 +197,8 @@ class SendDecision:
     breaker: Breaker | None  # None: the breaker records nothing
     refund: bool  # give back the provider slot the gate reserved: nothing was sent
     # Give back the mailbox's day slot: nothing was sent and the send goes back to the
-    # step's queue (or ends unsent), so it must not count against today's cap; a send
-    # raised for a Temporal retry keeps it (the retry goes without asking the gate).
+    # step's queue (or ends unsent), so it must not count against today's cap; a retry
+    # (raised for Temporal, or waiting for its place) keeps it: it is still the same send.
     releases_day: bool
     push_back: bool  # back the whole host off, for every worker
     suppress: bool  # never mail this prospect again
@@ -205,7 +211,7 @@ class _Row(NamedTuple):
     # Retried rows: the ledger state while retrying; the outcome when no attempt is left.
     outcome: SendOutcome
     breaker: Breaker | None = None
-    refund: bool = False  # on the first attempt: only it holds the gate's reservation
+    refund: bool = False  # give back the provider place the attempt held (decision 0042)
     push_back: bool = False
     suppress: bool = False
     retry: Retry | None = None
@@ -226,8 +232,9 @@ _BEFORE: dict[Event, _Row] = {
 }
 # The transaction ended without a refusal to judge (or was delivered).
 _TRANSACTION: dict[Event, _Row] = {
-    Event.HOST_BUSY:             _Row(L.QUEUED, S.BUSY, refund=True, retry=R.HOST_BUSY),
+    Event.HOST_BUSY:             _Row(L.QUEUED, S.BUSY, refund=True),
     Event.PAUSED_BEFORE_DATA:    _Row(L.QUEUED, S.MAILBOX_PAUSED, refund=True),
+    Event.PLACE_PASSED:          _Row(L.QUEUED, S.BUSY, refund=True),
     Event.STOPPED_BEFORE_DATA:   _Row(L.SKIPPED, S.SKIPPED, refund=True),
     Event.CONFIG_ERROR:          _Row(L.QUEUED, S.SENDER_PROBLEM, pause=P.CONFIG_ERROR),
     Event.NO_CONNECTION:         _Row(L.QUEUED, S.FAILED, B.DOWN, retry=R.CONNECTION),
@@ -252,9 +259,10 @@ def decide(result: Event | Refused, attempt: int, policy: AttemptPolicy) -> Send
     """The table's row for ``result``, on attempt number ``attempt`` (1-based).
 
     Two rules depend on the attempt: a soft bounce or a connection failure is
-    raised until the last attempt, which ends ``failed``; a busy host hands a
-    first attempt back to the workflow (it asks the gate again shortly) but
-    raises on a retry, which must not start over with all its attempts.
+    raised until the last attempt, which ends ``failed``; a busy slot (host
+    connection, workspace, the limit store) hands a first attempt back to the
+    step's queue, but a retry stays with its workflow as ``PLACE_LATER``: it must
+    not start over with all its attempts, nor lose its day's place.
     """
     recorded: str | None
     if isinstance(result, Refused):
@@ -263,19 +271,20 @@ def decide(result: Event | Refused, attempt: int, policy: AttemptPolicy) -> Send
         row, recorded = _TRANSACTION[result], result.value
     else:
         row, recorded = _BEFORE[result], None
-    ledger, retry, exhausted = row.ledger, row.retry, False
-    if retry is Retry.HOST_BUSY:
-        retry = retry if attempt > 1 else None
-    elif retry is not None and attempt >= policy.max_attempts:
+    ledger, retry, exhausted, outcome = row.ledger, row.retry, False, row.outcome
+    if retry is not None and attempt >= policy.max_attempts:
         ledger, retry, exhausted = LedgerState.FAILED, None, True
+    if outcome is SendOutcome.BUSY and attempt > 1:
+        outcome = SendOutcome.PLACE_LATER
     pause = row.pause
     if pause is not None and isinstance(result, Refused) and result.at_auth:
         pause = PauseReason.AUTH_FAILED
     return SendDecision(
-        ledger=ledger, recorded=recorded, outcome=None if retry else row.outcome, retry=retry,
-        exhausted=exhausted, metric=retry.counted_as if retry else row.outcome.value,
-        breaker=row.breaker, refund=row.refund and attempt == 1,
-        releases_day=retry is None and ledger in (None, LedgerState.QUEUED, LedgerState.SKIPPED),
+        ledger=ledger, recorded=recorded, outcome=None if retry else outcome, retry=retry,
+        exhausted=exhausted, metric=retry.counted_as if retry else outcome.value,
+        breaker=row.breaker, refund=row.refund,
+        releases_day=(retry is None and outcome is not SendOutcome.PLACE_LATER
+                      and ledger in (None, LedgerState.QUEUED, LedgerState.SKIPPED)),
         push_back=row.push_back,
         suppress=row.suppress, pause=pause.kind if pause else None, pause_reason=pause,
     )

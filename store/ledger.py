@@ -94,8 +94,11 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
 _KEY = "campaign_id = $1 AND step = $2 AND prospect_id = $3"
 
 
-async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> int:
-    """Record that an SMTP transaction is starting; return the attempt's id.
+async def begin_attempt(
+    pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, place_at: datetime | None = None,
+) -> int:
+    """Record that an SMTP transaction is starting, with the instant of its place in the
+    limits (decision 0042); return the attempt's id.
 
     One statement (the send's new state and its attempt row commit together), one
     round trip."""
@@ -103,13 +106,18 @@ async def begin_attempt(pool: asyncpg.Pool, campaign_id: str, step: int, prospec
         f"WITH s AS (UPDATE sends SET state = 'sending', attempts = attempts + 1, updated_at = now(),"
         f" first_attempt_at = coalesce(first_attempt_at, now()) WHERE {_KEY}"
         f" RETURNING campaign_id, step, prospect_id, attempts)"
-        " INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt)"
-        " SELECT campaign_id, step, prospect_id, attempts FROM s RETURNING id",
-        campaign_id, step, prospect_id,
+        " INSERT INTO send_attempts (campaign_id, step, prospect_id, attempt, place_at)"
+        " SELECT campaign_id, step, prospect_id, attempts, $4 FROM s RETURNING id",
+        campaign_id, step, prospect_id, place_at,
     )
     if attempt_id is None:
         raise UnknownRecord(f"send {campaign_id}:{step}:{prospect_id} is not in the ledger")
     return attempt_id
+
+
+async def move_place(pool: asyncpg.Pool, attempt_id: int, place_at: datetime | None) -> None:
+    """An attempt late for its place took another just before DATA (decision 0042)."""
+    await pool.execute("UPDATE send_attempts SET place_at = $2 WHERE id = $1", attempt_id, place_at)
 
 
 class DataStart(StrEnum):

@@ -46,7 +46,7 @@ def build_activities(
     mailbox = MailboxActivities(pool, store)
     guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
                         settings.bounce_guard_rate, block_rate=settings.bounce_guard_block_rate)
-    send = SendActivities(pool, transport, store, policy, ring=key_ring(settings.secret_keys),
+    send = SendActivities(pool, transport, store, policy, gate=gate, ring=key_ring(settings.secret_keys),
                           unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,

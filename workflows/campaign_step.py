@@ -66,13 +66,17 @@ def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes
     )
 
 
-def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY) -> RetryPolicy:
-    """5 min, 30 min, 2 h between the 4 attempts of a send (docs/decisions/0021-send-outcomes-table.md)."""
+def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY, made: int = 0) -> RetryPolicy:
+    """5 min, 30 min, 2 h between the 4 attempts of a send (docs/decisions/0021-send-outcomes-table.md).
+
+    After ``made`` attempts (a retry that waited for its place runs as a new
+    execution, decision 0042), what is left of the same schedule: the next attempt
+    now, then the intervals that would have followed it."""
     return RetryPolicy(
-        initial_interval=first_retry,
+        initial_interval=min(first_retry * SEND_BACKOFF ** made, SEND_MAX_RETRY),
         backoff_coefficient=SEND_BACKOFF,
         maximum_interval=SEND_MAX_RETRY,
-        maximum_attempts=SEND_MAX_ATTEMPTS,
+        maximum_attempts=SEND_MAX_ATTEMPTS - made,
     )
 
 # Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
@@ -320,20 +324,39 @@ class CampaignStepWorkflow:
             await workflow.sleep(
                 gate.until - workflow.now(), summary=f"slot of {key}: {gate.reason or 'limits'}"
             )
-        try:
-            result: SendResult = await workflow.execute_activity(
-                SEND_EMAIL,
-                SendInput(key=key, reservation=gate.reservation),
-                result_type=SendResult,
-                start_to_close_timeout=self._inp.tuning.send_start_to_close,
-                schedule_to_close_timeout=self._inp.tuning.send_schedule_to_close,
-                retry_policy=send_retry_policy(self._inp.tuning.send_first_retry),
-                summary=f"send {key} via {mailbox_id}",
-            )
-        except ActivityError as err:
-            await self._settle_failed(key, err)
-            return
-        await self._after_send(key, mailbox_id, result)
+        result = await self._attempts(key, mailbox_id, gate.reservation)
+        if result is not None:
+            await self._after_send(key, mailbox_id, result)
+
+    async def _attempts(self, key: SendKey, mailbox_id: str, reservation: str) -> SendResult | None:
+        """The send activity, under the send retry policy; None once a failed send is settled.
+
+        Every attempt takes its own place in the limits (decision 0042): a retry whose
+        place is later than its retry time ends unsent as PLACE_LATER, and is sent
+        again from here after a durable timer, with its place and what is left of its
+        attempts and schedule."""
+        made = 0
+        while True:
+            try:
+                result: SendResult = await workflow.execute_activity(
+                    SEND_EMAIL,
+                    SendInput(key=key, reservation=reservation, attempts_before=made),
+                    result_type=SendResult,
+                    start_to_close_timeout=self._inp.tuning.send_start_to_close,
+                    schedule_to_close_timeout=self._inp.tuning.send_schedule_to_close,
+                    retry_policy=send_retry_policy(self._inp.tuning.send_first_retry, made),
+                    summary=f"send {key} via {mailbox_id}" + (f", attempt {made + 1}" if made else ""),
+                )
+            except ActivityError as err:
+                await self._settle_failed(key, err)
+                return None
+            if result.outcome is not SendOutcome.PLACE_LATER:
+                return result
+            made, reservation = result.attempt - 1, result.reservation
+            if result.retry_at and result.retry_at > workflow.now():
+                await workflow.sleep(result.retry_at - workflow.now(),
+                                     summary=f"attempt {result.attempt} of {key} waits for its place:"
+                                             f" {result.reason or 'a slot was busy'}")
 
     async def _after_send(self, key: SendKey, mailbox_id: str, result: SendResult) -> None:
         outcome = result.outcome

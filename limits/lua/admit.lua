@@ -42,9 +42,12 @@ if open_until > 0 then
 end
 
 -- Mailbox: a send that already holds a reservation made today keeps it (a retry,
--- or a send returned to the queue); a new one, or one whose reservation is from an
--- earlier day (it would be a send of today's on top of today's cap), must fit
--- today's cap and any 24 h, and its reservation moves to now.
+-- or a send returned to the queue): it does not count twice against the cap. A new
+-- one, or one whose reservation is from an earlier day (it would be a send of today's
+-- on top of today's cap), must fit today's cap and any 24 h, and its reservation moves
+-- to now. Either way the transaction keeps the mailbox's spacing and takes its own
+-- provider slot: a retry is one more SMTP transaction from this mailbox, in the minute
+-- it really goes out (decision 0042).
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
 local held = redis.call('ZSCORE', KEYS[2], key)
 if held and tonumber(held) < tonumber(ARGV[3]) then held = false end
@@ -60,8 +63,8 @@ if not held then
     local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], since, '+inf', 'WITHSCORES', 'LIMIT', rolling - cap, 1)
     return {'wait', string.format('%d', tonumber(oldest[2]) + 86400000), 'rolling 24 h cap reached'}
   end
-  at = math.max(at, num(redis.call('HGET', KEYS[1], 'next_at')))
 end
+at = math.max(at, num(redis.call('HGET', KEYS[1], 'next_at')))
 at = math.max(at, num(redis.call('GET', KEYS[5])))
 
 -- Provider: no window of provider_window ms may hold more than the limit,
@@ -91,8 +94,8 @@ redis.call('ZADD', KEYS[3], at, reservation)
 redis.call('PEXPIRE', KEYS[3], window + tonumber(ARGV[10]) + 60000)
 if not held then
   redis.call('ZADD', KEYS[2], now, key)
-  redis.call('HSET', KEYS[1], 'next_at', string.format('%d', at + tonumber(ARGV[9])))
 end
+redis.call('HSET', KEYS[1], 'next_at', string.format('%d', at + tonumber(ARGV[9])))
 if probe then
   redis.call('HSET', KEYS[4], 'probe', key, 'probe_until', string.format('%d', at + tonumber(ARGV[11])))
 end

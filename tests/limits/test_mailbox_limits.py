@@ -105,3 +105,30 @@ async def test_a_released_day_slot_goes_to_the_next_send(store: LimitStore) -> N
     assert (await store.admit(admit_request("c:1:3", cap=2))).verdict is Verdict.GO
     # The released send must now fit the cap like any other.
     assert (await store.admit(admit_request("c:1:1", cap=2))).verdict is Verdict.WAIT
+
+
+async def test_a_retry_keeps_its_day_place_but_takes_its_own_spacing_and_provider_slot(
+    store: LimitStore,
+) -> None:
+    """Every SMTP transaction has its own place (decision 0042): a send asked again (a
+    retry, or one back from the queue) does not count twice against the cap, but goes
+    only after the mailbox's spacing and into a provider slot of its own."""
+    await ready(store)
+    gap = timedelta(minutes=3)
+    first = await store.admit(admit_request("c:1:1", cap=2, spacing_gap=gap))
+    retry = await store.admit(admit_request("c:1:1", cap=2, spacing_gap=gap))
+    assert first.at == NOW and retry.verdict is Verdict.GO and retry.at == NOW + gap
+    assert retry.reservation != first.reservation
+    # The next send comes a gap after the retry; the cap still has room for it (2).
+    other = await store.admit(admit_request("c:1:2", cap=2, spacing_gap=gap))
+    assert other.verdict is Verdict.GO and other.at == NOW + 2 * gap
+    assert (await store.admit(admit_request("c:1:3", cap=2))).verdict is Verdict.WAIT
+
+
+async def test_a_retry_at_a_full_provider_minute_waits_for_the_next_slot(store: LimitStore) -> None:
+    await ready(store)
+    window = timedelta(seconds=60)
+    for i in range(3):
+        await store.admit(admit_request(f"c:1:{i}", provider_limit=3, provider_window=window))
+    retry = await store.admit(admit_request("c:1:0", provider_limit=3, provider_window=window))
+    assert retry.verdict is Verdict.GO and retry.at == NOW + window

@@ -80,8 +80,17 @@ def soft(recorded: str) -> dict[int, SendDecision]:
     return {FIRST: bounced, MIDDLE: bounced, LAST: fails(recorded, Breaker.UP)}
 
 
-def every(decision: SendDecision, refund_first: bool = False) -> dict[int, SendDecision]:
-    return {a: replace(decision, refund=refund_first and a == FIRST) for a in ATTEMPTS}
+def every(decision: SendDecision, refund: bool = False) -> dict[int, SendDecision]:
+    return {a: replace(decision, refund=refund) for a in ATTEMPTS}
+
+
+def busy(ledger: LedgerState | None, recorded: str | None, refund: bool) -> dict[int, SendDecision]:
+    """No slot now: a first attempt goes back to the step's queue (its day's place given
+    back); a retry waits for its place with its workflow, keeping attempts and day
+    (decision 0042)."""
+    first = returns(ledger, recorded, S.BUSY, refund=refund, releases_day=True)
+    retry = returns(ledger, recorded, S.PLACE_LATER, refund=refund)
+    return {FIRST: first, MIDDLE: retry, LAST: retry}
 
 
 UP, DOWN = Breaker.UP, Breaker.DOWN
@@ -89,22 +98,19 @@ SENDER = S.SENDER_PROBLEM
 EVENTS: dict[Event, dict[int, SendDecision]] = {
     Event.PROSPECT_INACTIVE: every(returns(L.SKIPPED, None, S.SKIPPED, releases_day=True)),
     Event.UNBUILDABLE: every(returns(L.FAILED, None, S.FAILED)),
-    Event.PAUSED: every(returns(None, None, S.MAILBOX_PAUSED, releases_day=True), refund_first=True),
+    Event.PAUSED: every(returns(None, None, S.MAILBOX_PAUSED, releases_day=True), refund=True),
     Event.TOKEN_REFUSED: every(returns(None, None, SENDER, pause=PauseKind.OPERATOR,
                                        pause_reason=PauseReason.AUTH_FAILED, releases_day=True)),
     Event.CREDENTIAL_UNREADABLE: every(returns(None, None, SENDER, pause=PauseKind.HEALTH_CHECK,
                                                pause_reason=PauseReason.CONFIG_ERROR, releases_day=True)),
-    Event.WORKSPACE_BUSY: every(returns(None, None, S.BUSY, releases_day=True), refund_first=True),
-    Event.LIMITS_DOWN: every(returns(None, None, S.BUSY, releases_day=True)),
-    Event.HOST_BUSY: {
-        FIRST: returns(L.QUEUED, "host_busy", S.BUSY, refund=True, releases_day=True),
-        MIDDLE: raises(L.QUEUED, "host_busy", Retry.HOST_BUSY, "busy", None),
-        LAST: raises(L.QUEUED, "host_busy", Retry.HOST_BUSY, "busy", None),
-    },
+    Event.WORKSPACE_BUSY: busy(None, None, refund=True),
+    Event.LIMITS_DOWN: busy(None, None, refund=False),
+    Event.HOST_BUSY: busy(L.QUEUED, "host_busy", refund=True),
+    Event.PLACE_PASSED: busy(L.QUEUED, "place_passed", refund=True),
     Event.PAUSED_BEFORE_DATA: every(returns(L.QUEUED, "mailbox_paused", S.MAILBOX_PAUSED, releases_day=True),
-                                    refund_first=True),
+                                    refund=True),
     Event.STOPPED_BEFORE_DATA: every(returns(L.SKIPPED, "stopped", S.SKIPPED, releases_day=True),
-                                     refund_first=True),
+                                     refund=True),
     Event.CONFIG_ERROR: every(returns(L.QUEUED, "config_error", SENDER, pause=PauseKind.HEALTH_CHECK,
                                       pause_reason=PauseReason.CONFIG_ERROR, releases_day=True)),
     Event.NO_CONNECTION: {
@@ -164,7 +170,16 @@ def test_only_retried_rows_raise_and_a_raised_attempt_returns_nothing() -> None:
         for attempt in ATTEMPTS:
             d = decide(result, attempt, POLICY)
             assert (d.retry is None) == (d.outcome is not None), (result, attempt)
-            assert not (d.refund and attempt > FIRST), "only the first attempt holds a reservation"
+
+
+def test_a_retry_never_goes_back_to_the_queue_for_a_busy_slot_and_keeps_its_day() -> None:
+    """Decision 0042: whatever is busy, a retry waits for its own place with its workflow;
+    handed back to the queue it would start over with all its attempts."""
+    for result in [*Event, *(Refused(c) for c in ReplyClass)]:
+        d = decide(result, MIDDLE, POLICY)
+        assert d.outcome is not SendOutcome.BUSY, result
+        if d.outcome is SendOutcome.PLACE_LATER:
+            assert not d.releases_day, result
 
 
 TRANSACTION_ERRORS: list[tuple[SmtpError, Event | Refused | None]] = [
@@ -208,7 +223,7 @@ def test_a_pause_reason_is_kept_short() -> None:
 
 def test_a_raised_attempt_is_counted_under_its_retry_label() -> None:
     assert {r: r.counted_as for r in Retry} == {
-        Retry.SOFT_BOUNCE: "soft_bounced", Retry.CONNECTION: "connection_failed", Retry.HOST_BUSY: "busy"}
+        Retry.SOFT_BOUNCE: "soft_bounced", Retry.CONNECTION: "connection_failed"}
 
 
 def test_paused_mailboxes_are_counted_by_their_reasons_head() -> None:
