@@ -159,8 +159,13 @@ class Provider:
 
     def most_in_window(self, host: str, seconds: float = 60.0) -> int:
         """Most acknowledged messages the host accepted within any `seconds`."""
+        return self.busiest_window(host, seconds)[0]
+
+    def busiest_window(self, host: str, seconds: float = 60.0) -> tuple[int, float]:
+        """The most acknowledged messages the host accepted within any `seconds`, and
+        when the first window holding that many began (0.0 if it accepted none)."""
         times = sorted(r.at for r in self.accepted if r.host == host and r.acknowledged)
-        return _most_in_window(times, seconds)
+        return _busiest_window(times, seconds)
 
     def copies(self) -> Counter[str]:
         """Message-ID -> copies received, acknowledged or not."""
@@ -273,11 +278,13 @@ class _Host:
                 acknowledged))
 
 
-def _most_in_window(times: list[float], seconds: float) -> int:
-    """Most of the sorted `times` inside any half-open window [t, t + seconds)."""
-    most = start = 0
+def _busiest_window(times: list[float], seconds: float) -> tuple[int, float]:
+    """Most of the sorted `times` inside any half-open window [t, t + seconds), and the
+    first such t (a window starts at a message)."""
+    most, began, start = 0, 0.0, 0
     for end, at in enumerate(times):
         while at - times[start] >= seconds:
             start += 1
-        most = max(most, end - start + 1)
-    return most
+        if end - start + 1 > most:
+            most, began = end - start + 1, times[start]
+    return most, began

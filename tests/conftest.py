@@ -92,3 +92,20 @@ async def inbox() -> AsyncIterator[LocalSmtpServer]:
     await box.start("127.0.0.1", 0)
     yield box
     await box.stop()
+
+
+# The quick tier for working is `pytest -m "not slow"`; CI runs everything. Slow: the
+# kinds that take minutes (fault runs, the image, browsers, a compose stack, benchmarks'
+# smoke runs, limits paced at real or near-real speed, restarted servers).
+_SLOW_MARKS = {"chaos", "image", "e2e"}
+_SLOW_FILES = {
+    "test_limits_precision.py", "test_retry_places.py", "test_redis_sentinel.py",
+    "test_postgres_restart.py", "test_compose_stack.py", "test_bench_smoke.py", "test_herd.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        slow_kind = any(item.get_closest_marker(mark) for mark in _SLOW_MARKS)
+        if slow_kind or item.path.name in _SLOW_FILES or item.path.parent.name == "browser":
+            item.add_marker(pytest.mark.slow)

@@ -337,6 +337,7 @@ async def test_campaign_survives_chaos_without_duplicates_losses_or_limit_violat
     replies = {email: (550, "5.1.1 No such user") for email in bounces}
     behaviours = [HostBehaviour(name, max_connections=CONNECTIONS, per_minute=PER_MINUTE,
                                 replies=replies, address=address) for name, address, _ in HOSTS]
+    soft = soft_bounces(rng, bounces, capped_index)
     run_settings = chaos_settings(settings, redis_ha, private_postgres, dev_server_process)
     workers = Workers(WORKERS, chaos_env(run_settings), out)
     workers_factory.append(workers)
@@ -344,6 +345,8 @@ async def test_campaign_survives_chaos_without_duplicates_losses_or_limit_violat
 
     async with Provider(behaviours) as provider:
         campaign_id = await seed_campaign(pool, provider, daily_limit, cap)
+        for email in soft:  # each one's first attempt is refused for now (decision 0042)
+            provider.inbox(host_of(mailbox_of(email))).script(email, [SOFT_BOUNCE])
         for slot in range(WORKERS):
             workers.start(slot)
         stack = Stack(provider, dev_server_process, redis_ha, private_postgres, workers, rng, run)
@@ -364,6 +367,7 @@ async def test_campaign_survives_chaos_without_duplicates_losses_or_limit_violat
             completed = await wait_settled(pool, campaign_id, cap, run.started + BUDGET)
             elapsed = time.monotonic() - run.started
             rows, prospects = await read_ledger(pool, campaign_id)
+            places = await read_places(pool, campaign_id)
             if not completed:  # kept before anything else can fail
                 await stack_traces(dev_server_process, campaign_id, out)
                 (out / "ledger-counts.json").write_text(json.dumps(ledger_counts(rows), indent=2) + "\n")
@@ -386,6 +390,10 @@ async def test_campaign_survives_chaos_without_duplicates_losses_or_limit_violat
         provider.save(out / "provider.jsonl")
 
     verdict = judge(provider, run, rows, prospects, bounces, daily_limit, cap)
+    verdict["places"] = places_verdict(provider, places)
+    verdict["violations"].update(place_violations(verdict["places"]))
+    verdict["limit_violations"] = sum(verdict["violations"].values())
+    verdict["soft_bounced"] = soft_bounce_outcomes(rows, prospects, soft)
     verdict.update(
         ledger=ledger_counts(rows), cancelled=cancelled, seed=seed, prospects=PROSPECTS,
         completed=completed, seconds=round(elapsed, 1),
@@ -409,7 +417,8 @@ async def test_campaign_survives_chaos_without_duplicates_losses_or_limit_violat
     assert verdict["mismatches"] == 0, verdict["mismatched"]
     assert cancelled == "cancelled" and running == 0, (cancelled, running)
     assert verdict["open_sends"] == 0, verdict["ledger"]
-    assert verdict["limit_violations"] == 0, verdict["violations"]
+    assert verdict["limit_violations"] == 0, (verdict["violations"], verdict["places"])
+    assert verdict["soft_bounced"]["retried"] == len(soft), verdict["soft_bounced"]
     assert verdict["capped"]["sent"] == cap, verdict["capped"]
     assert verdict["capped"]["not_final"] == {"queued": verdict["capped"]["held_back"]}, verdict["capped"]
     assert verdict["unknown"] <= verdict["unknown_bound"], verdict["unknown_causes"]
@@ -430,6 +439,94 @@ async def seed_campaign(pool: asyncpg.Pool, provider: Provider, daily_limit: int
     steps = [("Hi {{ first_name }}", "Hello", 0), ("Re: Hi", "Following up", STEP_DELAY)]
     campaign_id, _ = await add_campaign(pool, MAILBOXES, emails, steps)
     return campaign_id
+
+
+SOFT_BOUNCE = (451, "4.2.1 Mailbox busy, try again later")
+
+
+def mailbox_of(email: str) -> str:
+    """Prospect i goes to mailbox i % len (tests/factories.py)."""
+    return MAILBOXES[int(email[1:].split("@")[0]) % len(MAILBOXES)]
+
+
+def host_of(mailbox_id: str) -> str:
+    return mailbox_id.split("-mb")[0]
+
+
+def soft_bounces(rng: random.Random, bounces: set[str], capped_index: int) -> list[str]:
+    """Prospects whose first attempt is refused with a 4xx, so every plan has retries that
+    must find places of their own: one each, as many as the hard bounces, at least 3."""
+    count = max(3, PROSPECTS // 100)
+    chosen: list[str] = []
+    while len(chosen) < count:
+        i = rng.randrange(PROSPECTS)
+        email = f"p{i}@example.com"
+        if i % len(MAILBOXES) != capped_index and email not in bounces and email not in chosen:
+            chosen.append(email)
+    return chosen
+
+
+def soft_bounce_outcomes(rows: Records, prospects: Records, soft: list[str]) -> dict[str, Any]:
+    """What became of the sends scripted to soft-bounce once: retried (more than one
+    attempt) and final like any other send."""
+    ids = {p["id"] for p in prospects if p["email"] in soft}
+    first = [r for r in rows if r["step"] == 1 and r["prospect_id"] in ids]
+    return {"scripted": len(soft), "retried": sum(len(r["attempts_at"] or []) > 1 for r in first),
+            "states": dict(Counter(str(r["state"]) for r in first))}
+
+
+async def read_places(pool: asyncpg.Pool, campaign_id: str) -> Records:
+    """Every SMTP attempt with its place in the limits, as the engine recorded it."""
+    return await pool.fetch(
+        "SELECT s.mailbox_id, s.message_id, a.attempt, a.outcome,"
+        " extract(epoch FROM a.place_at)::float8 AS place_at,"
+        " extract(epoch FROM a.started_at)::float8 AS started_at"
+        " FROM send_attempts a JOIN sends s USING (campaign_id, step, prospect_id)"
+        " WHERE a.campaign_id = $1 ORDER BY a.started_at", campaign_id)
+
+
+def places_verdict(provider: Provider, places: Records) -> dict[str, dict[str, Any]]:
+    """Per host, the busiest 60 s as the provider saw it, against the places the engine
+    granted for that minute (decision 0042): a minute over the limit shows whether its
+    messages went without a place, or late for the place they had."""
+    verdict: dict[str, dict[str, Any]] = {}
+    for name, _, _ in HOSTS:
+        count, began = provider.busiest_window(name, 60.0)
+        ends = began + 60.0
+        attempts = [p for p in places if host_of(p["mailbox_id"]) == name]
+        in_window = [r for r in provider.accepted
+                     if r.host == name and r.acknowledged and began <= r.at < ends]
+        late: list[float] = []
+        unplaced = 0
+        for message in in_window:
+            tried = [p for p in attempts if p["message_id"] == message.message_id
+                     and p["started_at"] <= message.at]
+            own = max(tried, key=lambda p: p["started_at"], default=None)
+            if own is None or own["place_at"] is None:
+                unplaced += 1
+            else:
+                late.append(message.at - own["place_at"])
+        verdict[name] = {
+            "busiest_60s_at_provider": count, "window_began": round(began, 3),
+            "places_granted_in_it": sum(1 for p in attempts if p["place_at"] is not None
+                                        and p["outcome"] not in GIVEN_BACK and began <= p["place_at"] < ends),
+            "messages_without_place": unplaced,
+            "most_late_for_place_s": round(max(late, default=0.0), 3),
+            "attempts_without_place": sum(1 for p in attempts if p["place_at"] is None),
+        }
+    return verdict
+
+
+# Attempts that gave their place back (nothing was sent: mail/outcomes.py refund rows).
+GIVEN_BACK = {"host_busy", "mailbox_paused", "stopped", "place_passed"}
+
+
+def place_violations(places: dict[str, dict[str, Any]]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for host in places.values():
+        found["attempt without a place in the limits"] += host["attempts_without_place"]
+        found["places granted above per-minute"] += max(0, host["places_granted_in_it"] - PER_MINUTE)
+    return {k: v for k, v in found.items() if v}
 
 
 def first_attempt_after(rows: list[asyncpg.Record], at: float) -> str:
@@ -563,6 +660,13 @@ def summary_table(v: dict[str, Any]) -> str:
         *(f"    {h}: peak connections {d['peak_connections']}/{v['limits']['connections']}, busiest 60 s "
           f"{d['most_in_60s']}/{v['limits']['per_minute']}, injected 421s {d['injected_421']}"
           for h, d in v["hosts"].items()),
+        "  places (engine) against the provider's busiest 60 s:",
+        *(f"    {h}: provider {p['busiest_60s_at_provider']}, places granted in it"
+          f" {p['places_granted_in_it']}, messages without a place {p['messages_without_place']},"
+          f" most late for its place {p['most_late_for_place_s']} s"
+          for h, p in v["places"].items()),
+        f"  soft bounces scripted {v['soft_bounced']['scripted']}, retried {v['soft_bounced']['retried']},"
+        f" then {v['soft_bounced']['states']}",
         f"  capped mailbox {c['mailbox']}: sent {c['sent']}/{c['cap']}, provider received {c['received']},"
         f" held back {c['not_final']}",
         f"  unknown {v['unknown']} (bound {v['unknown_bound']}): {v['unknown_causes']}",
