@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,8 +16,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError
 
 from activities.models import MailboxInput
-from client import ClientError, InvalidState
+from client import ClientError, InvalidState, replay
 from client.campaign_controls import CampaignControls
+from client.replay import DEFAULT_LIMIT, Progress, ReplayReport
 from config.names import (
     CAMPAIGN_ID_ATTR,
     MAILBOX_IDS_ATTR,
@@ -241,3 +243,15 @@ class OutreachClient(CampaignControls):
         """SPF, DKIM and DMARC of each mailbox's domain (or one's), through
         OUTREACH_DNS_RESOLVER or the system's resolver."""
         return await sender_dns.check_senders(self.pool, TxtLookup(self.settings.dns_resolver), mailbox_id)
+
+    # Replay before a deploy; `outreach workflows replay`
+
+    async def replay_workflows(
+        self, query: str | None = None, limit: int = DEFAULT_LIMIT,
+        workflows: Sequence[type] | None = None, progress: Progress | None = None,
+    ) -> ReplayReport:
+        """Replay the histories of the executions ``query`` lists (default: this installation's
+        running ones, at most ``limit``) against this code's workflows, or ``workflows``; the
+        report names each failing run and the first event it disagrees with (client/replay.py)."""
+        return await replay.replay_workflows(self.temporal, self.settings, query=query, limit=limit,
+                                            workflows=workflows, progress=progress)
