@@ -160,6 +160,8 @@ class SendActivities:
             return _counted(await self._unknown(at.inp))
         if ctx.prospect_status != "active":
             return await self._apply(at, Event.PROSPECT_INACTIVE, note=f"prospect {ctx.prospect_status}")
+        if ctx.campaign_paused:  # back to the queue unsent; its prospect keeps its place
+            return await self._apply(at, Event.CAMPAIGN_PAUSED, error="campaign paused")
         at.mailbox = mailbox = ctx.mailbox.record  # read with the context: one round trip
         structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
@@ -239,6 +241,8 @@ class SendActivities:
         except StopBeforeData as stop:
             if stop.found is ledger.DataStart.PAUSED:
                 return await self._apply(at, Event.PAUSED_BEFORE_DATA)
+            if stop.found is ledger.DataStart.CAMPAIGN_PAUSED:
+                return await self._apply(at, Event.CAMPAIGN_PAUSED_BEFORE_DATA, error="campaign paused")
             log.info("send_stopped_before_data", why=stop.found.value)
             if stop.found is ledger.DataStart.SUPPRESSED:  # the prospect's state says so too
                 await ledger.suppress_prospect(self._pool, k.prospect_id, "suppressed")

@@ -31,7 +31,16 @@ from config.secrets import key_ring
 from config.settings import Settings
 from mail.sender_dns import SenderReport, TxtLookup
 from specs.suppressions import read_suppressions_csv
-from store import accounts, campaign_controls, campaigns, erasure, sender_dns, suppressions
+from store import (
+    StoreError,
+    UnknownRecord,
+    accounts,
+    campaign_controls,
+    campaigns,
+    erasure,
+    sender_dns,
+    suppressions,
+)
 from store.db import create_pool
 from store.erasure import Erasure
 from store.suppressions import Scope, Suppression
@@ -119,10 +128,27 @@ class OutreachClient(CampaignControls):
         return self._campaign(campaign_id)
 
     async def pause_campaign(self, campaign_id: str) -> None:
-        await (await self._running_campaign(campaign_id)).signal(CampaignWorkflow.pause)
+        """Pause a running campaign. Returns once no new SMTP transaction of it can start:
+        the pause is committed where the check before DATA reads it, so claimed sends go
+        back to the queue unsent (one already in DATA may finish). Then its steps are
+        told to stop claiming (docs/decisions/0044). InvalidState unless running or paused."""
+        handle = await self._running_campaign(campaign_id)
+        await self._set_paused(campaign_id, True)
+        await handle.signal(CampaignWorkflow.pause)
 
     async def resume_campaign(self, campaign_id: str) -> None:
-        await (await self._running_campaign(campaign_id)).signal(CampaignWorkflow.resume)
+        """Resume a paused campaign: its sends may reach DATA again, and its steps claim."""
+        handle = await self._running_campaign(campaign_id)
+        await self._set_paused(campaign_id, False)
+        await handle.signal(CampaignWorkflow.resume)
+
+    async def _set_paused(self, campaign_id: str, paused: bool) -> None:
+        try:
+            await campaigns.set_paused(self.pool, campaign_id, paused)
+        except UnknownRecord:
+            raise
+        except StoreError as exc:  # it ended since it was read: say so as the read would
+            raise InvalidState(str(exc)) from exc
 
     async def cancel_campaign(self, campaign_id: str, wait: float = 60.0) -> str:
         """Cancel a campaign and wait until every open send has a final state."""

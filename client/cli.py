@@ -289,7 +289,8 @@ def _campaign_action(name: str, help_text: str) -> None:
         click.echo(f"campaign {campaign_id}: {name} done")
 
 
-_campaign_action("pause", "Pause a campaign: no new sends start; in-flight ones finish.")
+_campaign_action("pause", "Pause a campaign: returns once no new SMTP transaction of it can start"
+                          " (claimed sends go back to the queue unsent; one in DATA may finish).")
 _campaign_action("resume", "Resume a paused campaign.")
 _campaign_action("cancel", "Cancel a campaign: its open sends end as skipped.")
 

@@ -58,6 +58,7 @@ class SendOutcome(StrEnum):
     # Not final: the send goes back to the queue.
     THROTTLED = "throttled"
     MAILBOX_PAUSED = "mailbox_paused"
+    CAMPAIGN_PAUSED = "campaign_paused"  # the operator paused the campaign (decision 0044)
     SENDER_PROBLEM = "sender_problem"
     BUSY = "busy"  # no host connection or workspace slot free: nothing was sent
     # A retry's own place in the limits is later (or a slot it needs is busy): nothing
@@ -136,6 +137,7 @@ class Event(StrEnum):
     PROSPECT_INACTIVE = "prospect_inactive"
     UNBUILDABLE = "unbuildable"  # the message cannot be built from this data
     PAUSED = "paused"  # the mailbox is paused
+    CAMPAIGN_PAUSED = "campaign_paused"  # the campaign is paused (decision 0044)
     TOKEN_REFUSED = "token_refused"  # OAuth refresh refused: grant revoked, client changed
     CREDENTIAL_UNREADABLE = "credential_unreadable"  # its key removed, or the value altered
     WORKSPACE_BUSY = "workspace_busy"  # every in-flight slot of the workspace taken
@@ -143,6 +145,7 @@ class Event(StrEnum):
     # The transaction.
     HOST_BUSY = "host_busy"  # no connection slot of the host free
     PAUSED_BEFORE_DATA = "mailbox_paused"  # paused after the transaction began
+    CAMPAIGN_PAUSED_BEFORE_DATA = "campaign_paused_before_data"  # its campaign, likewise
     # DATA would have gone too long after the transaction's place in the limits (a
     # hung connection of the mailbox held it back), and no place was free now.
     PLACE_PASSED = "place_passed"
@@ -225,6 +228,7 @@ _BEFORE: dict[Event, _Row] = {
     Event.PROSPECT_INACTIVE:     _Row(L.SKIPPED, S.SKIPPED),
     Event.UNBUILDABLE:           _Row(L.FAILED, S.FAILED),
     Event.PAUSED:                _Row(None, S.MAILBOX_PAUSED, refund=True),
+    Event.CAMPAIGN_PAUSED:       _Row(None, S.CAMPAIGN_PAUSED, refund=True),
     Event.TOKEN_REFUSED:         _Row(None, S.SENDER_PROBLEM, pause=P.AUTH_FAILED),
     Event.CREDENTIAL_UNREADABLE: _Row(None, S.SENDER_PROBLEM, pause=P.CONFIG_ERROR),
     Event.WORKSPACE_BUSY:        _Row(None, S.BUSY, refund=True),
@@ -234,6 +238,7 @@ _BEFORE: dict[Event, _Row] = {
 _TRANSACTION: dict[Event, _Row] = {
     Event.HOST_BUSY:             _Row(L.QUEUED, S.BUSY, refund=True),
     Event.PAUSED_BEFORE_DATA:    _Row(L.QUEUED, S.MAILBOX_PAUSED, refund=True),
+    Event.CAMPAIGN_PAUSED_BEFORE_DATA: _Row(L.QUEUED, S.CAMPAIGN_PAUSED, refund=True),
     Event.PLACE_PASSED:          _Row(L.QUEUED, S.BUSY, refund=True),
     Event.STOPPED_BEFORE_DATA:   _Row(L.SKIPPED, S.SKIPPED, refund=True),
     Event.CONFIG_ERROR:          _Row(L.QUEUED, S.SENDER_PROBLEM, pause=P.CONFIG_ERROR),

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from store import UnknownRecord
+from store import StoreError, UnknownRecord
 from store.inbound import replies_by_step
 from store.ledger import ALL_STATES, FINAL_STATES
 
@@ -51,11 +51,31 @@ async def campaign_info(pool: asyncpg.Pool, campaign_id: str) -> CampaignInfo:
     )
 
 
+async def set_paused(pool: asyncpg.Pool, campaign_id: str, paused: bool) -> None:
+    """The operator's pause or resume, in force for the check before DATA once this
+    returns (docs/decisions/0044). Only a running or paused campaign takes it."""
+    done = await pool.fetchval(
+        "UPDATE campaigns SET paused = $2, state = CASE WHEN $2 THEN 'paused' ELSE 'running' END"
+        " WHERE id = $1 AND state IN ('running', 'paused') RETURNING true",
+        campaign_id, paused,
+    )
+    if not done:
+        state = await pool.fetchval("SELECT state FROM campaigns WHERE id = $1", campaign_id)
+        if state is None:
+            raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
+        raise StoreError(f"campaign {campaign_id} is {state}: only a running or paused campaign"
+                         f" can be {'paused' if paused else 'resumed'}")
+
+
 async def set_state(pool: asyncpg.Pool, campaign_id: str, state: str) -> None:
-    """Move a campaign to ``state``; a finished campaign (completed, cancelled) stays finished."""
+    """Move a campaign to ``state``; a finished campaign (completed, cancelled) stays finished.
+    Running or paused, it follows the operator's last command (``paused``), whichever of
+    the workflow's handlers reports last (docs/decisions/0044)."""
     status = await pool.execute(
         """
-        UPDATE campaigns SET state = $2,
+        UPDATE campaigns SET state = CASE WHEN $2 IN ('running', 'paused')
+                                          THEN CASE WHEN paused THEN 'paused' ELSE 'running' END
+                                          ELSE $2 END,
             started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
             finished_at = CASE WHEN $2 IN ('completed', 'cancelled') THEN now() ELSE finished_at END
         WHERE id = $1 AND state NOT IN ('completed', 'cancelled')

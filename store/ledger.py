@@ -53,6 +53,7 @@ class SendContext:
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
     mailbox: SendingMailbox  # read in the same query: one round trip per attempt (decision 0038)
     identity: SenderIdentity  # who the message says it is from (decision 0031), same query
+    campaign_paused: bool = False  # the operator paused the campaign (decision 0044)
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
@@ -68,7 +69,8 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
                          JOIN sends e ON e.campaign_id = $1 AND e.step = k AND e.prospect_id = $3
                          WHERE e.state = 'sent'), '{}') AS earlier,
                m AS mailbox, coalesce(c.from_name, m.from_name) AS from_name, m.reply_to,
-               coalesce(m.unsubscribe_mailto, m.email) AS unsubscribe_mailto, c.unsubscribe
+               coalesce(m.unsubscribe_mailto, m.email) AS unsubscribe_mailto, c.unsubscribe,
+               c.paused AS campaign_paused
         FROM sends s
         JOIN campaigns c ON c.id = s.campaign_id
         JOIN prospects p ON p.id = s.prospect_id
@@ -88,6 +90,7 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         mailbox=sending_mailbox(row["mailbox"]),
         identity=SenderIdentity(row["from_name"], row["reply_to"], row["unsubscribe_mailto"],
                                 row["unsubscribe"] == "header_and_footer"),
+        campaign_paused=row["campaign_paused"],
     )
 
 
@@ -125,6 +128,7 @@ class DataStart(StrEnum):
 
     GO = "go"
     PAUSED = "paused"  # the mailbox was paused meanwhile: the send goes later
+    CAMPAIGN_PAUSED = "campaign paused"  # likewise its campaign (decision 0044)
     SUPPRESSED = "suppressed"  # the address (or its domain) was listed meanwhile
     PROSPECT_STOPPED = "prospect stopped"  # it replied, bounced, unsubscribed, was stopped
     SEND_ENDED = "send ended"  # the send itself was ended meanwhile (a cancelled campaign)
@@ -134,8 +138,8 @@ async def mark_data_started(
     pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int, erased: Sequence[str] = ()
 ) -> DataStart:
     """Mark DATA as about to start, unless something that says "stop" was committed
-    meanwhile: a mailbox pause, a suppression entry, the prospect's state, or the
-    send's own end. The last moment a stop can still win.
+    meanwhile: a mailbox or campaign pause, a suppression entry, the prospect's state,
+    or the send's own end. The last moment a stop can still win.
 
     One statement: whatever was committed before it is seen, so after a pause is
     acknowledged no message of that mailbox reaches DATA. Only when it finds a
@@ -147,6 +151,7 @@ async def mark_data_started(
         f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
         " AND state = 'sending'"
         " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
+        " AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sends.campaign_id AND c.paused)"
         " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
         f" {suppressions.UNLISTED} {suppressions.NOT_ERASED})"
         " RETURNING true",
@@ -155,9 +160,10 @@ async def mark_data_started(
     if started:
         return DataStart.GO
     why = await pool.fetchrow(
-        f"SELECT s.state, m.paused, p.status, NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED}"
-        f" {suppressions.NOT_ERASED}) AS listed FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
-        " JOIN prospects p ON p.id = s.prospect_id"
+        "SELECT s.state, m.paused, c.paused AS campaign_paused, p.status,"
+        f" NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED} {suppressions.NOT_ERASED}) AS listed"
+        " FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
+        " JOIN prospects p ON p.id = s.prospect_id JOIN campaigns c ON c.id = s.campaign_id"
         " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
         campaign_id, step, prospect_id, list(erased),
     )
@@ -165,6 +171,8 @@ async def mark_data_started(
         return DataStart.SEND_ENDED
     if why["paused"]:
         return DataStart.PAUSED
+    if why["campaign_paused"]:
+        return DataStart.CAMPAIGN_PAUSED
     return DataStart.SUPPRESSED if why["listed"] else DataStart.PROSPECT_STOPPED
 
 

@@ -104,16 +104,17 @@ async def test_a_paused_campaign_claims_nothing_more_and_resume_finishes_it(
     assert await campaign.query(CampaignWorkflow.paused) is True
     inbox.release("mail")
 
-    # What was claimed before the pause goes; then the step waits with nothing to do.
-    async def claimed_all_sent() -> bool:
+    # What was claimed before the pause stops at the check before DATA and goes back to
+    # the queue unsent (decision 0044); then the step waits with nothing to do.
+    async def claimed_all_queued() -> bool:
         rows = await claimed(db, campaign_id)
-        return all(r["state"] == "sent" for r in rows) and len(inbox.messages) == len(rows)
+        return bool(rows) and all(r["state"] == "queued" for r in rows)
 
-    await until(claimed_all_sent, "the sends claimed before the pause")
+    await until(claimed_all_queued, "the sends claimed before the pause, back in the queue")
     await idle(step)
-    before_resume = len(inbox.messages)
-    assert 1 <= before_resume < len(emails)
-    assert len(await claimed(db, campaign_id)) == before_resume  # nothing claimed while paused
+    claimed_before_resume = len(await claimed(db, campaign_id))
+    assert inbox.messages == []
+    assert 1 <= claimed_before_resume < len(emails)  # nothing more claimed while paused
     assert (await client.campaign_status(campaign_id))["state"] == "paused"
 
     await client.resume_campaign(campaign_id)

@@ -99,6 +99,7 @@ EVENTS: dict[Event, dict[int, SendDecision]] = {
     Event.PROSPECT_INACTIVE: every(returns(L.SKIPPED, None, S.SKIPPED, releases_day=True)),
     Event.UNBUILDABLE: every(returns(L.FAILED, None, S.FAILED)),
     Event.PAUSED: every(returns(None, None, S.MAILBOX_PAUSED, releases_day=True), refund=True),
+    Event.CAMPAIGN_PAUSED: every(returns(None, None, S.CAMPAIGN_PAUSED, releases_day=True), refund=True),
     Event.TOKEN_REFUSED: every(returns(None, None, SENDER, pause=PauseKind.OPERATOR,
                                        pause_reason=PauseReason.AUTH_FAILED, releases_day=True)),
     Event.CREDENTIAL_UNREADABLE: every(returns(None, None, SENDER, pause=PauseKind.HEALTH_CHECK,
@@ -107,6 +108,8 @@ EVENTS: dict[Event, dict[int, SendDecision]] = {
     Event.LIMITS_DOWN: busy(None, None, refund=False),
     Event.HOST_BUSY: busy(L.QUEUED, "host_busy", refund=True),
     Event.PLACE_PASSED: busy(L.QUEUED, "place_passed", refund=True),
+    Event.CAMPAIGN_PAUSED_BEFORE_DATA: every(returns(
+        L.QUEUED, "campaign_paused_before_data", S.CAMPAIGN_PAUSED, releases_day=True), refund=True),
     Event.PAUSED_BEFORE_DATA: every(returns(L.QUEUED, "mailbox_paused", S.MAILBOX_PAUSED, releases_day=True),
                                     refund=True),
     Event.STOPPED_BEFORE_DATA: every(returns(L.SKIPPED, "stopped", S.SKIPPED, releases_day=True),
