@@ -5,8 +5,11 @@
 - ``GET /u/TOKEN`` only shows a page whose button posts that same body: link scanners
   and prefetchers GET every link in a message, and must never unsubscribe anyone.
 - A token that does not verify gets 400 with no detail (the reason is logged); a POST
-  without the one-click body gets 400. Every request counts against a token bucket per
-  client address (429 when empty), before the token is even read.
+  without the one-click body, or with a body that is not a readable form, gets 400.
+  Every request counts against a token bucket per client (its IPv4 address or IPv6 /64;
+  429 when empty), before the token is even read.
+- Served through client/http_guard.py: header and body timeouts, connection caps, a
+  bounded body (docs/decisions/0045).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import click
 import structlog
 from aiohttp import hdrs, web
 
+from client import http_guard
+from client.http_guard import client_key, within
 from config.secrets import KeyRing, SecretKeyError, key_ring
 from config.settings import get_settings, proxy_networks
 from mail import unsubscribe
@@ -31,7 +36,7 @@ from store.unsubscribes import unsubscribe as act
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 8082
-MAX_REQUEST_BYTES = 16 * 1024  # the one-click body is 26 bytes
+MAX_REQUEST_BYTES = 16 * 1024  # the one-click body is 26 bytes; a multipart one a few hundred
 _ONE_CLICK_NAME, _, _ONE_CLICK_VALUE = ONE_CLICK.partition("=")
 # The pages load nothing, run nothing, and post only to themselves.
 _HEADERS = {
@@ -52,25 +57,18 @@ def client_address(request: web.Request, trusted: Networks) -> str:
     last address its X-Forwarded-For chain names that is not a trusted proxy too (the
     left part of the chain is whatever the client wrote, so it is never believed)."""
     peer = request.remote or "?"
-    if not trusted or not _within(peer, trusted):
+    if not trusted or not within(peer, trusted):
         return peer
     chain = [a.strip() for a in ",".join(request.headers.getall(hdrs.X_FORWARDED_FOR, [])).split(",")]
     for address in reversed([a for a in chain if a]):
-        if not _within(address, trusted):
+        if not within(address, trusted):
             return address
     return peer
 
 
-def _within(address: str, networks: Networks) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
 class RateLimiter:
-    """A token bucket per client address: ``burst`` requests at once, refilled at
+    """A token bucket per client (the caller keys it with ``client_key``: an IPv4 address,
+    an IPv6 /64): ``burst`` requests at once, refilled at
     ``per_minute``. The table is bounded: past ``max_clients`` the full buckets are
     forgotten, then the least recently seen, down to 90 % (so a flood of addresses
     costs one sweep per tenth of the table, and a forgotten client starts full)."""
@@ -136,7 +134,8 @@ def build_app(
 ) -> web.Application:
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/u/") and not limiter.allow(client_address(request, trusted_proxies)):
+        client = client_key(client_address(request, trusted_proxies))
+        if request.path.startswith("/u/") and not limiter.allow(client):
             return web.Response(status=429, text="Too many requests\n",
                                 headers={hdrs.RETRY_AFTER: str(limiter.retry_after())})
         return await handler(request)
@@ -154,7 +153,7 @@ def build_app(
         return _page("Unsubscribe", "Stop receiving emails from this sender?", form=True)
 
     async def one_click(request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await http_guard.read_form(request, MAX_REQUEST_BYTES)
         if form.get(_ONE_CLICK_NAME) != _ONE_CLICK_VALUE:
             return web.Response(status=400, text=f"Expected the form body {ONE_CLICK}\n")
         send = verified(request)
@@ -172,7 +171,7 @@ def build_app(
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    app = web.Application(middlewares=[rate_limit], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[http_guard.timers, rate_limit], client_max_size=MAX_REQUEST_BYTES)
     app.router.add_get("/u/{token}", confirm)
     app.router.add_post("/u/{token}", one_click)
     app.router.add_get("/healthz", healthy)
@@ -184,7 +183,6 @@ def build_app(
 @click.option("--host", default="127.0.0.1", show_default=True)
 def unsubscribe_server(port: int, host: str) -> None:
     """Serve one-click unsubscribe links (OUTREACH_UNSUBSCRIBE_BASE_URL points here)."""
-    from client.codec_server import serving
     from store.db import create_pool
     from workers.main import install_stop_signals
 
@@ -194,14 +192,18 @@ def unsubscribe_server(port: int, host: str) -> None:
     except SecretKeyError as exc:
         raise click.ClickException(str(exc)) from None
 
+    proxies = proxy_networks(settings.unsubscribe_trusted_proxies)
+    limits = http_guard.Limits.from_settings(settings, exempt=proxies)
+    http_guard.raise_descriptor_limit()
+
     async def serve() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         pool = await create_pool(settings.database_url, max_size=5)
         limiter = RateLimiter(settings.unsubscribe_rate_per_minute, settings.unsubscribe_burst)
         try:
-            app = build_app(pool, ring, limiter, proxy_networks(settings.unsubscribe_trusted_proxies))
-            async with serving(app, host, port) as url:
+            app = build_app(pool, ring, limiter, proxies)
+            async with http_guard.serving(app, host, port, limits) as url:
                 click.echo(f"unsubscribe server on {url}; Ctrl-C stops it")
                 await stop.wait()
         finally:

@@ -149,6 +149,25 @@ class Settings(BaseSettings):
     # Reverse proxies in front of the unsubscribe server ("ip,ip/len,..."): a request
     # from one of them is counted against the client its X-Forwarded-For names.
     unsubscribe_trusted_proxies: str = ""
+    # What the unsubscribe and codec servers defend by themselves when a public address
+    # reaches them (client/http_guard.py, docs/decisions/0045). A connection must send
+    # its request headers within the header timeout (from connecting, or from its last
+    # answer); a body gets 408 once nothing arrived for the body timeout, or once it is
+    # not complete the body total after the headers.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_total_seconds: float = Field(default=30.0, gt=0)
+    # Open connections per client address (per /64 for IPv6; a trusted proxy only counts
+    # in the total) and in all; beyond them a connection is closed before it is read.
+    # The total is also held under half the process's file-descriptor limit.
+    http_max_connections_per_client: int = Field(default=20, ge=1)
+    http_max_connections: int = Field(default=1000, ge=1)
+    # The codec server: the largest request body (one Payloads JSON message) and the
+    # Host names it answers besides localhost, 127.0.0.1, [::1] and its --host
+    # ("name" for any port, "name:port"; comma-separated). Any other Host gets 421,
+    # so a web page cannot reach it through a DNS name rebound to this machine.
+    codec_max_body_bytes: int = Field(default=4 * 2**20, ge=1024)
+    codec_allowed_hosts: str = ""
 
     @field_validator("unsubscribe_base_url")
     @classmethod

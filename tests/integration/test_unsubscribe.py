@@ -261,7 +261,7 @@ async def test_ten_thousand_posts_from_one_address_are_rate_limited_and_others_s
     limiter = RateLimiter(per_minute=6, burst=10)
     async with serving(build_app(db, r, limiter), "127.0.0.1", 0) as base:
         statuses: Counter[int] = Counter()
-        connector = aiohttp.TCPConnector(limit=50)
+        connector = aiohttp.TCPConnector(limit=20)  # the connections one client may hold at once
         loop = asyncio.get_running_loop()
         started = loop.time()
         async with aiohttp.ClientSession(connector=connector) as http:

@@ -4,6 +4,7 @@ under the newest key, any key of the ring reads it back, and nothing else does."
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from activities.models import SendOutcome, SendResult
-from client.codec_server import build_app, serving
+from client.codec_server import MAX_REQUEST_BYTES, build_app, configured_hosts, host_rules, serving
 from client.devstack import KEYS_VAR, ensure_dev_key
 from config.codec import ENCODING, KEY_ID, PayloadEncryption
 from config.converter import data_converter
@@ -230,3 +231,71 @@ async def test_the_codec_server_decodes_a_request_larger_than_aiohttps_default_l
     ) as response:
         assert response.status == 200, await response.text()
         assert len(payloads_of(await response.text())) == 400
+
+
+# -- the codec server on a public address (docs/decisions/0045) ------------------------
+
+
+async def test_codec_server_answers_only_its_own_host_names(codec_url: str) -> None:
+    port = codec_url.rsplit(":", 1)[1]
+    # A page whose DNS name was rebound to 127.0.0.1 sends its own name as Host.
+    for host in ("evil.example.com", f"evil.example.com:{port}", "127.0.0.1.evil.example.com", "", "a b"):
+        status, _, text = await post(codec_url + "/encode", [Payload(data=b"x")], Host=host, Origin=UI)
+        assert status == 421, host
+        assert "OUTREACH_CODEC_ALLOWED_HOSTS" in text
+    async with aiohttp.ClientSession() as http, http.options(
+        codec_url + "/decode", headers={"Host": "evil.example.com", "Origin": UI}) as r:
+        assert r.status == 421 and "Access-Control-Allow-Origin" not in r.headers
+    # Its loopback names, at any port: a published port may not be the one it listens on.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.:8081", "[::1]:8081", "127.0.0.1"):
+        assert (await post(codec_url + "/encode", [Payload(data=b"x")], Host=host))[0] == 200, host
+
+
+async def test_codec_server_answers_the_names_it_is_given() -> None:
+    app = build_app(PayloadEncryption(ring(NEW)), [UI], None,
+                    allowed_hosts=["codec.example.com", "ui.example.com:8443"])
+    async with serving(app, "127.0.0.1", 0) as url:
+        for host, status in [("codec.example.com", 200), ("codec.example.com:443", 200),
+                             ("ui.example.com:8443", 200), ("ui.example.com:443", 421),
+                             ("ui.example.com", 421), ("localhost:1", 200), ("other.example.com", 421)]:
+            assert (await post(url + "/encode", [], Host=host))[0] == status, host
+
+
+def test_codec_server_host_names_from_its_options_and_settings() -> None:
+    assert configured_hosts("127.0.0.1", "") == ["127.0.0.1"]
+    assert configured_hosts("0.0.0.0", " codec.example.com , ui.example.com:8443,") == [
+        "codec.example.com", "ui.example.com:8443"]  # a wildcard names no host
+    assert configured_hosts("::1", "") == ["[::1]"]
+    with pytest.raises(ValueError, match="http://codec.example.com"):
+        host_rules(["http://codec.example.com"])
+
+
+async def test_codec_server_gives_400_for_ciphertext_that_cannot_be_decrypted(codec_url: str) -> None:
+    for data in (b"", b"short", b"\x00" * 11, b"\x00" * 12, b"\x00" * 40):
+        sealed = Payload(metadata={"encoding": ENCODING, KEY_ID: b"k2"}, data=data)
+        status, _, text = await post(codec_url + "/decode", [sealed])
+        assert status == 400, (data, text)
+        assert "error" in json.loads(text) and "Traceback" not in text
+
+
+async def test_codec_server_gives_400_for_a_body_that_is_not_utf8_json(codec_url: str) -> None:
+    for body in (b"\xff\xfe{}", b"[" * 100_000, b'{"payloads": 1}', b"null"):
+        async with aiohttp.ClientSession() as http, http.post(codec_url + "/decode", data=body) as r:
+            assert r.status == 400, body[:20]
+            assert "Payloads" in (await r.json())["error"]
+
+
+async def test_codec_server_bounds_a_body_with_413() -> None:
+    assert MAX_REQUEST_BYTES == Settings().codec_max_body_bytes == 4 * 2**20  # was 256 MiB
+    app = build_app(PayloadEncryption(ring(NEW)), [UI], None, max_body_bytes=64 * 1024)
+    big = json_format.MessageToJson(Payloads(payloads=[Payload(data=b"x" * 100_000)])).encode()
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it is read
+        for i in range(0, len(big), 4096):
+            yield big[i:i + 4096]
+
+    async with serving(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+        for data in (big, streamed()):
+            async with http.post(url + "/decode", data=data, headers={"Origin": UI}) as r:
+                assert r.status == 413
+                assert r.headers["Access-Control-Allow-Origin"] == UI  # so the Web UI can say why

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from client.http_guard import client_key
 from client.unsubscribe_server import RateLimiter
 
 
@@ -45,3 +46,12 @@ def test_the_table_stays_bounded_and_busy_clients_keep_their_state() -> None:
         if i % 100 == 0:
             assert not limiter.allow("busy")  # seen recently: never the one forgotten
     assert len(limiter) <= 1000
+
+
+def test_the_addresses_of_one_ipv6_64_share_a_bucket() -> None:
+    """The server keys the bucket with client_key: a host picks any address of its /64."""
+    limiter = RateLimiter(per_minute=60, burst=2, clock=Clock())
+    one_64 = ["2001:db8:7:1::1", "2001:db8:7:1::2", "2001:db8:7:1:ffff::3"]
+    assert [limiter.allow(client_key(a)) for a in one_64] == [True, True, False]
+    assert limiter.allow(client_key("2001:db8:7:2::1"))  # the next /64
+    assert [limiter.allow(client_key(a)) for a in ("192.0.2.1", "192.0.2.2")] == [True, True]
