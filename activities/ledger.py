@@ -42,6 +42,7 @@ class LedgerActivities:
             sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id) for c in batch.sends],
             next_due_at=batch.next_due_at,
             pending=batch.pending,
+            sendable=batch.sendable,
         )
 
     @activity.defn(name=SETTLE_SEND)

@@ -55,6 +55,10 @@ class DueSendsResult(BaseModel):
     # counted when nothing is due, since it is what ends the step (and only up
     # to the page plus those in flight: "none" is what matters).
     pending: int | None
+    # False when every mailbox of the campaign is paused or retired: the step before
+    # sends nothing until a resume, which tells the steps (decision 0046). Results
+    # recorded before this field read True: they acted as if some mailbox could send.
+    sendable: bool = True
 
 
 class GateInput(BaseModel):

@@ -34,6 +34,9 @@ MAILBOX_WORKFLOW = "MailboxWorkflow"
 PAUSE_SIGNAL = "pause"  # an operator's pause, or a sender problem a send met
 HEALTH_PAUSE_SIGNAL = "health_pause"
 HEALTH_RESUME_SIGNAL = "health_resume"
+# The campaign workflow's "claim again" signal, by name for the mailbox activity that
+# tells a resumed mailbox's campaigns (decision 0046); CampaignWorkflow declares it so.
+CAMPAIGN_CLAIM_AGAIN_SIGNAL = "prospects_added"
 
 
 def maintenance_task_queue(prefix: str) -> str:

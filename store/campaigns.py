@@ -51,6 +51,14 @@ async def campaign_info(pool: asyncpg.Pool, campaign_id: str) -> CampaignInfo:
     )
 
 
+async def running_campaigns_using(pool: asyncpg.Pool, mailbox_id: str) -> list[str]:
+    """The running or paused campaigns that send from ``mailbox_id``."""
+    rows = await pool.fetch(
+        "SELECT c.id FROM campaigns c JOIN campaign_mailboxes cm ON cm.campaign_id = c.id"
+        " WHERE cm.mailbox_id = $1 AND c.state IN ('running', 'paused') ORDER BY c.id", mailbox_id)
+    return [r["id"] for r in rows]
+
+
 async def set_paused(pool: asyncpg.Pool, campaign_id: str, paused: bool) -> None:
     """The operator's pause or resume, in force for the check before DATA once this
     returns (docs/decisions/0044). Only a running or paused campaign takes it."""

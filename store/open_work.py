@@ -8,6 +8,11 @@ when a send ends. A claim reads, per mailbox of the campaign, at most
 ``per_mailbox`` due prospects (plus those in flight it skips) from the partial
 index ``prospects_open_work``, so its cost follows the page, not the campaign.
 
+A paused or retired mailbox's prospects are not claimed (decision 0046): its sends
+would only come back from the gate, and a step whose every mailbox is paused would
+claim them again and again for as long as the pause lasts. The step sleeps instead,
+and a resume tells it (activities/mailbox.py).
+
 The do-not-contact list (decision 0026) is checked on each prospect read: a listed
 one is never claimed; it becomes ``suppressed`` at once (and its open send that
 has not begun DATA ends ``skipped``), which also takes it out of the index, so
@@ -29,9 +34,16 @@ from store import suppressions
 # workflow is told to come back in a moment instead.
 _SETTLE_ROUNDS = 10
 
+# The mailbox of ``cm`` may send: neither paused nor retired. Inside each mailbox's
+# LATERAL range, where it refers only to ``cm``, it is one primary-key probe per mailbox
+# (a one-time filter); on the join itself the planner, lacking statistics of a small
+# mailboxes table, started from a scan of every mailbox instead (decision 0046).
+SENDING = ("(SELECT NOT mb.paused AND mb.retired_at IS NULL FROM mailboxes mb"
+           " WHERE mb.id = cm.mailbox_id)")
+
 # $1 campaign, $2 step, $3 as of, $4 prospects in flight, $5 blocked mailboxes,
 # $6 per mailbox. One index range per mailbox, in due order.
-DUE = """
+DUE = f"""
 SELECT p.id AS prospect_id, p.mailbox_id, m.email AS mailbox_email, p.email, p.next_due_at AS due_at
 FROM campaign_mailboxes cm
 JOIN mailboxes m ON m.id = cm.mailbox_id
@@ -39,18 +51,27 @@ CROSS JOIN LATERAL (
     SELECT p.id, p.mailbox_id, p.email, p.next_due_at FROM prospects p
     WHERE p.campaign_id = $1 AND p.next_step = $2 AND p.mailbox_id = cm.mailbox_id
       AND p.status = 'active' AND p.next_due_at <= $3 AND p.id <> ALL($4::bigint[])
+      AND {SENDING}
     ORDER BY p.next_due_at, p.id LIMIT $6) p
 WHERE cm.campaign_id = $1 AND cm.mailbox_id <> ALL($5::text[])
 """
 
 # The earliest due time after $3 of the step's open work: one index probe per mailbox.
-NEXT_DUE = """
+NEXT_DUE = f"""
 SELECT min(n.next_due_at) FROM campaign_mailboxes cm CROSS JOIN LATERAL (
     SELECT p.next_due_at FROM prospects p
     WHERE p.campaign_id = $1 AND p.next_step = $2 AND p.mailbox_id = cm.mailbox_id
-      AND p.status = 'active' AND p.next_due_at > $3
+      AND p.status = 'active' AND p.next_due_at > $3 AND {SENDING}
     ORDER BY p.next_due_at LIMIT 1) n
 WHERE cm.campaign_id = $1
+"""
+
+# Whether any mailbox of the campaign may send at all (neither paused nor retired): if
+# none may, the step before sends nothing either, and a follow-up step need not look
+# for what it would have sent until a resume tells it.
+SENDABLE = """
+SELECT EXISTS (SELECT 1 FROM campaign_mailboxes cm JOIN mailboxes m ON m.id = cm.mailbox_id
+               WHERE cm.campaign_id = $1 AND NOT m.paused AND m.retired_at IS NULL)
 """
 
 # How many prospects still wait for the step (due or not, in flight or not), counted
@@ -102,6 +123,8 @@ class DueBatch:
     # flight; only asked when the page is short, since "none" is what ends the step.
     pending: int | None
     settled_listed: int = 0  # listed prospects met and marked 'suppressed' by this claim
+    # False when every mailbox of the campaign is paused or retired (asked with pending).
+    sendable: bool = True
 
 
 async def claim_due(
@@ -147,12 +170,13 @@ async def claim_due(
             next_due: datetime | None = as_of
         else:
             next_due = await conn.fetchval(NEXT_DUE, campaign_id, step, as_of)
-        pending = None
+        pending, sendable = None, True
         if len(picked) < limit:
             pending = await conn.fetchval(OPEN_COUNT, campaign_id, step,
                                           limit + len(exclude_prospects) + 1)
+            sendable = picked != [] or await conn.fetchval(SENDABLE, campaign_id)
     claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in picked]
-    return DueBatch(claimed, next_due, pending, settled)
+    return DueBatch(claimed, next_due, pending, settled, sendable)
 
 
 async def reschedule_step(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str, step: int) -> int:

@@ -63,7 +63,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             client,
             task_queue=queue,
             workflows=list(WORKFLOWS),
-            activities=build_activities(settings, pool, redis, transport),
+            activities=build_activities(settings, pool, redis, transport, client),
             max_concurrent_activities=100,
             interceptors=[ActivityLogContext()],
             workflow_runner=workflow_runner(settings),

@@ -36,14 +36,17 @@ def build_transport(settings: Settings, redis: aioredis.Redis) -> MailTransport:
 
 
 def build_activities(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, transport: MailTransport
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, transport: MailTransport,
+    temporal: Client | None = None,
 ) -> list[Callable[..., Any]]:
+    """The send worker's activities; with ``temporal``, a mailbox's resume tells the
+    campaigns that use it to claim again (decision 0046)."""
     store = RedisLimitStore(redis, settings.task_queue)
     policy = policy_from(settings)
     ledger = LedgerActivities(pool, key_ring(settings.secret_keys))
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
-    mailbox = MailboxActivities(pool, store)
+    mailbox = MailboxActivities(pool, store, temporal, settings.task_queue)
     guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
                         settings.bounce_guard_rate, block_rate=settings.bounce_guard_block_rate)
     send = SendActivities(pool, transport, store, policy, gate=gate, ring=key_ring(settings.secret_keys),

@@ -29,7 +29,12 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import CampaignStateInput
-    from config.names import FINISH_CAMPAIGN, SET_CAMPAIGN_STATE, step_workflow_id
+    from config.names import (
+        CAMPAIGN_CLAIM_AGAIN_SIGNAL,
+        FINISH_CAMPAIGN,
+        SET_CAMPAIGN_STATE,
+        step_workflow_id,
+    )
     from workflows.campaign_step import CampaignStepWorkflow, step_search_attributes
     from workflows.models import CampaignInput, CampaignResult, StepInput, StepResult
 
@@ -226,9 +231,10 @@ class CampaignWorkflow:
                 await handle.signal(CampaignStepWorkflow.resume)
             await self._set_state("running")
 
-    @workflow.signal
+    @workflow.signal(name=CAMPAIGN_CLAIM_AGAIN_SIGNAL)
     async def prospects_added(self) -> None:
-        """Prospects were added (already committed): every step takes them."""
+        """Prospects were added (already committed), or a mailbox was resumed: every
+        step claims again."""
         if not self._reopenable:
             # Its steps are still starting (none has ended: they claim the new
             # prospects as they run), or the run predates the patch.

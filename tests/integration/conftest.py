@@ -64,7 +64,7 @@ async def worker(
     async with Worker(
         dev_server.client, task_queue=send_task_queue(e2e_settings.task_queue),
         workflows=list(WORKFLOWS),
-        activities=build_activities(e2e_settings, db, redis_client, transport),
+        activities=build_activities(e2e_settings, db, redis_client, transport, dev_server.client),
         max_concurrent_activities=100, interceptors=[ActivityLogContext()],
     ):
         yield

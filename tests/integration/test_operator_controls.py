@@ -287,7 +287,9 @@ async def test_retiring_a_paused_mailbox_with_reassign_lets_the_campaign_complet
     assert not inbox.messages_to("r0@example.com")
     r0 = await db.fetchrow("SELECT status, stop_reason FROM prospects WHERE id = $1", ids[0])
     assert dict(r0) == {"status": "stopped", "stop_reason": "mailbox_retired"}
-    assert status["steps"][1]["skipped"] == 1  # r0's step 2, queued on mb-dead
+    # r0's step 2 was never claimed: a paused mailbox's prospects are not (decision 0046).
+    assert status["steps"][1]["skipped"] == 0
+    assert not await db.fetchval("SELECT count(*) FROM sends WHERE prospect_id = $1 AND step = 2", ids[0])
     assert [s["sent"] for s in status["steps"]] == [6, 5]
 
 
