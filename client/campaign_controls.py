@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
+from client import ClientError
 from client.trace import holding_urls
 from config.settings import Settings
 from specs.added_prospects import LoadedProspects, load_prospects_csv
@@ -125,7 +126,8 @@ class CampaignControls:
 
     async def claim_again(self, campaign_id: str) -> None:
         """Tell a running campaign's steps to claim again (the ledger changed under
-        them); a campaign not running ignores it."""
+        them); one not started or ended has no workflow to tell. ClientError if the
+        Temporal server refuses the signal of a running one."""
         await self._tell(campaign_id, CampaignWorkflow.prospects_added)
 
     async def retire_mailbox(
@@ -168,9 +170,28 @@ class CampaignControls:
         return updated
 
     async def _tell(self, campaign_id: str, signal: Any, *args: Any) -> None:
+        """Signal the campaign's workflow about a change already committed in PostgreSQL.
+        ClientError when the Temporal server does not take the signal (no such workflow,
+        its signal limit, unreachable), naming the campaign, the signal and the reason."""
         try:
             await self._campaign(campaign_id).signal(signal, *args)
-        except RPCError:
-            # Not started yet, or just ended: a campaign that starts reads the
-            # prospects, and one completes only when none has a step to go.
-            pass
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND and await self._no_workflow_expected(campaign_id):
+                return
+            name = getattr(signal, "__name__", str(signal))
+            raise ClientError(
+                f"campaign {campaign_id}: the Temporal server did not take the {name} signal:"
+                f" {exc.message} ({exc.status.name}). The change is saved in PostgreSQL, but the"
+                " campaign's workflow has not heard of it."
+            ) from exc
+
+    async def _no_workflow_expected(self, campaign_id: str) -> bool:
+        """Whether the campaign, as PostgreSQL says after the server found no workflow, has
+        none that needs telling. 'created': not started; a start reads the prospects, the
+        delays and whether it is open from PostgreSQL, after this change. 'completed': an
+        activity found no prospect with a step to go, under the row lock that additions
+        take, so it saw this one or the addition was refused. 'cancelled': its sends are
+        ended. 'running' or 'paused' with no workflow (terminated out of band, another
+        task queue prefix) is a refusal the operator must see."""
+        state = (await campaigns.campaign_info(self.pool, campaign_id)).state
+        return state in ("created", "completed", "cancelled")

@@ -13,6 +13,10 @@ under the test-only key of tests/histories/__init__.py.
 Without --replace it refuses to write into a folder that already holds
 histories: from the first release tag on, old histories stay and new ones go
 into a folder of their own (see the decision record).
+
+--only records one scenario: a maintenance job, or gate-failed-once (a gate call
+that fails, then the send goes after its mailbox's wait: 2 minutes of real time,
+so the full recording leaves it out; tests/histories/gate-bounded, decision 0043).
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 import yaml
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -42,10 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histori
 
 from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
 from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
+from activities.models import GateInput, GateResult  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
 from config.converter import data_converter  # noqa: E402
 from config.names import (  # noqa: E402
+    GATE_SEND,
     SEARCH_ATTRIBUTES,
     mailbox_workflow_id,
     maintenance_task_queue,
@@ -55,6 +63,7 @@ from config.names import (  # noqa: E402
 )
 from config.secrets import key_ring  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from limits import LimitStoreUnavailable  # noqa: E402
 from localsmtp.server import LocalSmtpServer  # noqa: E402
 from specs.loading import load_campaign_file  # noqa: E402
 from specs.mailboxes import MailboxSpec  # noqa: E402
@@ -76,6 +85,7 @@ from workflows.models import MailboxStatus  # noqa: E402
 
 IDENTITY = "history-recorder"  # instead of pid@host in every recorded event
 GUARDED = "mb-guarded"  # the mailbox whose password the health check finds wrong, then right
+GATE_DOWN = "mb-gate-down"  # the mailbox whose gate fails in gate_failed_once
 _ENDINGS = {
     "workflow_execution_completed_event_attributes": "completed",
     "workflow_execution_continued_as_new_event_attributes": "continued-as-new",
@@ -105,6 +115,7 @@ class Stack:
     client: OutreachClient
     out: Path
     files: dict[str, int]  # file name -> bytes written
+    gate_down: set[str] = field(default_factory=set)  # mailboxes whose gate fails as if Redis were down
 
 
 # -- saving histories -----------------------------------------------------------
@@ -374,11 +385,52 @@ async def record(stack: Stack) -> None:
     await mailboxes_ended(stack)
 
 
+async def gate_failed_once(stack: Stack) -> None:
+    """A step whose gate call fails (Redis refusing every attempt of the bounded call,
+    decision 0043): the send goes back to the queue, its mailbox waits on a durable
+    timer (2 min), then the gate answers and the send goes."""
+    ring = key_ring(stack.settings.secret_keys)
+    await import_mailboxes(stack.pool, [mailbox_spec(GATE_DOWN, stack.inbox.port)], ring)
+    stack.gate_down.add(GATE_DOWN)
+    cid = await new_campaign(stack, [GATE_DOWN], [{"subject": "Hi {{ first_name }}", "body": "Hello."}],
+                             ["later@example.com"])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    step = stack.temporal.get_workflow_handle(step_workflow_id(stack.settings.task_queue, cid, 1))
+    await until("the gate failed and the mailbox waits on a timer", lambda: _waits_on_timer(step))
+    stack.gate_down.discard(GATE_DOWN)
+    await closed(handle, timeout=300)
+    if (len(stack.inbox.messages_to("later@example.com")) != 1
+            or await campaign_state(stack, cid) != "completed"):
+        raise RecordingFailed("the send the failed gate held back did not go once after the wait")
+    await save(stack, "campaign-gate-failed-once", handle.id)
+    await save_step_runs(stack, "campaign-gate-failed-once", handle.id, cid, steps=1)
+    await stack.temporal.get_workflow_handle(
+        mailbox_workflow_id(stack.settings.task_queue, GATE_DOWN)
+    ).terminate("history recorded")
+
+
+async def _waits_on_timer(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        async for event in handle.fetch_history_events():
+            if event.HasField("timer_started_event_attributes"):
+                return True
+    except RPCError:  # the step is not started yet
+        pass
+    return False
+
+
+# Scenarios that --only records alone, besides the maintenance jobs.
+_ALONE = {"gate-failed-once": gate_failed_once}
+
+
 async def record_only(stack: Stack, jobs_: list[str]) -> None:
-    """Only these maintenance jobs' histories (a new workflow type after the first
-    recording: its history goes into a folder of its own, decision 0025)."""
+    """Only these scenarios' histories: maintenance jobs (a new workflow type after the
+    first recording: its history goes into a folder of its own, decision 0025) or _ALONE."""
     for job in jobs_:
-        await run_maintenance(stack, job, job)
+        if job in _ALONE:
+            await _ALONE[job](stack)
+        else:
+            await run_maintenance(stack, job, job)
 
 
 # -- the stack ------------------------------------------------------------------------
@@ -421,15 +473,32 @@ def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settin
         retention_sent_days=0.0, retention_failed_days=0.0, maintenance_timeout_seconds=60.0,
         # Turns the webhook schedule on; no inbound events are recorded, so nothing is posted.
         webhook_url="http://127.0.0.1:9/outreach-webhook",
+        webhook_secret="recording-only-webhook-secret",  # no webhook starts without one (0047)
     )
+
+
+def with_gate_outage(activities: list[Callable[..., Any]], down: set[str]) -> list[Callable[..., Any]]:
+    """The send worker's activities, the gate (same name) failing as it does while Redis
+    is down for the mailboxes in ``down``, and the real gate for every other."""
+    (real,) = [a for a in activities if getattr(a, "__name__", "") == GATE_SEND]
+
+    @activity.defn(name=GATE_SEND)
+    async def gate_send(inp: GateInput) -> GateResult:
+        if inp.mailbox_id in down:
+            raise LimitStoreUnavailable("redis: Error 111 connecting. Connection refused. (recorded)")
+        result: GateResult = await real(inp)
+        return result
+
+    return [gate_send if a is real else a for a in activities]
 
 
 def workers(stack: Stack, redis: aioredis.Redis) -> tuple[Worker, Worker, Any]:
     settings = stack.settings
     transport = build_transport(settings, redis)
+    activities = with_gate_outage(build_activities(settings, stack.pool, redis, transport), stack.gate_down)
     sends = Worker(
         stack.temporal, task_queue=send_task_queue(settings.task_queue), workflows=list(WORKFLOWS),
-        activities=build_activities(settings, stack.pool, redis, transport), identity=IDENTITY,
+        activities=activities, identity=IDENTITY,
         max_concurrent_activities=100, interceptors=[ActivityLogContext()],
     )
     maintenance = Worker(
@@ -484,8 +553,8 @@ def cli() -> None:
     parser.add_argument("--replace", action="store_true", help="delete OUT's histories first")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--only", action="append", choices=sorted(_RESULTS),
-                        help="record only this maintenance job's history (repeatable)")
+    parser.add_argument("--only", action="append", choices=sorted([*_RESULTS, *_ALONE]),
+                        help="record only this maintenance job's or scenario's histories (repeatable)")
     args = parser.parse_args()
     # The bounces are on purpose: the SDK's warning with a stack trace for each is noise here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)

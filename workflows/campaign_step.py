@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
@@ -89,10 +89,70 @@ _ATTR_BUDGET = 1_900
 _MAX_PROSPECT_ID = 12  # bigserial ids, far beyond any real count
 _STALL_CHECK_PATCH = "step-stall-check"
 _LOCAL_GATE_PATCH = "gate-local-activity"
+# A gate call is bounded; one that fails means "wait and try later" on a durable
+# timer (docs/decisions/0043). These decide commands: used only under the patch.
+_BOUNDED_GATE_PATCH = "gate-bounded"
+_GATE_PATIENCE = timedelta(seconds=60)  # every attempt of one gate call (schedule-to-close)
+_GATE_ATTEMPT = timedelta(seconds=10)  # one attempt: a Redis script of milliseconds
+# Attempts at 0, +1, +3 and +5 s: a Redis that refuses answers at once, so the call
+# fails before the SDK heartbeats the workflow task (at 8 s of its 10 s timeout, three
+# history events each time); attempts that hang end at the patience.
+_GATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                          maximum_interval=timedelta(seconds=2), maximum_attempts=4)
+# The mailbox waits 2 min after a failed call, then 8, then 30 at most while they go
+# on failing. Each wait costs the step about 20 events (the failed call, two or three
+# claims, their workflow tasks, a timer): 2 waits an hour at most (decision 0043).
+_GATE_BACKOFF_FIRST = timedelta(minutes=2)
+_GATE_BACKOFF_FACTOR = 4
+_GATE_BACKOFF_MAX = timedelta(minutes=30)
 
 
 def _listed_size(values: list[str]) -> int:
     return sum(len(v) + 3 for v in values)  # each with quotes and a comma in a JSON list
+
+
+class _GateFailures:
+    """Failed gate calls in a row, per mailbox, in one step run; an answer ends the row."""
+
+    def __init__(self) -> None:
+        self._in_a_row: dict[str, int] = {}
+
+    def failed(self, mailbox_id: str) -> timedelta:
+        """How long the mailbox waits after this failure: 2 min, 8 min, then 30 min."""
+        n = self._in_a_row.get(mailbox_id, 0)
+        self._in_a_row[mailbox_id] = n + 1
+        growth: int = _GATE_BACKOFF_FACTOR ** min(n, 10)  # bounded: a timedelta would overflow
+        return min(_GATE_BACKOFF_FIRST * growth, _GATE_BACKOFF_MAX)
+
+    def answered(self, mailbox_id: str) -> None:
+        self._in_a_row.pop(mailbox_id, None)
+
+
+async def _bounded_gate(gate_input: GateInput, failures: _GateFailures) -> GateResult:
+    """The gate's answer, asked within _GATE_PATIENCE. A call that fails answers WAIT
+    for a backoff instead: the send goes back to the queue and its mailbox waits on a
+    durable timer, so a long Redis outage costs about 20 events per wait (two waits an
+    hour at the cap) rather than a workflow task heartbeat every 8 s, and the run still
+    reaches its continue-as-new check."""
+    mailbox_id = gate_input.mailbox_id
+    try:
+        result: GateResult = await workflow.execute_local_activity(
+            GATE_SEND, gate_input, result_type=GateResult,
+            start_to_close_timeout=_GATE_ATTEMPT, schedule_to_close_timeout=_GATE_PATIENCE,
+            retry_policy=_GATE_RETRY, summary=f"gate {gate_input.key}",
+        )
+    except FailureError as err:
+        # A local activity that gives up raises its last failure itself (ApplicationError,
+        # TimeoutError), not an ActivityError around it.
+        if is_cancelled_exception(err):
+            raise  # the step is being cancelled: not a failure to wait out
+        wait = failures.failed(mailbox_id)
+        reason = f"gate failed: {err.__cause__ or err}"
+        workflow.logger.warning("%s for send %s; mailbox %s waits %s, the send goes back to the queue",
+                                reason, gate_input.key, mailbox_id, wait)
+        return GateResult(verdict=GateVerdict.WAIT, until=workflow.now() + wait, reason=reason[:500])
+    failures.answered(mailbox_id)
+    return result
 
 
 @workflow.defn
@@ -115,6 +175,7 @@ class CampaignStepWorkflow:
         self._held_prospects: list[str] = []  # this run's, for the search attributes
         self._held_mailboxes: list[str] = []
         self._watchdog_fired = False  # the last sleep ended by the stall check alone
+        self._gate_failures = _GateFailures()  # per mailbox, in this run (decision 0043)
 
     @workflow.run
     async def run(self, inp: StepInput) -> StepResult:
@@ -215,10 +276,11 @@ class CampaignStepWorkflow:
         wakes = list(self._blocked.values())
         if batch and batch.next_due_at:
             wakes.append(batch.next_due_at)
-        if not self._previous_done and self._inp.step > 1:
+        if not self._previous_done and self._inp.step > 1 and (batch is None or batch.sendable):
             # Whatever the step before sends from now on falls due a delay later.
             # (Step 1 of an open campaign has no step before: prospects added
-            # come with a signal.)
+            # come with a signal. With every mailbox paused or retired the step
+            # before sends nothing: a resume tells this step, decision 0046.)
             wakes.append(now + max(self._inp.delay, self._inp.tuning.min_sleep))
         if batch is None or len(batch.sends) == room:
             threshold = self._inp.tuning.window // 2  # more may be due: refill when half free
@@ -294,7 +356,11 @@ class CampaignStepWorkflow:
                 return None
             gate_input = GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now())
             result: GateResult
-            if workflow.patched(_LOCAL_GATE_PATCH):
+            if workflow.patched(_BOUNDED_GATE_PATCH):
+                # Bounded; a failure waits on a timer (decision 0043). Runs that began
+                # before keep the gate they had, unbounded, below.
+                result = await _bounded_gate(gate_input, self._gate_failures)
+            elif workflow.patched(_LOCAL_GATE_PATCH):
                 # A local activity: one Redis script of a few milliseconds needs no
                 # task queue round trip, and leaves one marker in the history
                 # instead of three events (docs/decisions/0041). Re-running it after
