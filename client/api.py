@@ -132,15 +132,15 @@ class OutreachClient(CampaignControls):
         the pause is committed where the check before DATA reads it, so claimed sends go
         back to the queue unsent (one already in DATA may finish). Then its steps are
         told to stop claiming (docs/decisions/0044). InvalidState unless running or paused."""
-        handle = await self._running_campaign(campaign_id)
+        await self._running_campaign(campaign_id)
         await self._set_paused(campaign_id, True)
-        await handle.signal(CampaignWorkflow.pause)
+        await self._tell(campaign_id, CampaignWorkflow.pause)
 
     async def resume_campaign(self, campaign_id: str) -> None:
         """Resume a paused campaign: its sends may reach DATA again, and its steps claim."""
-        handle = await self._running_campaign(campaign_id)
+        await self._running_campaign(campaign_id)
         await self._set_paused(campaign_id, False)
-        await handle.signal(CampaignWorkflow.resume)
+        await self._tell(campaign_id, CampaignWorkflow.resume)
 
     async def _set_paused(self, campaign_id: str, paused: bool) -> None:
         try:

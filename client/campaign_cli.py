@@ -4,7 +4,6 @@ operator controls on a running campaign, over OutreachClient (docs/decisions/003
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import click
 from client import ClientError
 from client.api import OutreachClient
 from client.db_command import fail, run_on_database
+from client.output import echo, echo_json
 from config.settings import get_settings
 from specs import SpecError
 from store import StoreError, campaign_controls
@@ -49,11 +49,11 @@ def campaigns_list(state: str | None, as_json: bool) -> None:
     """List campaigns: id, name, workspace, state and progress (sends done of all)."""
     found = run_on_database(lambda pool: campaign_controls.list_campaigns(pool, state))  # no Temporal needed
     if as_json:
-        click.echo(json.dumps([s.as_json() for s in found], indent=2))
+        echo_json([s.as_json() for s in found])
         return
     for s in found:
         state_text = s.state + (" (open)" if s.open else "")
-        click.echo(f"{s.id:<16} {s.name[:30]:<30} {s.workspace:<16} {state_text:<16}"
+        echo(f"{s.id:<16} {s.name[:30]:<30} {s.workspace:<16} {state_text:<16}"
                    f" {s.sends_done}/{s.sends_total} sends done, {s.prospects} prospects")
 
 
@@ -70,9 +70,9 @@ def campaigns_add_prospects(campaign_id: str, file: Path, dedupe: str | None) ->
     async def add(c: OutreachClient) -> None:
         loaded = await c.read_prospects(campaign_id, file)
         for warning in loaded.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            echo(f"warning: {warning}", err=True)
         added = await c.add_prospects(campaign_id, loaded.prospects, dedupe)
-        click.echo(f"added {added.added} prospect(s) to {campaign_id}; skipped {added.duplicates}"
+        echo(f"added {added.added} prospect(s) to {campaign_id}; skipped {added.duplicates}"
                    f" already in the campaign, {added.active_elsewhere} active in another running"
                    f" campaign; {added.suppressed} suppressed (on the do-not-contact list)")
 
@@ -84,7 +84,7 @@ def campaigns_add_prospects(campaign_id: str, file: Path, dedupe: str | None) ->
 def campaigns_close(campaign_id: str) -> None:
     """Close an open campaign: it completes once its prospects are through."""
     _with_client(lambda c: c.close_campaign(campaign_id))
-    click.echo(f"campaign {campaign_id} closed: it completes once its prospects are through")
+    echo(f"campaign {campaign_id} closed: it completes once its prospects are through")
 
 
 @click.command("update")
@@ -95,9 +95,9 @@ def campaigns_update(campaign_id: str, file: Path) -> None:
     for every send not made yet (all or nothing; steps cannot be added or removed)."""
     updated = _with_client(lambda c: c.update_campaign(campaign_id, file))
     if not updated.changed:
-        click.echo(f"campaign {campaign_id}: no step changed")
+        echo(f"campaign {campaign_id}: no step changed")
         return
-    click.echo(f"campaign {campaign_id}: step(s) {', '.join(map(str, updated.changed))} updated")
+    echo(f"campaign {campaign_id}: step(s) {', '.join(map(str, updated.changed))} updated")
 
 
 @click.command("stop")
@@ -108,25 +108,28 @@ def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
     """End one PROSPECT's sequence (its address or id): state 'stopped', queued sends 'skipped'."""
     stopped = run_on_database(  # PostgreSQL alone: an in-flight send stops at the check before DATA
         lambda pool: campaign_controls.stop_prospect(pool, campaign_id, prospect, reason))
-    click.echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
+    echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
                f" {stopped.skipped} queued send(s) skipped")
-    if not asyncio.run(_claim_again(campaign_id)):
-        click.echo("note: Temporal is unreachable, so the campaign's steps see the stop when they"
-                   " next claim", err=True)
+    told = asyncio.run(_claim_again(campaign_id))
+    if told is not None:
+        echo(f"note: {told}; the campaign's steps see the stop when they next claim", err=True)
 
 
-async def _claim_again(campaign_id: str) -> bool:
-    """The steps claim again now, as OutreachClient.stop_prospect has them do; False
-    when Temporal cannot be reached (the stop itself needs PostgreSQL alone)."""
+async def _claim_again(campaign_id: str) -> str | None:
+    """The steps claim again now, as OutreachClient.stop_prospect has them do; what kept
+    them from being told (Temporal unreachable, the signal refused), else None. The
+    stop itself is done: it needs PostgreSQL alone."""
     try:
         client = await OutreachClient.connect(get_settings())
     except ClientError:
-        return False
+        return "Temporal is unreachable"
     try:
         await client.claim_again(campaign_id)
+    except ClientError as exc:  # refused by the server (decision 0043): said, not raised
+        return str(exc)
     finally:
         await client.close()
-    return True
+    return None
 
 
 @click.command("retire")
@@ -138,7 +141,7 @@ def mailboxes_retire(mailbox_id: str, reassign: bool, force: bool) -> None:
     """Retire a mailbox: it sends nothing more; prospects mid-sequence keep their thread
     and end skipped (reason mailbox_retired)."""
     r = _with_client(lambda c: c.retire_mailbox(mailbox_id, reassign=reassign, force=force))
-    click.echo(f"mailbox {mailbox_id} retired: {r.moved} prospect(s) moved to other mailboxes,"
+    echo(f"mailbox {mailbox_id} retired: {r.moved} prospect(s) moved to other mailboxes,"
                f" {r.stopped} ended ({r.skipped} open send(s) skipped) in {len(r.campaigns)} campaign(s)")
 
 
@@ -158,18 +161,18 @@ def sends_retry(campaign_id: str, state: str, step: int | None, yes: bool) -> No
     count = _with_client(lambda c: c.count_retryable_sends(campaign_id, state, step))
     which = f"{state} send(s) of campaign {campaign_id}" + (f", step {step}" if step else "")
     if not count:
-        click.echo(f"no {which} to retry")
+        echo(f"no {which} to retry")
         return
-    click.echo(f"{count} {which} will be sent again.")
+    echo(f"{count} {which} will be sent again.")
     if state == "unknown":
-        click.echo("An unknown send may already have been delivered: its recipient may get it twice.")
+        echo("An unknown send may already have been delivered: its recipient may get it twice.")
     if not yes:
         if not sys.stdin.isatty():
             fail("not retried: confirm at a terminal, or add --yes")
         if not click.confirm("Send them again?", default=False):
             fail("not retried")
     retried = _with_client(lambda c: c.retry_sends(campaign_id, state, step))
-    click.echo(f"{retried.count} send(s) queued again")
+    echo(f"{retried.count} send(s) queued again")
 
 
 def register(
