@@ -162,3 +162,6 @@ class MailboxInput(BaseModel):
     # Carried over continue-as-new: requested vs applied change counters.
     version: int = 0
     applied: int = 0
+    # Changes a run applies before it continues as new (long before its history grows
+    # large); in the input, so a new default never changes a running execution.
+    changes_per_run: int = 200

@@ -83,10 +83,6 @@ def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY, made: int = 0) 
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # MailboxWorkflow's signal for each kind of pause a send asks for.
 _PAUSE_SIGNALS = {PauseKind.OPERATOR: PAUSE_SIGNAL, PauseKind.HEALTH_CHECK: HEALTH_PAUSE_SIGNAL}
-_THROTTLE_JITTER_SECONDS = 300.0  # spread a throttled mailbox's retries over 0-5 min
-# Search attribute values are limited to 2,048 bytes by default; stay under it.
-_ATTR_BUDGET = 1_900
-_MAX_PROSPECT_ID = 12  # bigserial ids, far beyond any real count
 _STALL_CHECK_PATCH = "step-stall-check"
 _LOCAL_GATE_PATCH = "gate-local-activity"
 # A gate call is bounded; one that fails means "wait and try later" on a durable
@@ -241,7 +237,9 @@ class CampaignStepWorkflow:
         """
         if not self._inp.tuning.search_attributes:
             return 1_000_000
-        return (_ATTR_BUDGET - _listed_size(self._held_prospects)) // (_MAX_PROSPECT_ID + 3)
+        tuning = self._inp.tuning
+        return ((tuning.attribute_budget - _listed_size(self._held_prospects))
+                // (tuning.max_prospect_id_chars + 3))
 
     def _hold(self, sends: list[DueSend]) -> None:
         """List this page's prospects and mailboxes on the run: one upsert per page."""
@@ -252,7 +250,7 @@ class CampaignStepWorkflow:
             return
         self._held_prospects += new_prospects
         for mailbox in new_mailboxes:
-            if _listed_size([*self._held_mailboxes, mailbox]) <= _ATTR_BUDGET:
+            if _listed_size([*self._held_mailboxes, mailbox]) <= self._inp.tuning.attribute_budget:
                 self._held_mailboxes.append(mailbox)
         workflow.upsert_search_attributes([
             PROSPECT_IDS_ATTR.value_set(list(self._held_prospects)),
@@ -431,7 +429,8 @@ class CampaignStepWorkflow:
             # Not the recipient's fault: the host is pushed back with jitter (for
             # every worker, by the activity); the send goes again later with
             # all its attempts left.
-            jitter = timedelta(seconds=workflow.random().uniform(0, _THROTTLE_JITTER_SECONDS))
+            spread = self._inp.tuning.throttle_jitter.total_seconds()
+            jitter = timedelta(seconds=workflow.random().uniform(0, spread))
             self._block(mailbox_id, result.retry_at or workflow.now() + jitter)
         elif outcome is SendOutcome.BUSY:
             # No connection or in-flight slot right now: they free up within seconds.

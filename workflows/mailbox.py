@@ -38,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import MailboxStatus
 
-_CHANGES_PER_RUN = 200  # continue-as-new long before the history grows large
 _APPLY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
@@ -58,7 +57,7 @@ class MailboxWorkflow:
     async def run(self, inp: MailboxInput) -> None:
         while True:
             await workflow.wait_condition(
-                lambda: self._applied != self._version or self._changes >= _CHANGES_PER_RUN
+                lambda: self._applied != self._version or self._changes >= inp.changes_per_run
             )
             while self._applied != self._version:
                 version, paused, reason = self._version, self._paused, self._reason
@@ -71,12 +70,13 @@ class MailboxWorkflow:
                     summary=f"{'pause' if paused else 'resume'} {inp.mailbox_id}",
                 )
                 self._applied = version
-            if self._changes >= _CHANGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            if self._changes >= inp.changes_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     MailboxInput(
                         mailbox_id=inp.mailbox_id, paused=self._paused, reason=self._reason,
                         paused_by=self._paused_by, version=self._version, applied=self._applied,
+                        changes_per_run=inp.changes_per_run,
                     )
                 )
 

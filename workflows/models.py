@@ -24,6 +24,14 @@ class StepTuning(BaseModel):
     # List campaign, step and the ids a run holds in search attributes. Off only
     # where the server cannot (the time-skipping test server has no custom ones).
     search_attributes: bool = True
+    # Bytes of one search attribute value a run fills with the ids it holds (the
+    # server's default limit is 2,048), and the longest prospect id it reserves room for.
+    # They decide when a run continues as new, so they travel with the run: a
+    # deployment that changes a default does not change a running execution's commands.
+    attribute_budget: int = 1_900
+    max_prospect_id_chars: int = 12  # bigserial ids, far beyond any real count
+    # A throttled mailbox's sends are spread over this (a random draw, recorded).
+    throttle_jitter: timedelta = timedelta(minutes=5)
 
 
 class StepInput(BaseModel):
