@@ -416,7 +416,7 @@ class CampaignStepWorkflow:
                 return None
             if result.outcome is not SendOutcome.PLACE_LATER:
                 return result
-            made, reservation = result.attempt - 1, result.reservation
+            made, reservation = max(result.attempt - 1, 0), result.reservation
             if result.retry_at and result.retry_at > workflow.now():
                 await workflow.sleep(result.retry_at - workflow.now(),
                                      summary=f"attempt {result.attempt} of {key} waits for its place:"
