@@ -12,6 +12,7 @@ from collections import Counter
 import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.bounce_guard import BounceGuard
 from activities.inbox_models import InboxPollInput, InboxPollResult, WebhookInput, WebhookResult
@@ -19,7 +20,7 @@ from activities.oauth_tokens import access_token
 from config.names import DELIVER_WEBHOOK, POLL_INBOXES
 from config.secrets import KeyRing
 from inbox.poll import PassResult, PollLimits, TokenSource, poll_all
-from inbox.webhook import post_events
+from inbox.webhook import WebhookMisconfigured, check_config, post_events
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint
 from store import StoreError, accounts
 from store.inbound import complaint_rate, mark_delivered, undelivered_events
@@ -59,6 +60,11 @@ class InboxActivities:
         url, secret = self._webhook
         if not url:
             return WebhookResult(delivered=0)
+        try:
+            check_config(url, secret)
+        except WebhookMisconfigured as exc:
+            # This worker's own settings: every retry would fail the same way.
+            raise ApplicationError(str(exc), type="WebhookMisconfigured", non_retryable=True) from None
         delivered = 0
         while events := await undelivered_events(self._pool, inp.batch_size):
             await post_events(url, secret, events)

@@ -54,7 +54,7 @@ def campaigns_list(state: str | None, as_json: bool) -> None:
     for s in found:
         state_text = s.state + (" (open)" if s.open else "")
         echo(f"{s.id:<16} {s.name[:30]:<30} {s.workspace:<16} {state_text:<16}"
-                   f" {s.sends_done}/{s.sends_total} sends done, {s.prospects} prospects")
+             f" {s.sends_done}/{s.sends_total} sends done, {s.prospects} prospects")
 
 
 @click.command("add-prospects")
@@ -73,8 +73,8 @@ def campaigns_add_prospects(campaign_id: str, file: Path, dedupe: str | None) ->
             echo(f"warning: {warning}", err=True)
         added = await c.add_prospects(campaign_id, loaded.prospects, dedupe)
         echo(f"added {added.added} prospect(s) to {campaign_id}; skipped {added.duplicates}"
-                   f" already in the campaign, {added.active_elsewhere} active in another running"
-                   f" campaign; {added.suppressed} suppressed (on the do-not-contact list)")
+             f" already in the campaign, {added.active_elsewhere} active in another running"
+             f" campaign; {added.suppressed} suppressed (on the do-not-contact list)")
 
     _with_client(add)
 
@@ -109,7 +109,7 @@ def prospects_stop(campaign_id: str, prospect: str, reason: str | None) -> None:
     stopped = run_on_database(  # PostgreSQL alone: an in-flight send stops at the check before DATA
         lambda pool: campaign_controls.stop_prospect(pool, campaign_id, prospect, reason))
     echo(f"prospect {stopped.email} ({stopped.prospect_id}) stopped;"
-               f" {stopped.skipped} queued send(s) skipped")
+         f" {stopped.skipped} queued send(s) skipped")
     told = asyncio.run(_claim_again(campaign_id))
     if told is not None:
         echo(f"note: {told}; the campaign's steps see the stop when they next claim", err=True)
@@ -142,7 +142,7 @@ def mailboxes_retire(mailbox_id: str, reassign: bool, force: bool) -> None:
     and end skipped (reason mailbox_retired)."""
     r = _with_client(lambda c: c.retire_mailbox(mailbox_id, reassign=reassign, force=force))
     echo(f"mailbox {mailbox_id} retired: {r.moved} prospect(s) moved to other mailboxes,"
-               f" {r.stopped} ended ({r.skipped} open send(s) skipped) in {len(r.campaigns)} campaign(s)")
+         f" {r.stopped} ended ({r.skipped} open send(s) skipped) in {len(r.campaigns)} campaign(s)")
 
 
 @click.group()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,6 +20,7 @@ from client.codec_server import codec_server
 from client.dns_cli import check_dns
 from client.inbox_cli import inbox
 from client.keys_cli import keys
+from client.output import echo, echo_json
 from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from client.unsubscribe_server import unsubscribe_server
@@ -28,6 +28,7 @@ from client.workflows_cli import workflows
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
 from config.settings import Settings, get_settings
+from config.terminal import printable
 from config.version import outreach_version
 from specs import SpecError
 from store import StoreError
@@ -44,10 +45,10 @@ def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
         try:
             return asyncio.run(func(*args, **kwargs))
         except (SpecError, StoreError, ClientError, SecretKeyError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             sys.exit(2)
         except (OSError, asyncpg.PostgresError) as exc:
-            click.echo(f"error: cannot reach the database or Redis: {exc}", err=True)
+            echo(f"error: cannot reach the database or Redis: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:  # Ctrl-C ends a --watch
             sys.exit(130)
@@ -74,10 +75,6 @@ async def with_pool(action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         await pool.close()
 
 
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
 @click.group()
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level.")
 @click.version_option(outreach_version(), "--version", prog_name="outreach", message="%(prog)s %(version)s")
@@ -101,8 +98,8 @@ async def db_migrate() -> None:
 
     applied = await migrate(get_settings().database_url)
     for m in applied:
-        click.echo(f"applied {m.version:04d}_{m.name}")
-    click.echo("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+        echo(f"applied {m.version:04d}_{m.name}")
+    echo("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
 
 
 # outreach mailboxes ...
@@ -122,7 +119,7 @@ async def mailboxes_import(file: Path) -> None:
 
     specs = load_mailboxes_file(file)
     ids = await with_pool(lambda pool: import_mailboxes(pool, specs))
-    click.echo(f"imported {len(ids)} mailbox(es): {', '.join(ids)}")
+    echo(f"imported {len(ids)} mailbox(es): {', '.join(ids)}")
 
 
 @mailboxes.command("pause")
@@ -132,7 +129,7 @@ async def mailboxes_import(file: Path) -> None:
 async def mailboxes_pause(mailbox_id: str, reason: str) -> None:
     """Pause a mailbox: once this returns, no new SMTP transaction starts from it."""
     status = await with_client(get_settings(), lambda c: c.pause_mailbox(mailbox_id, reason))
-    click.echo(f"mailbox {mailbox_id} paused ({status.reason})")
+    echo(f"mailbox {mailbox_id} paused ({status.reason})")
 
 
 @mailboxes.command("resume")
@@ -141,7 +138,7 @@ async def mailboxes_pause(mailbox_id: str, reason: str) -> None:
 async def mailboxes_resume(mailbox_id: str) -> None:
     """Resume a paused mailbox; its queued sends continue within seconds."""
     await with_client(get_settings(), lambda c: c.resume_mailbox(mailbox_id))
-    click.echo(f"mailbox {mailbox_id} resumed")
+    echo(f"mailbox {mailbox_id} resumed")
 
 
 @mailboxes.command("status")
@@ -158,7 +155,7 @@ async def mailboxes_status(mailbox_id: str | None, as_json: bool) -> None:
         return
     for r in rows:
         state = f"paused ({r['pause_reason']})" if r["paused"] else "active"
-        click.echo(
+        echo(
             f"{r['id']:<20} {r['email']:<32} {r['provider']:<8} {state:<30}"
             f" today {r['sent_today']}/{r['daily_limit']}  {inbox_state(r)}"
         )
@@ -198,12 +195,12 @@ async def campaigns_create(file: Path, is_open: bool) -> None:
         loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"created campaign with {created.prospects} prospect(s),"
-               f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
-               + (f", {created.active_elsewhere} skipped (active in another running campaign)"
-                  if created.active_elsewhere else ""))
-    click.echo(created.id)
+        echo(f"warning: {warning}", err=True)
+    echo(f"created campaign with {created.prospects} prospect(s),"
+         f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
+         + (f", {created.active_elsewhere} skipped (active in another running campaign)"
+            if created.active_elsewhere else ""))
+    echo(created.id)
 
 
 @campaigns.command("start")
@@ -212,7 +209,7 @@ async def campaigns_create(file: Path, is_open: bool) -> None:
 async def campaigns_start(campaign_id: str) -> None:
     """Start sending a campaign (starting it again is a no-op)."""
     workflow_id = await with_client(get_settings(), lambda c: c.start_campaign(campaign_id))
-    click.echo(f"campaign {campaign_id} started (workflow {workflow_id})")
+    echo(f"campaign {campaign_id} started (workflow {workflow_id})")
 
 
 @campaigns.command("status")
@@ -248,9 +245,9 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
         click.clear()
     progress = status["progress"]
     prospects = status["prospects"]
-    click.echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
-               f" {sum(prospects.values())} prospects")
-    click.echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
+    echo(f"campaign {status['id']} ({status['name']}): {status['state']},"
+         f" {sum(prospects.values())} prospects")
+    echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
     replies = {r["step"]: r for r in status.get("replies", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
@@ -259,12 +256,12 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
         reply = ""
         if answered.get("replies"):
             reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
-        click.echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
-                   f" {counts or 'nothing yet'}{reply}")
+        echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
+             f" {counts or 'nothing yet'}{reply}")
     eta = progress["eta_seconds"]
-    click.echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
-               f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
-               f" done in {_duration(eta) if eta is not None else 'unknown'}")
+    echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
+         f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
+         f" done in {_duration(eta) if eta is not None else 'unknown'}")
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -286,7 +283,7 @@ def _campaign_action(name: str, help_text: str) -> None:
             return await getattr(c, f"{name}_campaign")(campaign_id)
 
         await with_client(get_settings(), act)
-        click.echo(f"campaign {campaign_id}: {name} done")
+        echo(f"campaign {campaign_id}: {name} done")
 
 
 _campaign_action("pause", "Pause a campaign: returns once no new SMTP transaction of it can start"
@@ -322,12 +319,12 @@ async def schedules_apply() -> None:
 
     async def apply(temporal: Any) -> None:
         for sid, result in (await apply_schedules(temporal, settings)).items():
-            click.echo(f"{sid}: {result}")
+            echo(f"{sid}: {result}")
         retention = await set_namespace_retention(
             temporal, settings.temporal_namespace, settings.namespace_retention_days
         )
-        click.echo(f"namespace {settings.temporal_namespace} retention"
-                   f" {settings.namespace_retention_days} days: {retention}")
+        echo(f"namespace {settings.temporal_namespace} retention"
+             f" {settings.namespace_retention_days} days: {retention}")
 
     await _with_temporal(apply)
 
@@ -345,7 +342,7 @@ async def schedules_list(as_json: bool) -> None:
         return
     for r in rows:
         details = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("id", "state"))
-        click.echo(f"{r['id']:<40} {r['state']:<8} {details}")
+        echo(f"{r['id']:<40} {r['state']:<8} {details}")
 
 
 # outreach trace / search-attributes
@@ -364,18 +361,19 @@ async def trace(target: str) -> None:
     prospects = await with_pool(lambda pool: ledger_trace(pool, target))
     temporal = await _temporal_or_none()
     for p in prospects:
-        click.echo(f"prospect {p.id}  campaign {p.campaign_id}  status {p.status}")
+        echo(f"prospect {p.id}  campaign {p.campaign_id}  status {p.status}")
         if not p.sends:
-            click.echo("  no sends yet")
+            echo("  no sends yet")
         for s in p.sends:
-            reply = " ".join(str(x) for x in (s.last_code, s.last_reply) if x)  # text has the enhanced code
-            click.echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
-                       f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}")
-            click.echo(f"    last reply: {reply or '-'}")
+            # The remote server's own text (it has the enhanced code): one field on its line.
+            reply = printable(" ".join(str(x) for x in (s.last_code, s.last_reply) if x))
+            echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
+                 f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}")
+            echo(f"    last reply: {reply or '-'}")
             urls = await holding_urls(temporal, settings, s) if temporal else []
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)
             for url in urls or [execution_url(settings, wid)]:
-                click.echo(f"    {url}")
+                echo(f"    {url}")
     await _echo_inbound([p.id for p in prospects])
 
 
@@ -385,10 +383,10 @@ async def _echo_inbound(prospect_ids: list[int]) -> None:
 
     for m in await with_pool(lambda pool: inbound_of(pool, prospect_ids)):
         verdict = f" ({m['verdict']})" if m["verdict"] else ""
-        click.echo(f"  inbound for prospect {m['prospect_id']}: {m['class']}{verdict}"
-                   f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
-                   f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
-                   f" (by {m['matched_by']})")
+        echo(f"  inbound for prospect {m['prospect_id']}: {m['class']}{verdict}"
+             f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
+             f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
+             f" (by {m['matched_by']})")
 
 
 async def _temporal_or_none() -> Any:
@@ -398,7 +396,7 @@ async def _temporal_or_none() -> Any:
     try:
         return await connect_temporal(get_settings())
     except RuntimeError as exc:
-        click.echo(f"warning: cannot reach Temporal ({exc}); showing each step's latest run", err=True)
+        echo(f"warning: cannot reach Temporal ({exc}); showing each step's latest run", err=True)
         return None
 
 
@@ -415,8 +413,8 @@ async def search_attributes_register() -> None:
 
     namespace = get_settings().temporal_namespace
     added = await _with_temporal(lambda t: register_search_attributes(t, namespace))
-    click.echo(f"namespace {namespace}: " + (f"registered {', '.join(added)}" if added
-                                             else "search attributes already registered"))
+    echo(f"namespace {namespace}: " + (f"registered {', '.join(added)}" if added
+                                       else "search attributes already registered"))
 
 
 def _require_search_attributes(settings: Settings) -> None:
@@ -431,8 +429,8 @@ def _require_search_attributes(settings: Settings) -> None:
     except ClientError:
         return  # Temporal is not up yet: the worker reports that itself, and retries
     if missing:
-        click.echo(f"error: search attributes {', '.join(missing)} are not registered on namespace"
-                   f" {settings.temporal_namespace}; run `outreach search-attributes register`", err=True)
+        echo(f"error: search attributes {', '.join(missing)} are not registered on namespace"
+             f" {settings.temporal_namespace}; run `outreach search-attributes register`", err=True)
         sys.exit(2)
 
 
@@ -447,7 +445,7 @@ def worker() -> None:
     try:
         key_ring(get_settings().secret_keys)  # before connecting: one clear line, no traceback
     except SecretKeyError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(2)
     _require_search_attributes(get_settings())
     asyncio.run(worker_main(get_settings()))
@@ -525,7 +523,7 @@ def run() -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
-            sys.stderr.write(exc.code + "\n")
+            sys.stderr.write(printable(exc.code, keep_lines=True) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

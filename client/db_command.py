@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 import asyncpg
-import click
 
+from client.output import echo
 from config.settings import get_settings
 from specs import SpecError
 from store import StoreError
@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(2)
 
 

@@ -4,13 +4,14 @@ or unusable, so a deployment script can stop on it."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from client.db_command import fail, run_on_database
+from client.output import echo, echo_json
 from config.settings import get_settings
+from config.terminal import printable
 from mail.sender_dns import TxtLookup
 from store.sender_dns import check_senders
 
@@ -31,14 +32,15 @@ def check_dns(mailbox_id: str | None, as_json: bool) -> None:
     lookup = lookup_from_settings()
     reports = run_on_database(lambda pool: check_senders(pool, lookup, mailbox_id))
     if as_json:
-        click.echo(json.dumps([r.as_json() for r in reports], indent=2))
+        echo_json([r.as_json() for r in reports])
     else:
         for report in reports:
-            click.echo(f"{report.mailbox_id}  {report.domain}")
+            echo(f"{report.mailbox_id}  {report.domain}")
             for f in report.findings:
-                click.echo(f"  {f.record.upper():<6} {f.level:<8} {f.detail}"
-                           + (f"\n{'':<18}{f.name}: {f.value}" if f.value else
-                              f"\n{'':<18}{f.name}" if f.name else ""))
+                # A record's text is the domain owner's: it stays on its own line.
+                echo(f"  {f.record.upper():<6} {f.level:<8} {f.detail}"
+                     + (f"\n{'':<18}{f.name}: {printable(f.value)}" if f.value else
+                        f"\n{'':<18}{f.name}" if f.name else ""))
         if not reports:
-            click.echo("no mailboxes", err=True)
+            echo("no mailboxes", err=True)
     sys.exit(1 if any(r.errors for r in reports) else 0)

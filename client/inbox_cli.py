@@ -6,12 +6,12 @@ inbox-poll schedule runs (docs/decisions/0034).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import click
 
 from client.db_command import fail, run_on_database
+from client.output import echo, echo_json
 from config.secrets import SecretKeyError, key_ring
 from config.settings import get_settings
 from inbox.poll import PollLimits, poll_all
@@ -47,13 +47,13 @@ def inbox_poll(mailbox_id: str | None, as_json: bool) -> None:
         tokens=oauth_token_source(pool, HttpTokenEndpoint(), ring)))
     found = [f for r in results for f in r.found]
     if as_json:
-        click.echo(json.dumps([f.as_dict() for f in found], indent=2, ensure_ascii=False))
+        echo_json([f.as_dict() for f in found], ensure_ascii=False)
     else:
         for f in found:
-            click.echo(f.line())
+            echo(f.line())
     for r in results:
         if r.error:
-            click.echo(f"error: mailbox {r.mailbox_id}: {r.error}", err=True)
+            echo(f"error: mailbox {r.mailbox_id}: {r.error}", err=True)
     if any(r.error for r in results):
         raise SystemExit(1)
 
@@ -67,9 +67,9 @@ def inbox_export(since: datetime, as_json: bool) -> None:
     ids, class and time (what a CRM follows)."""
     events = run_on_database(lambda pool: events_since(pool, since.replace(tzinfo=UTC)))
     if as_json:
-        click.echo(json.dumps(events, indent=2, default=str))
+        echo_json(events)
         return
     for e in events:
         verdict = f" ({e['verdict']})" if e["verdict"] else ""
-        click.echo(f"{e['recorded_at']:%Y-%m-%dT%H:%M:%S}Z {e['class']}{verdict} {e['mailbox_id']}"
-                   f" {e['send_key'] or 'unmatched'}")
+        echo(f"{e['recorded_at']:%Y-%m-%dT%H:%M:%S}Z {e['class']}{verdict} {e['mailbox_id']}"
+             f" {e['send_key'] or 'unmatched'}")

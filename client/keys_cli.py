@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import click
 
 from client.db_command import fail, run_on_database
+from client.output import echo
 from config.secrets import KeyRing, SecretKeyError, generate_entry, key_ring
 from config.settings import get_settings
 from store import accounts
@@ -36,8 +37,8 @@ def keys_generate(key_id: str | None) -> None:
         entry = generate_entry(key_id or f"k{datetime.now(UTC):%Y%m%d%H%M%S}")
     except SecretKeyError as exc:
         fail(str(exc))
-    click.echo(entry)
-    click.echo(
+    echo(entry)
+    echo(
         "prepend it to OUTREACH_SECRET_KEYS (newest first, comma-separated), restart the"
         " workers, then run `outreach keys rotate`", err=True,
     )
@@ -50,7 +51,7 @@ def keys_rotate(batch_size: int) -> None:
     """Re-encrypt every stored credential under the newest key (safe to run again)."""
     ring = _ring()
     done = run_on_database(lambda pool: accounts.rotate_credentials(pool, ring, batch_size))
-    click.echo(
+    echo(
         f"{done.resealed + done.sealed_clear} value(s) re-encrypted under key {done.key_id}"
         f" ({done.resealed} from an older key, {done.sealed_clear} stored in the clear);"
         f" {done.current} already under it"
@@ -63,7 +64,7 @@ def keys_status() -> None:
     ring = _ring()
     counts = run_on_database(accounts.credential_key_ids)
     if not counts:
-        click.echo("no credentials stored")
+        echo("no credentials stored")
     for key_id, n in counts.items():
         if key_id is None:
             note = "in the clear: run `outreach keys rotate`"
@@ -73,4 +74,4 @@ def keys_status() -> None:
             note = f"key {key_id}: run `outreach keys rotate` before removing it"
         else:
             note = f"key {key_id}: NOT in OUTREACH_SECRET_KEYS, these cannot be read"
-        click.echo(f"{n:>8}  {note}")
+        echo(f"{n:>8}  {note}")

@@ -3,11 +3,10 @@ PostgreSQL (and the secret keys, for the erasure entry's hash)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from client.db_command import fail, run_on_database
+from client.output import echo, echo_json
 from config.secrets import SecretKeyError, key_ring
 from config.settings import get_settings
 from store import erasure
@@ -32,8 +31,8 @@ def prospects_forget(email: str, workspace: str | None, as_json: bool) -> None:
         fail(str(exc))
     done = run_on_database(lambda pool: erasure.forget(pool, ring, email, workspace))
     if as_json:
-        click.echo(json.dumps(done.as_json(), indent=2))
+        echo_json(done.as_json())
         return
-    click.echo(f"erased in {done.scope}: {done.prospects} prospect row(s), {done.sends_ended} open"
-               f" send(s) ended, {done.texts_cleared} text(s) cleared, {done.entries_removed} list"
-               f" entr{'y' if done.entries_removed == 1 else 'ies'} replaced by {done.hash_entry}")
+    echo(f"erased in {done.scope}: {done.prospects} prospect row(s), {done.sends_ended} open"
+         f" send(s) ended, {done.texts_cleared} text(s) cleared, {done.entries_removed} list"
+         f" entr{'y' if done.entries_removed == 1 else 'ies'} replaced by {done.hash_entry}")

@@ -37,9 +37,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.inbox_models import InboxPollInput, WebhookInput
 from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
+from client import ClientError
 from config.codec import KEY_ID, PayloadEncryption
 from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
 from config.settings import Settings
+from inbox.webhook import WebhookMisconfigured, check_config
 
 JOBS = ("cleanup", "health-check", "reconcile", "inbox-poll")
 _FINGERPRINT = "outreach_config"
@@ -96,8 +98,21 @@ def build_schedule(settings: Settings, job: Job) -> Schedule:
     )
 
 
+def check_webhook(settings: Settings) -> None:
+    """The webhook schedule starts only with a URL that is one and a secret to sign with
+    (docs/decisions/0047); ClientError naming the setting otherwise."""
+    if not settings.webhook_url:
+        return
+    try:
+        check_config(settings.webhook_url, settings.webhook_secret)
+    except WebhookMisconfigured as exc:
+        raise ClientError(f"{exc} No schedule was applied.") from None
+
+
 async def apply_schedules(client: Client, settings: Settings) -> dict[str, str]:
-    """Create or update every maintenance schedule; per schedule id: created|updated|unchanged."""
+    """Create or update every maintenance schedule; per schedule id: created|updated|unchanged.
+    A webhook that cannot be started refuses them all, before any is touched."""
+    check_webhook(settings)
     results = {}
     for job in jobs(settings):
         sid = schedule_id(settings.task_queue, job.name)

@@ -6,7 +6,7 @@ or ``--global``; listing and exporting without one show every scope.
 
 from __future__ import annotations
 
-import json
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from client.db_command import fail, run_on_database
+from client.output import echo, echo_json
 from specs import SpecError
 from specs.suppressions import read_suppressions_csv
 from store import StoreError, suppressions
@@ -66,7 +67,7 @@ def suppress_add(entry: str, workspace: str | None, is_global: bool, reason: str
     scope = _scope(workspace, is_global, required=True)
     assert scope is not None
     added, new = run_on_database(lambda pool: suppressions.add(pool, scope, entry, reason=reason))
-    click.echo(f"{'added' if new else 'already listed:'} {_describe(added)}")
+    echo(f"{'added' if new else 'already listed:'} {_describe(added)}")
 
 
 @suppress.command("remove")
@@ -77,7 +78,7 @@ def suppress_remove(entry: str, workspace: str | None, is_global: bool) -> None:
     scope = _scope(workspace, is_global, required=True)
     assert scope is not None
     removed = run_on_database(lambda pool: suppressions.remove(pool, scope, entry))
-    click.echo(f"removed {_describe(removed)}")
+    echo(f"removed {_describe(removed)}")
 
 
 @suppress.command("list")
@@ -88,13 +89,13 @@ def suppress_list(workspace: str | None, is_global: bool, as_json: bool) -> None
     scope = _scope(workspace, is_global, required=False)
     entries = run_on_database(lambda pool: suppressions.listed(pool, scope))
     if as_json:
-        click.echo(json.dumps([s.as_json() for s in entries], indent=2, ensure_ascii=False))
+        echo_json([s.as_json() for s in entries], ensure_ascii=False)
         return
     for s in entries:
-        click.echo(f"{s.entry:<40} {str(s.scope):<24} {s.source:<12}"
-                   f" {s.created_at:%Y-%m-%d %H:%M:%S%z}  {s.reason or ''}".rstrip())
+        echo(f"{s.entry:<40} {str(s.scope):<24} {s.source:<12}"
+             f" {s.created_at:%Y-%m-%d %H:%M:%S%z}  {s.reason or ''}".rstrip())
     if not entries:
-        click.echo("no entries", err=True)
+        echo("no entries", err=True)
 
 
 @suppress.command("import")
@@ -110,8 +111,8 @@ def suppress_import(file: Path, workspace: str | None, is_global: bool) -> None:
     except SpecError as exc:
         fail(str(exc))
     added = run_on_database(lambda pool: suppressions.add_many(pool, scope, rows))
-    click.echo(f"imported {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} into the {scope} list:"
-               f" {added} new, {len(rows) - added} already listed")
+    echo(f"imported {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} into the {scope} list:"
+         f" {added} new, {len(rows) - added} already listed")
 
 
 @suppress.command("export")
@@ -120,4 +121,9 @@ def suppress_export(workspace: str | None, is_global: bool) -> None:
     """Write a list as CSV to stdout, in the form `suppress import` reads."""
     scope = _scope(workspace, is_global, required=False)
     entries = run_on_database(lambda pool: suppressions.listed(pool, scope))
-    suppressions.write_csv(sys.stdout, entries)
+    if not sys.stdout.isatty():  # a file or a pipe: the values exactly as stored
+        suppressions.write_csv(sys.stdout, entries)
+        return
+    shown = io.StringIO()  # a terminal: a reason a remote server wrote must not drive it
+    suppressions.write_csv(shown, entries)
+    echo(shown.getvalue().removesuffix("\n"))

@@ -8,7 +8,6 @@ runs from wherever the new version is built.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -19,6 +18,7 @@ import click
 
 from client import ClientError
 from client.db_command import fail
+from client.output import echo, echo_json
 from client.replay import DEFAULT_LIMIT, ReplayReport, connect, replay_workflows, running_query
 from config.secrets import SecretKeyError
 from config.settings import Settings, get_settings
@@ -42,19 +42,19 @@ def workflows_replay(query: str | None, limit: int, as_json: bool) -> None:
     new workers. Exit status 0: every one replays; 1: some fail (one line each, with the first
     event the code disagrees with); 2: bad input (server unreachable, query refused, keys)."""
     settings = get_settings()
-    click.echo(f"replaying against outreach {outreach_version()}:"
-               f" {query or running_query(settings)}", err=True)
+    echo(f"replaying against outreach {outreach_version()}:"
+         f" {query or running_query(settings)}", err=True)
     report = _replay(settings, query, limit)
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        echo_json(report.as_json())
     else:
         for failure in report.failures:
-            click.echo(failure.line())
-        click.echo(report.summary())
+            echo(failure.line())
+        echo(report.summary())
     if not report.runs:
-        click.echo("note: no workflow matched the query", err=True)
+        echo("note: no workflow matched the query", err=True)
     if report.limit_reached:
-        click.echo(f"note: stopped at --limit {limit}; more workflows may match", err=True)
+        echo(f"note: stopped at --limit {limit}; more workflows may match", err=True)
     sys.exit(1 if report.failures else 0)
 
 
@@ -81,7 +81,7 @@ class _ProgressLines:
         now = time.monotonic()
         if done == total or now - self._last >= 1.0:
             self._last = now
-            click.echo(f"{stage} {done}/{total} histories", err=True)
+            echo(f"{stage} {done}/{total} histories", err=True)
 
 
 @contextmanager

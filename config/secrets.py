@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
+TAG_BYTES = 16  # AES-GCM's authentication tag, at the end of every ciphertext
 KEY_BYTES = 32
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
@@ -114,6 +115,13 @@ class KeyRing:
 
     def decrypt(self, key_id: str, blob: bytes, associated_data: bytes) -> bytes:
         key = self._key(key_id)
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            # Shorter than a nonce and a tag: AESGCM would raise its own ValueError about
+            # the nonce, which callers (the codec server, credentials) do not expect.
+            raise SecretKeyError(
+                f"a value under key id {key_id!r} is {len(blob)} bytes, shorter than any"
+                f" ciphertext ({NONCE_BYTES + TAG_BYTES}): it was cut short or is not one"
+            )
         try:
             return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated_data)
         except InvalidTag:

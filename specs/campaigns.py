@@ -15,7 +15,7 @@ from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
-from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_line_breaks
+from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_controls, forbid_line_breaks
 from specs.templates import render, required_fields
 from specs.yamlfile import child, describe, line_of
 
@@ -261,7 +261,7 @@ def _render_problems(
             continue
         try:
             if is_subject:
-                forbid_line_breaks(rendered)  # a rendered subject becomes a header
+                forbid_controls(rendered)  # a rendered subject becomes a header
         except ValueError as exc:
             problems.append(Problem(source, prospect.where, f"{what} as rendered {exc}"))
             continue

@@ -1,9 +1,11 @@
 """Prospects: the people a campaign writes to, from a CSV file or inline in YAML.
 
 Every address is validated and normalized. Any field value may end up in a
-subject line, so none may hold a line break. A second row with the same
-address (in any case) is dropped with a warning: a typo'd list is common and
-not worth refusing the whole campaign for.
+subject line, so none may hold a line break, nor any character no header or body
+line can hold (U+2028, U+0085, the other controls but tab). A cell quoted as text
+for a spreadsheet (``'=...``, specs/csv_cells.py) reads as its value. A second row
+with the same address (in any case) is dropped with a warning: a typo'd list is
+common and not worth refusing the whole campaign for.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import yaml
 
 from specs import Problem
 from specs.bounds import InputBounds, file_too_big, over
-from specs.scalars import forbid_line_breaks, normalize_address
+from specs.csv_cells import original_cell
+from specs.scalars import forbid_controls, normalize_address
 from specs.yamlfile import line_of
 
 
@@ -100,7 +103,9 @@ def _parse_csv(
             fault = f"has {len(cells)} cells, the header has {len(header)}"
             rows.append(ProspectRow({}, label, number, fault=fault))
         else:
-            rows.append(ProspectRow(dict(zip(header, cells, strict=True)), label, number))
+            # A cell a spreadsheet (or our own export) quoted as text reads as its value.
+            values = dict(zip(header, map(original_cell, cells), strict=True))
+            rows.append(ProspectRow(values, label, number))
     return CsvProspects(header, rows, problems)
 
 
@@ -168,7 +173,7 @@ def _field_value(value: Any, max_chars: int) -> Any:
         too_big = over(len(value), max_chars, "characters", "max_field_chars")
         if too_big is not None:
             raise ValueError(too_big)
-        return forbid_line_breaks(value)
+        return forbid_controls(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")  # JSON, hence jsonb, has no NaN
     if value is None or isinstance(value, bool | int | float):

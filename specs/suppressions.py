@@ -21,6 +21,7 @@ from pathlib import Path
 
 from specs import Problem, SpecError
 from specs.bounds import InputBounds, file_too_big, over
+from specs.csv_cells import original_cell
 from specs.scalars import forbid_line_breaks, normalize_address
 
 # An erasure entry, as exported: ``hmac:<key id>:<64 hex digits>`` (docs/decisions/0032).
@@ -98,7 +99,9 @@ def _parse(
             message = f"has {len(cells)} cells, the header has {len(header)}"
             problems.append(Problem(source, f"row {number}", message))
             continue
-        row = _row(dict(zip(header, cells, strict=True)), f"row {number}", source, bounds, problems)
+        # A cell our export (or a spreadsheet) quoted as text, '=..., reads as its value.
+        values = dict(zip(header, map(original_cell, cells), strict=True))
+        row = _row(values, f"row {number}", source, bounds, problems)
         if row is not None:
             kept.setdefault(row.entry, row)
     return list(kept.values()), problems

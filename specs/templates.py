@@ -5,7 +5,8 @@ field a template names but a prospect lacks is an error, never an empty string
 in a sent email. On top of Jinja's sandbox (no attribute starting with "_", no
 unsafe methods), a template that even names a dunder (``''.__class__``) is
 refused when it is read, and no template can build or render more than
-``MAX_OUTPUT_CHARS``: ``'x' * 10**9`` is an error, not a gigabyte.
+``MAX_OUTPUT_CHARS``: ``'x' * 10**9`` and ``'x'|center(10**8)`` are errors, refused
+before the string is built (specs/template_bounds.py), not a gigabyte.
 """
 
 from __future__ import annotations
@@ -16,44 +17,13 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
 from specs import BadTemplate
+from specs.template_bounds import MAX_OUTPUT_CHARS, BoundedSandbox
 
-# Above any body the settings allow (OUTREACH_MAX_BODY_BYTES is at most 1 MB).
-MAX_OUTPUT_CHARS = 1_000_000
-_MAX_POWER_BITS = 10_000  # 2**10000 has 3011 digits: plenty for any arithmetic in an email
+__all__ = ["MAX_OUTPUT_CHARS", "render", "required_fields"]
 
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, with ``*`` and ``**`` refusing results too large to be useful."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and _repeat_size(left, right) > MAX_OUTPUT_CHARS:
-            raise SecurityError(f"'*' would build more than {MAX_OUTPUT_CHARS} items")
-        if operator == "**" and _power_bits(left, right) > _MAX_POWER_BITS:
-            raise SecurityError("'**' would build a number too large")
-        return super().call_binop(context, operator, left, right)
-
-
-def _repeat_size(left: Any, right: Any) -> int:
-    for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | list | tuple) and isinstance(times, int):
-            return len(seq) * times
-    return 0
-
-
-def _power_bits(base: Any, exponent: Any) -> int:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        return base.bit_length() * exponent
-    return 0
-
-
-_ENV = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=512)

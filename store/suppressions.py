@@ -33,6 +33,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from config.secrets import KeyRing, key_ring
 from config.settings import get_settings
+from specs.csv_cells import neutral_row
 from specs.scalars import check_slug
 from specs.suppressions import (
     EXPORT_COLUMNS,
@@ -97,11 +98,14 @@ class Suppression:
 
 
 def write_csv(out: TextIO, entries: list[Suppression]) -> None:
-    """Entries as CSV, in the form ``read_suppressions_csv`` reads back."""
+    """Entries as CSV, in the form ``read_suppressions_csv`` reads back. A reason may be
+    a remote server's reply and an address may look like a formula: no cell starts one
+    (specs/csv_cells.py)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for s in entries:
-        writer.writerow([s.entry, s.reason or "", s.source, str(s.scope), s.created_at.isoformat()])
+        writer.writerow(neutral_row(
+            [s.entry, s.reason or "", s.source, str(s.scope), s.created_at.isoformat()]))
 
 
 def entry_of(text: str) -> str:

@@ -82,6 +82,18 @@ def test_tampered_ciphertext_fails_authentication() -> None:
             ring.decrypt(key_id, bytes(tampered), b"ad")
 
 
+def test_a_blob_shorter_than_nonce_and_tag_is_a_secret_key_error_not_a_value_error() -> None:
+    # The codec server answers SecretKeyError with 400; AESGCM's own ValueError about the
+    # nonce was a different type to every caller (issue "Trust only what is proven").
+    ring = key_ring(NEW)
+    key_id, empty = ring.encrypt(b"", b"ad")
+    assert len(empty) == 28 and ring.decrypt(key_id, empty, b"ad") == b""  # the shortest there is
+    for blob in (b"", b"short", b"\x00" * 7, b"\x00" * 11, b"\x00" * 12, empty[:-1]):
+        with pytest.raises(SecretKeyError, match="key id 'k2'") as caught:
+            ring.decrypt(key_id, blob, b"ad")
+        assert type(caught.value) is SecretKeyError
+
+
 def test_wrong_associated_data_or_key_fails_authentication() -> None:
     ring = key_ring(NEW)
     key_id, blob = ring.encrypt(b"hunter2", b"mailboxes.password:mb-1")
