@@ -3,7 +3,9 @@ enhanced status code (RFC 3463) and the markers big providers put in the text.
 
 The classes decide what happens next (docs/decisions/0021-send-outcomes-table.md):
 - SOFT_BOUNCE: retry this recipient later (5 min, 30 min, 2 h), then fail.
-- HARD_BOUNCE: never retry; suppress the prospect.
+- HARD_BOUNCE: the address is gone (5.1.x, 5.2.1, or wording that says so): never
+  retry; suppress the prospect. Nothing else is: a content or virus rejection, a
+  system status (x.3.x) or a full mailbox says nothing about the address.
 - THROTTLED: not the recipient's fault; back off the host, keep the attempts.
 - SENDER_PROBLEM / QUOTA: pause the mailbox and alert; never blame the recipient.
 - CONNECTION: no usable reply; retry and feed the host's circuit breaker.
@@ -74,7 +76,20 @@ _MAILBOX_FULL = _words(
     r"mailbox (is )?full|over ?quota|storage allocation|insufficient storage|storage (is )?full"
     r"|exceed(s|ed)? (the |its |his |her |their )?(storage |disk |mailbox )?quota"
     r"|quota (exceeded|full)|mailbox size limit"
+    r"|mailbox\b[^.;\n]{0,60}\bis full"  # 551 ... the destination mailbox of ... is full
 )
+# The address is gone: the wording of 5.1.x / 5.2.1 replies, for those sent without a code.
+_GONE_WORDING = _words(
+    r"no such (user|mailbox|recipient|address|account)|(user|recipient|mailbox|address|account)"
+    r" (is )?(unknown|not found|does ?n[o']t exist|not exist)|unknown (user|recipient|mailbox|address)"
+    r"|does ?n[o']t exist|mailbox unavailable|mailbox not found|no mailbox"
+    r"|(account|mailbox|address) (has been |is )?(disabled|deactivated|closed|suspended)"
+    r"|invalid (recipient|mailbox)|RecipientNotFound|RESOLVER\.ADR|address couldn't be found"
+    r"|wasn't found at"
+)
+# What the message holds, not who it is for: a virus, content or header rejected.
+_CONTENT_WORDING = _words(r"virus|malware|content (rejected|refused|not accepted)|message content"
+                          r"|invalid header|attachment")
 _GREYLISTED = _words(r"gr[ae]y ?list")
 _SENDER_WORDING = _words(
     r"sender|relay|spam|unsolicited|reputation|blocked|block ?list|blacklist|denylist|banned"
@@ -110,6 +125,16 @@ class _Reply:
 
     def has(self, pattern: re.Pattern[str]) -> bool:
         return pattern.search(self.text) is not None
+
+
+def says_gone(text: str) -> bool:
+    """The text says the address is gone (user unknown, mailbox disabled, ...)."""
+    return _GONE_WORDING.search(text) is not None and _MAILBOX_FULL.search(text) is None
+
+
+def says_content(text: str) -> bool:
+    """The text rejects the message's content (virus, content, header), not the address."""
+    return _CONTENT_WORDING.search(text) is not None
 
 
 def classify_reply(code: int, text: str) -> ReplyClass:
@@ -163,6 +188,10 @@ def _recipient(reply: _Reply) -> ReplyClass | None:
     # A bare 552 is RFC 5321's "exceeded storage allocation": the same.
     if reply.detail == "2.2" or reply.has(_MAILBOX_FULL) or (reply.code == 552 and reply.detail is None):
         return ReplyClass.SOFT_BOUNCE
+    # x.3.x is the receiving system (5.3.4 too big, 5.3.5 system config error) and
+    # x.6.x the message's content: neither says anything about the address.
+    if reply.detail is not None and reply.detail.startswith(("3.", "6.")):
+        return ReplyClass.SOFT_BOUNCE if reply.permanent else None
     # 5.1.x bad mailbox or domain (5.1.10: Microsoft RecipientNotFound / null MX),
     # 5.2.1 mailbox disabled.
     if reply.permanent and reply.detail is not None:
@@ -202,6 +231,9 @@ def _permanent(reply: _Reply) -> ReplyClass:
         if reply.has(_RECIPIENT_WORDING):
             return ReplyClass.HARD_BOUNCE
         return ReplyClass.SENDER_PROBLEM
-    # Everything else permanent is about this recipient or this message: 5.3.4 too big,
-    # 5.6.x content, 5.5.x, and bare 550/553/554 ("No such user here").
-    return ReplyClass.HARD_BOUNCE
+    # The rest is a bad address only when its wording says so ("No such user here");
+    # a virus or content rejection, or a bare 550/554 that says nothing, is not: retried
+    # as a soft bounce, then failed, never listed (issue 22: only a gone address is).
+    if reply.has(_GONE_WORDING) and not reply.has(_CONTENT_WORDING):
+        return ReplyClass.HARD_BOUNCE
+    return ReplyClass.SOFT_BOUNCE
