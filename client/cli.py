@@ -386,7 +386,7 @@ async def _echo_inbound(prospect_ids: list[int]) -> None:
         echo(f"  inbound for prospect {m['prospect_id']}: {m['class']}{verdict}"
              f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
              f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
-             f" (by {m['matched_by']})")
+             f" (by {m['matched_by']})" + ("" if m["proven"] else f"  {m['detail']}"))
 
 
 async def _temporal_or_none() -> Any:

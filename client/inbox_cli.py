@@ -71,5 +71,8 @@ def inbox_export(since: datetime, as_json: bool) -> None:
         return
     for e in events:
         verdict = f" ({e['verdict']})" if e["verdict"] else ""
+        # A message short of proof (decision 0050) says so: it changed nothing, or only
+        # stopped the one sequence it names.
+        short = "" if e["proven"] else f" ({e['detail']})"
         echo(f"{e['recorded_at']:%Y-%m-%dT%H:%M:%S}Z {e['class']}{verdict} {e['mailbox_id']}"
-             f" {e['send_key'] or 'unmatched'}")
+             f" {e['send_key'] or 'unmatched'}{short}")

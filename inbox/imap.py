@@ -3,7 +3,8 @@
 Only commands that change nothing are sent: LOGIN, EXAMINE (the folder opened
 read-only, RFC 3501 6.3.2), UID SEARCH, and UID FETCH of RFC822.SIZE and
 BODY.PEEK[...] (PEEK: the \\Seen flag is not set). No STORE, COPY, MOVE, EXPUNGE.
-A message above ``max_bytes`` is fetched as its header only.
+A message above ``max_bytes`` is fetched as its header only, and of that header at
+most HEADER_BYTES (a partial FETCH): a stranger chooses a message's size.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Fetched:
     arrived_at: datetime | None = None  # INTERNALDATE: when the server received it
 
 
+HEADER_BYTES = 256 * 1024  # as inbox/headers.py reads at most
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -177,7 +179,7 @@ class ImapReader:
                         for m in [_INTERNALDATE.search(line)] if m), None)
         if size is None:
             raise ImapError(f"UID FETCH {uid}: the message is gone")
-        part = "BODY.PEEK[]" if size <= max_bytes else "BODY.PEEK[HEADER]"
+        part = "BODY.PEEK[]" if size <= max_bytes else f"BODY.PEEK[HEADER]<0.{HEADER_BYTES}>"
         response = await self._run("UID FETCH", self._imap.uid("fetch", str(uid), f"({part})"))
         literal = next((bytes(line) for line in response.lines if isinstance(line, bytearray)), None)
         if literal is None:

@@ -7,6 +7,11 @@ from the last good pass (a day's slack) and the Message-ID unique key drops what
 was already recorded (docs/decisions/0035). Each message is recorded, matched,
 acted on and passed by the cursor in one transaction (store/inbound.py).
 
+What a message may change is weighed by inbox/evidence.py (docs/decisions/0050).
+Classifying runs in a thread: a stranger's message costs a bounded amount of CPU
+(inbox/headers.py), and that CPU is never spent on the event loop the send worker
+shares.
+
 A failing pass (refused login, dropped connection, timeout) is recorded on the
 mailbox's cursors and ends that mailbox's pass only; sending is not affected.
 """
@@ -23,12 +28,13 @@ import structlog
 
 from config.secrets import KeyRing
 from inbox.classify import Classified, InboundClass, classify
+from inbox.evidence import Evidence, weigh
 from inbox.imap import ImapError, ImapReader
 from mail.oauth import TokenRefreshFailed
-from mail.unsubscribe import BadToken, verify
 from store import StoreError, inbound
-from store.inbound import Inbound, Match
+from store.inbound import Inbound
 from store.inbox_settings import ImapAccount, imap_account, imap_mailboxes
+from telemetry import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -56,12 +62,14 @@ class Found:
     stopped: list[int]
     detail: str
     stop_latency: float | None = None  # seconds from arrival in the inbox to the stop
+    proven: bool = True  # proof enough to act in full (inbox/evidence.py)
 
     def line(self) -> str:
         what = self.kind + (f" ({self.verdict})" if self.verdict else "")
         matched = self.send_key or "unmatched"
         stopped = f" stopped {','.join(map(str, self.stopped))}" if self.stopped else ""
-        return f"{self.mailbox_id} {self.folder} uid {self.uid} {what} {matched}{stopped}"
+        short = "" if self.proven or self.send_key is None or self.verdict == "unproven" else " unproven"
+        return f"{self.mailbox_id} {self.folder} uid {self.uid} {what} {matched}{short}{stopped}"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -153,7 +161,8 @@ async def _read_folder(
     since = datetime.now(UTC) - limits.match_window
     for uid in uids:
         fetched = await imap.fetch(uid, limits.max_message_bytes)
-        classified = classify(fetched.raw, headers_only=fetched.headers_only)
+        classified = await asyncio.to_thread(
+            classify, fetched.raw, headers_only=fetched.headers_only, authserv_id=account.authserv_id)
         found = await _apply(pool, mailbox_id, folder, uidvalidity, uid, classified, since,
                              fetched.arrived_at, ring)
         if found is not None:
@@ -178,45 +187,32 @@ async def _apply(
     since: datetime, arrived_at: datetime | None, ring: KeyRing,
 ) -> Found | None:
     async with pool.acquire() as conn, conn.transaction():
-        match = await _match(conn, mailbox_id, c, since, ring)
+        evidence = await weigh(conn, mailbox_id, c, since, ring)
+        match = evidence.match
         kind = c.kind
         if kind is InboundClass.REPLY and match is None:
             kind = InboundClass.OTHER  # a person wrote, but not in answer to one of our sends
-        verdict = c.verdict.value if c.verdict else None
+        verdict = evidence.verdict.value if evidence.verdict else None
+        detail = "; ".join(filter(None, [evidence.reason(), c.detail]))
         found = Inbound(mailbox_id, folder, uidvalidity, uid, c.message_id, kind.value, verdict, match,
-                        c.detail, c.received_at)
+                        detail, c.received_at, proven=evidence.proven)
         row_id = await inbound.record(conn, found)
         stopped = await inbound.act(conn, row_id, found) if row_id is not None else []
         await inbound.advance(conn, mailbox_id, folder, uidvalidity, uid)
     if row_id is None:
         return None
+    _count_unproven(mailbox_id, kind, evidence)
     key = f"{match.campaign_id}:{match.step}:{match.prospect_id}" if match else None
     latency = None
     if stopped and arrived_at is not None:
         latency = max(0.0, (datetime.now(UTC) - arrived_at).total_seconds())
-    return Found(mailbox_id, folder, uid, kind.value, verdict, key, match.prospect_id if match else None,
-                 stopped, c.detail, latency)
+    # A bounce short of proof shows as such, so nothing that follows verdicts (the
+    # deliverability guard's trigger, outreach_inbound_bounces) takes its claim.
+    shown = verdict if evidence.proven else ("unproven" if kind is InboundClass.BOUNCE else None)
+    return Found(mailbox_id, folder, uid, kind.value, shown, key, match.prospect_id if match else None,
+                 stopped, detail, latency, proven=evidence.proven)
 
 
-async def _match(
-    conn: inbound.Conn, mailbox_id: str, c: Classified, since: datetime, ring: KeyRing
-) -> Match | None:
-    if c.kind in (InboundClass.BOUNCE, InboundClass.COMPLAINT):
-        found = await inbound.match_thread(conn, mailbox_id, list(c.references), None)
-        recipients = [f.recipient for f in c.failures] + ([c.complained_about] if c.complained_about else [])
-        for recipient in recipients:
-            if found is not None:
-                break
-            found = await inbound.match_recipient(conn, mailbox_id, recipient, since)
-        return found
-    if c.kind is InboundClass.OTHER:
-        return None
-    if c.kind is InboundClass.UNSUBSCRIBE and c.unsubscribe_token:
-        try:  # a signed token names the send itself (mail/unsubscribe.py)
-            send = verify(ring, c.unsubscribe_token)
-        except BadToken as exc:
-            log.warning("inbox_unsubscribe_token_refused", mailbox_id=mailbox_id, why=str(exc))
-        else:
-            return await inbound.match_token(conn, send)
-    found = await inbound.match_thread(conn, mailbox_id, list(c.references), c.from_address)
-    return found or await inbound.match_sender(conn, mailbox_id, c.from_address, since)
+def _count_unproven(mailbox_id: str, kind: InboundClass, evidence: Evidence) -> None:
+    if evidence.short is not None:
+        metrics.INBOUND_UNPROVEN.labels(mailbox_id, kind.value, evidence.short.value).inc()

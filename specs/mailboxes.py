@@ -189,6 +189,10 @@ class MailboxSpec(SpecModel):
     imap_password_env: Annotated[OneLine, AfterValidator(_check_env_name)] | None = None
     imap_folders: list[Annotated[OneLine, Field(min_length=1, max_length=200)]] = Field(
         default_factory=lambda: ["INBOX"], min_length=1, max_length=20)
+    # Whose Authentication-Results header vouches for a sender (docs/decisions/0050):
+    # the provider's authserv-id, or "topmost" for one that writes none (Microsoft 365).
+    # Default by imap_host for Gmail and Microsoft 365; elsewhere none is believed.
+    imap_authserv_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$")] | None = None
 
     @model_validator(mode="after")
     def _imap_settings(self) -> Self:
@@ -245,7 +249,8 @@ def check_imap(spec: MailboxSpec) -> None:
     """Fill ``imap_port`` by security; refuse IMAP fields without a host, a plain
     connection off this host and two passwords (as for SMTP)."""
     if spec.imap_host is None:
-        given = [n for n in ("imap_port", "imap_username", "imap_password", "imap_password_env")
+        given = [n for n in ("imap_port", "imap_username", "imap_password", "imap_password_env",
+                             "imap_authserv_id")
                  if getattr(spec, n) is not None]
         if given:
             raise ValueError(f"{', '.join(given)} given without imap_host")
@@ -259,3 +264,21 @@ def check_imap(spec: MailboxSpec) -> None:
         raise ValueError("give imap_password or imap_password_env, not both")
     if spec.imap_port is None:
         spec.imap_port = _IMAP_PORTS[spec.imap_security]
+    if spec.imap_authserv_id is None:
+        spec.imap_authserv_id = default_authserv_id(spec.imap_host)
+    spec.imap_authserv_id = spec.imap_authserv_id.lower() if spec.imap_authserv_id else None
+
+
+# The providers' own Authentication-Results, by their IMAP host. Gmail's names
+# mx.google.com; Microsoft 365 (and Outlook.com) write theirs with no authserv-id at
+# all ("Authentication-Results: spf=pass (sender IP is ...) ..."), prepended above
+# whatever the sender wrote: "topmost".
+_AUTHSERV_IDS = {
+    "imap.gmail.com": "mx.google.com", "imap.googlemail.com": "mx.google.com",
+    "outlook.office365.com": "topmost", "outlook.office.com": "topmost",
+    "imap-mail.outlook.com": "topmost",
+}
+
+
+def default_authserv_id(imap_host: str) -> str | None:
+    return _AUTHSERV_IDS.get(imap_host.lower().rstrip("."))

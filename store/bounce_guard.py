@@ -39,7 +39,7 @@ async def recent_sends(pool: asyncpg.Pool, mailbox_id: str, window: int) -> Rece
     row = await pool.fetchrow(
         "SELECT count(*) AS sends, count(*) FILTER (WHERE state = $4) AS bounced,"
         " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM inbound_messages i"
-        "   WHERE i.mailbox_id = $1 AND i.class = 'bounce' AND i.verdict = 'blocked'"
+        "   WHERE i.mailbox_id = $1 AND i.class = 'bounce' AND i.verdict = 'blocked' AND i.proven"
         "   AND (i.campaign_id, i.step, i.prospect_id) = (recent.campaign_id, recent.step,"
         "        recent.prospect_id))) AS blocked FROM ("
         " SELECT s.state, s.campaign_id, s.step, s.prospect_id FROM sends s"

@@ -98,7 +98,8 @@ async def match_thread(conn: Conn, mailbox_id: str, ids: list[str], sender: str 
     """The latest of our sends from this mailbox that ``ids`` name. A message from
     another domain than the send's recipient does not count: naming a Message-ID
     (unforgeable, but seen by whoever got it forwarded) is not enough to stop a
-    prospect's sequence from outside their organisation."""
+    prospect's sequence from outside their organisation. ``sender`` None: a report
+    from a mail server, whose own address says nothing (the caller decides)."""
     if not ids:
         return None
     rows = await conn.fetch(
@@ -161,6 +162,9 @@ class Inbound:
     match: Match | None
     detail: str
     received_at: datetime | None
+    # Proof enough to act in full (inbox/evidence.py, decision 0050); when not, only the
+    # one sequence a message names may stop, and the message counts in no rate.
+    proven: bool = True
 
 
 async def record(conn: Conn, found: Inbound) -> int | None:
@@ -169,12 +173,13 @@ async def record(conn: Conn, found: Inbound) -> int | None:
     m = found.match
     row_id: int | None = await conn.fetchval(
         "INSERT INTO inbound_messages (mailbox_id, folder, uidvalidity, uid, message_id, class, verdict,"
-        " campaign_id, step, prospect_id, matched_by, detail, received_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " campaign_id, step, prospect_id, matched_by, detail, received_at, proven)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         " ON CONFLICT DO NOTHING RETURNING id",
         found.mailbox_id, found.folder, found.uidvalidity, found.uid, found.message_id, found.kind,
         found.verdict, m.campaign_id if m else None, m.step if m else None,
         m.prospect_id if m else None, m.how if m else None, found.detail[:500] or None, found.received_at,
+        found.proven,
     )
     return row_id
 
@@ -222,7 +227,9 @@ async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
     kind = found.kind
     if kind == "auto_reply" and options["stop_on_auto_reply"]:
         kind = "reply"
-    if kind == "reply" and options["stop_on_reply"] != "none":
+    if not found.proven:
+        stopped = await _stop_unproven(conn, m, kind, options["stop_on_reply"])
+    elif kind == "reply" and options["stop_on_reply"] != "none":
         stopped = await stop_prospects(conn, [m.prospect_id], "replied", "prospect replied")
         if options["stop_on_reply"] == "workspace":
             others = [r["id"] for r in await conn.fetch(
@@ -250,6 +257,21 @@ async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
     return stopped
 
 
+async def _stop_unproven(conn: Conn, m: Match, kind: str, stop_on_reply: str) -> list[int]:
+    """A reply or unsubscribe matched by an address its provider did not vouch for
+    stops the one sequence it names (stopping is the safe direction for the recipient)
+    and nothing else: no list, no other campaign, and `stopped`, not `replied` or
+    `unsubscribed`, so no rate counts it. A report without proof changes nothing."""
+    if m.how != "from":
+        return []
+    if kind == "reply" and stop_on_reply != "none":
+        return await stop_prospects(conn, [m.prospect_id], "stopped", "reply from an unauthenticated sender")
+    if kind == "unsubscribe":
+        return await stop_prospects(conn, [m.prospect_id], "stopped",
+                                    "unsubscribe request from an unauthenticated sender")
+    return []
+
+
 async def _suppress(conn: Conn, workspace_id: str, address: str, source: str, reason: str) -> None:
     """The workspace's do-not-contact list (decision 0026), in its canonical form."""
     await conn.execute(
@@ -273,7 +295,7 @@ async def complaint_rate(pool: asyncpg.Pool, mailbox_id: str) -> float:
     """Complaints over sends of the mailbox in the last 24 hours (0 without sends)."""
     row = await pool.fetchrow(
         "SELECT (SELECT count(*) FROM inbound_messages WHERE mailbox_id = $1 AND class = 'complaint'"
-        "        AND recorded_at > now() - interval '1 day') AS complaints,"
+        "        AND proven AND recorded_at > now() - interval '1 day') AS complaints,"
         " (SELECT count(*) FROM sent_messages WHERE mailbox_id = $1"
         "        AND sent_at > now() - interval '1 day') AS sends",
         mailbox_id,
@@ -285,7 +307,7 @@ async def replies_by_step(pool: asyncpg.Pool, campaign_id: str) -> dict[int, int
     """Replies recorded per step (the step whose send they answered)."""
     rows = await pool.fetch(
         "SELECT step, count(*) AS n FROM inbound_messages WHERE campaign_id = $1 AND class = 'reply'"
-        " GROUP BY step",
+        " AND proven GROUP BY step",
         campaign_id,
     )
     return {r["step"]: r["n"] for r in rows}
@@ -295,7 +317,7 @@ async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncp
     """The inbound messages matched to these prospects, oldest first (for `outreach trace`)."""
     return list(await pool.fetch(
         "SELECT prospect_id, recorded_at, received_at, class, verdict, mailbox_id, folder, uid,"
-        " campaign_id, step, matched_by, detail FROM inbound_messages"
+        " campaign_id, step, matched_by, detail, proven FROM inbound_messages"
         " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
         prospect_ids,
     ))
@@ -309,7 +331,8 @@ async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, ob
     complaints) recorded since ``since``: ids, class and time, never content."""
     rows = await pool.fetch(
         "SELECT id, recorded_at, received_at, class, verdict, mailbox_id, campaign_id, step, prospect_id,"
-        " matched_by FROM inbound_messages WHERE recorded_at >= $1 AND class = any($2::text[])"
+        " matched_by, proven, detail FROM inbound_messages WHERE recorded_at >= $1"
+        " AND class = any($2::text[])"
         " ORDER BY recorded_at, id",
         since, list(EVENT_CLASSES),
     )
@@ -323,7 +346,7 @@ async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, ob
 async def undelivered_events(pool: asyncpg.Pool, limit: int) -> list[dict[str, object]]:
     """The oldest events the webhook has not accepted yet (ids, class, time)."""
     rows = await pool.fetch(
-        "SELECT id, recorded_at, class, verdict, mailbox_id, campaign_id, step, prospect_id"
+        "SELECT id, recorded_at, class, verdict, mailbox_id, campaign_id, step, prospect_id, proven"
         " FROM inbound_messages WHERE webhook_sent_at IS NULL AND class = any($1::text[])"
         " ORDER BY id LIMIT $2",
         list(EVENT_CLASSES), limit,
@@ -331,7 +354,7 @@ async def undelivered_events(pool: asyncpg.Pool, limit: int) -> list[dict[str, o
     return [
         {"id": r["id"], "class": r["class"], "verdict": r["verdict"], "mailbox_id": r["mailbox_id"],
          "campaign_id": r["campaign_id"], "step": r["step"], "prospect_id": r["prospect_id"],
-         "recorded_at": r["recorded_at"].isoformat()}
+         "proven": r["proven"], "recorded_at": r["recorded_at"].isoformat()}
         for r in rows
     ]
 

@@ -23,7 +23,8 @@ Conn = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
 _UPDATE = """
 UPDATE mailboxes SET imap_host = $2, imap_port = $3, imap_security = $4, imap_username = $5,
-                     imap_password = $6, imap_password_env = $7, imap_folders = $8
+                     imap_password = $6, imap_password_env = $7, imap_folders = $8,
+                     inbox_authserv_id = $9
 WHERE id = $1
 """
 
@@ -43,7 +44,7 @@ async def store_imap_settings(
         rows.append((
             spec.id, spec.imap_host, spec.imap_port if has else None,
             spec.imap_security if has else None, spec.imap_username, password,
-            spec.imap_password_env, list(spec.imap_folders),
+            spec.imap_password_env, list(spec.imap_folders), spec.imap_authserv_id if has else None,
         ))
     await conn.executemany(_UPDATE, rows)
 
@@ -59,6 +60,8 @@ class ImapAccount:
     password: str = field(repr=False)  # for XOAUTH2, the access token (filled per pass)
     folders: tuple[str, ...]
     oauth: bool = False  # log in with XOAUTH2 and the mailbox's OAuth2 access token
+    # Whose Authentication-Results vouch for a sender (docs/decisions/0050); None: nobody's.
+    authserv_id: str | None = None
 
 
 async def imap_mailboxes(conn: Conn, mailbox_id: str | None = None) -> list[str]:
@@ -76,7 +79,8 @@ async def imap_mailboxes(conn: Conn, mailbox_id: str | None = None) -> list[str]
 async def imap_account(conn: Conn, mailbox_id: str, *, ring: KeyRing) -> ImapAccount:
     row = await conn.fetchrow(
         "SELECT email, username, password, password_env, auth_kind, imap_host, imap_port, imap_security,"
-        " imap_username, imap_password, imap_password_env, imap_folders FROM mailboxes WHERE id = $1",
+        " imap_username, imap_password, imap_password_env, imap_folders, inbox_authserv_id"
+        " FROM mailboxes WHERE id = $1",
         mailbox_id,
     )
     if row is None:
@@ -103,4 +107,5 @@ async def imap_account(conn: Conn, mailbox_id: str, *, ring: KeyRing) -> ImapAcc
         mailbox_id=mailbox_id, email=row["email"], host=row["imap_host"], port=row["imap_port"],
         security=row["imap_security"], username=row["imap_username"] or row["username"] or row["email"],
         password=password, folders=tuple(row["imap_folders"]), oauth=oauth,
+        authserv_id=row["inbox_authserv_id"],
     )

@@ -62,6 +62,13 @@ REPLY_TO_STOP = Histogram(
 INBOUND_BOUNCES = Counter(
     "outreach_inbound_bounces", "DSNs read from the inbox, by mailbox and verdict.", ["mailbox", "verdict"]
 )
+# Inbound messages short of proof (docs/decisions/0050): recorded, acted on at most by
+# stopping the one sequence they name. `why` is inbox.evidence.Short (a handful of values).
+INBOUND_UNPROVEN = Counter(
+    "outreach_inbound_unproven",
+    "Inbound messages that were not proof enough to act in full, by mailbox, class and why.",
+    ["mailbox", "class", "why"],
+)
 IMAP_ERRORS = Counter("outreach_imap_errors", "Inbox passes that failed, by mailbox.", ["mailbox"])
 INBOX_LAST_READ = Gauge(
     "outreach_inbox_last_read_timestamp_seconds", "When the mailbox's inbox was last read in full.",
@@ -90,7 +97,7 @@ def exported_names() -> set[str]:
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
                    SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES,
                    BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS, INBOUND, REPLY_TO_STOP, INBOUND_BOUNCES,
-                   IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
+                   INBOUND_UNPROVEN, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

@@ -27,6 +27,13 @@ ADDRESS = "ann@sender.example.com"
 PASSWORD = "imap-pass"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "inbox"
 LIMITS = PollLimits(max_message_bytes=2 * 2**20, match_window=timedelta(days=90), timeout=10)
+# The test mailbox's provider: the one Authentication-Results header believed (decision 0050).
+AUTHSERV_ID = "mx.provider.example"
+
+
+def vouched_for(domain: str) -> str:
+    """The header the mailbox's provider adds to a message whose From it verified."""
+    return f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass (p=REJECT) header.from={domain}"
 
 
 @pytest.fixture
@@ -40,8 +47,8 @@ async def add_imap_mailbox(db: asyncpg.Pool, imap: ImapServer, mailbox_id: str =
     await add_mailbox(db, mailbox_id, 2525, email=email)
     await db.execute(
         "UPDATE mailboxes SET imap_host = $2, imap_port = $3, imap_security = 'none',"
-        " imap_username = $4, imap_password = $5 WHERE id = $1",
-        mailbox_id, imap.host, imap.port, email, sealed(mailbox_id, "imap_password", password),
+        " imap_username = $4, imap_password = $5, inbox_authserv_id = $6 WHERE id = $1",
+        mailbox_id, imap.host, imap.port, email, sealed(mailbox_id, "imap_password", password), AUTHSERV_ID,
     )
 
 
@@ -110,7 +117,9 @@ async def test_each_class_is_found_once_and_acted_on(
     imap.append(ADDRESS, mail(f"From: b@beta.example.org\nSubject: Out of office\nMessage-ID: <rb@beta>\n"
                               f"Auto-Submitted: auto-replied\nIn-Reply-To: {b1}"))
     imap.append(ADDRESS, fixture("postfix_dsn_hard.eml", "c@gamma.example.org", c1))
-    imap.append(ADDRESS, mail("From: d@delta.example.org\nSubject: no thanks\nMessage-ID: <rd@delta>"))
+    # No thread headers: matched by its From, which the mailbox's provider vouches for.
+    imap.append(ADDRESS, mail(f"{vouched_for('delta.example.org')}\n"
+                              "From: d@delta.example.org\nSubject: no thanks\nMessage-ID: <rd@delta>"))
     imap.append(ADDRESS, mail("From: stranger@else.example.net\nSubject: hello\nMessage-ID: <s@else>"))
 
     result = await poll(db)
@@ -188,7 +197,8 @@ async def test_blocked_bounce_complaint_and_unsubscribe(
     _, (a, b, c, _), (a1, b1, c1, _) = campaign
     imap.append(ADDRESS, fixture("dsn_blocked.eml", "a@acme.example.org", a1))
     imap.append(ADDRESS, fixture("arf_complaint.eml", "b@beta.example.org", b1))
-    imap.append(ADDRESS, mail("From: c@gamma.example.org\nSubject: unsubscribe u1.tok-en\nMessage-ID: <u@g>"))
+    imap.append(ADDRESS, mail(f"{vouched_for('gamma.example.org')}\n"
+                              "From: c@gamma.example.org\nSubject: unsubscribe\nMessage-ID: <u@g>"))
 
     result = await poll(db)
 

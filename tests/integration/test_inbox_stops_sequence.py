@@ -39,6 +39,7 @@ SENDER = "mb@sender.example.com"
 PASSWORD = "imap-pass"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "inbox"
 A, B, C, D = "a@acme.example.org", "b@beta.example.org", "c@gamma.example.org", "d@delta.example.org"
+AUTHSERV_ID = "mx.provider.example"  # the mailbox provider's Authentication-Results (decision 0050)
 
 
 @pytest.fixture
@@ -94,8 +95,8 @@ async def test_replies_and_bounces_stop_the_sequence(
     await add_mailbox(db, "mb", inbox.port, email=SENDER)
     await db.execute(
         "UPDATE mailboxes SET imap_host = $1, imap_port = $2, imap_security = 'none',"
-        " imap_username = $3, imap_password = $4 WHERE id = 'mb'",
-        imap.host, imap.port, SENDER, sealed("mb", "imap_password", PASSWORD),
+        " imap_username = $3, imap_password = $4, inbox_authserv_id = $5 WHERE id = 'mb'",
+        imap.host, imap.port, SENDER, sealed("mb", "imap_password", PASSWORD), AUTHSERV_ID,
     )
     # Follow-ups 20 s apart: room for the replies to be read before step 2 is due.
     campaign_id, (a, b, c, d) = await add_campaign(
@@ -109,7 +110,10 @@ async def test_replies_and_bounces_stop_the_sequence(
     imap.append(SENDER, reply_to(first[B], "I am out of the office until Monday.",
                                  extra="Auto-Submitted: auto-replied\r\n"))
     imap.append(SENDER, bounce_of(first[C]))
-    imap.append(SENDER, reply_to(first[D], "Please stop.", threaded=False))
+    # Without thread headers: matched by its From, which the mailbox's provider vouches for.
+    imap.append(SENDER, reply_to(first[D], "Please stop.", threaded=False,
+                                 extra=f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass"
+                                       " header.from=delta.example.org\r\n"))
     inbox.hold("rcpt")  # the next transaction (B's step 2, the only one left) waits at RCPT
 
     stops_before = sample("outreach_reply_to_stop_seconds_count") or 0.0
