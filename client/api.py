@@ -108,6 +108,8 @@ class OutreachClient(CampaignControls):
                 delays=[timedelta(seconds=r["delay_seconds"]) for r in delays],
                 tuning=tuning_from(self.settings),
                 open=await campaign_controls.open_for_prospects(self.pool, campaign_id),
+                events_per_run=self.settings.campaign_events_per_run,
+                step_check=timedelta(seconds=self.settings.campaign_step_check_seconds),
             ),
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,

@@ -6,17 +6,19 @@ docs/decisions/0039, 0040)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from client import ClientError
 from client.trace import holding_urls
+from config.names import STEP_HEARS_ADDITIONS_MEMO, STEP_PROSPECTS_ARRIVED_SIGNAL, step_workflow_id
 from config.settings import Settings
 from specs.added_prospects import LoadedProspects, load_prospects_csv
 from specs.campaign_update import load_campaign_update
@@ -106,8 +108,31 @@ class CampaignControls:
             prospects = (await self.read_prospects(campaign_id, prospects)).prospects
         added = await campaign_controls.add_prospects(self.pool, campaign_id, prospects, dedupe)
         if added.added and added.state in ("running", "paused"):
-            await self._tell(campaign_id, CampaignWorkflow.prospects_added)
+            await self._tell_steps(campaign_id)
         return added
+
+    async def _tell_steps(self, campaign_id: str) -> None:
+        """Prospects were added: tell the steps themselves, all at once, so an addition
+        costs the campaign's history nothing (decision 0048). Only steps that hear
+        additions directly (a campaign that continues as new marks them) are told so,
+        and only while every one runs; otherwise the campaign is told, and it starts
+        ended steps again."""
+        steps = (await campaigns.campaign_info(self.pool, campaign_id)).steps
+        prefix = self.settings.task_queue
+        handles = [self.temporal.get_workflow_handle(step_workflow_id(prefix, campaign_id, k))
+                   for k in range(1, steps + 1)]
+        try:
+            first = await handles[0].describe()
+            direct = (first.status is WorkflowExecutionStatus.RUNNING
+                      and bool((await first.memo()).get(STEP_HEARS_ADDITIONS_MEMO)))
+        except RPCError:
+            direct = False  # none yet, or the server says no: the campaign decides
+        if direct:
+            told = await asyncio.gather(*(h.signal(STEP_PROSPECTS_ARRIVED_SIGNAL) for h in handles),
+                                        return_exceptions=True)
+            if not any(isinstance(t, BaseException) for t in told):
+                return
+        await self._tell(campaign_id, CampaignWorkflow.prospects_added)
 
     async def close_campaign(self, campaign_id: str) -> None:
         """An open campaign stops waiting for prospects and completes once they are through."""

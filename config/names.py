@@ -37,6 +37,13 @@ HEALTH_RESUME_SIGNAL = "health_resume"
 # The campaign workflow's "claim again" signal, by name for the mailbox activity that
 # tells a resumed mailbox's campaigns (decision 0046); CampaignWorkflow declares it so.
 CAMPAIGN_CLAIM_AGAIN_SIGNAL = "prospects_added"
+# A step's report of its end to its campaign, and the client's direct word to a step
+# that prospects were added (decision 0048).
+STEP_ENDED_SIGNAL = "step_ended"
+STEP_PROSPECTS_ARRIVED_SIGNAL = "prospects_arrived"
+# The memo key a step of a campaign that continues as new carries: it hears additions
+# from the client directly.
+STEP_HEARS_ADDITIONS_MEMO = "hears_additions"
 
 
 def maintenance_task_queue(prefix: str) -> str:
@@ -81,6 +88,7 @@ DUE_SENDS = "due_sends"
 SETTLE_SEND = "settle_send"
 SET_CAMPAIGN_STATE = "set_campaign_state"
 FINISH_CAMPAIGN = "finish_campaign"
+STEPS_RUNNING = "steps_running"
 GATE_SEND = "gate_send"
 SEND_EMAIL = "send_email"
 APPLY_MAILBOX_STATE = "apply_mailbox_state"

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # An idle step with no timer and nothing in flight claims again after this
     # long anyway; finding due sends then is a stall, logged and counted.
     step_stall_check_seconds: float = Field(default=600.0, gt=0)
+    # A campaign's workflow continues as new past this many history events (decision
+    # 0048); it looks at its step workflows after this long without a report.
+    campaign_events_per_run: int = Field(default=2_000, ge=100)
+    campaign_step_check_seconds: float = Field(default=3600.0, gt=0)
 
     default_daily_limit: int = Field(default=40, ge=1)
 

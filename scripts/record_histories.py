@@ -142,31 +142,30 @@ def one_event_a_line(history_json: str) -> str:
 
 async def save_step_runs(stack: Stack, scenario: str, campaign_workflow_id: str, campaign_id: str,
                          steps: int) -> dict[int, list[str]]:
-    """Every run of every step of a campaign, following continue-as-new; the endings per step."""
-    history = await stack.temporal.get_workflow_handle(campaign_workflow_id).fetch_history()
-    first_runs = {
-        e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id:
-            e.child_workflow_execution_started_event_attributes.workflow_execution.run_id
-        for e in history.events if e.HasField("child_workflow_execution_started_event_attributes")
-    }
+    """Every run of every step of a campaign, oldest first (continued as new, or started
+    again); the endings per step."""
     endings: dict[int, list[str]] = {}
     for k in range(1, steps + 1):
         workflow_id = step_workflow_id(stack.settings.task_queue, campaign_id, k)
-        run_id: str | None = first_runs[workflow_id]
         endings[k] = []
-        while run_id:
-            n = len(endings[k]) + 1
+        for n, run_id in enumerate(await all_runs(stack, workflow_id), start=1):
             endings[k].append(await save(stack, f"{scenario}-step-{k}-run-{n}", workflow_id, run_id))
-            run_id = await _next_run(stack, workflow_id, run_id)
     return endings
 
 
-async def _next_run(stack: Stack, workflow_id: str, run_id: str) -> str | None:
-    history = await stack.temporal.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    last = history.events[-1]
-    if last.HasField("workflow_execution_continued_as_new_event_attributes"):
-        return last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id or None
-    return None
+async def save_runs(stack: Stack, name: str, workflow_id: str) -> list[str]:
+    """Every run of a workflow id: one file as <name> if it had one run, else <name>-run-N."""
+    runs = await all_runs(stack, workflow_id)
+    if len(runs) == 1:
+        return [await save(stack, name, workflow_id, runs[0])]
+    return [await save(stack, f"{name}-run-{n}", workflow_id, run_id) for n, run_id in enumerate(runs, 1)]
+
+
+async def all_runs(stack: Stack, workflow_id: str) -> list[str]:
+    """The run ids of a workflow id, oldest first."""
+    listed = stack.temporal.list_workflows(f"WorkflowId = '{workflow_id}'")
+    runs = [(w.start_time, w.run_id) async for w in listed]
+    return [run_id for _, run_id in sorted(runs)]
 
 
 # -- waiting ----------------------------------------------------------------------
@@ -419,8 +418,46 @@ async def _waits_on_timer(handle: WorkflowHandle[Any, Any]) -> bool:
     return False
 
 
+async def campaign_continued_as_new(stack: Stack) -> None:
+    """An open two-step campaign whose workflow continues as new (its smallest history
+    budget) while prospects are added, and it is paused and resumed; then closed
+    (decision 0048). Its steps run on across the campaign's runs."""
+    client = OutreachClient(stack.settings.model_copy(update={"campaign_events_per_run": 100}),
+                            stack.temporal, stack.pool)
+    steps = [{"subject": "Hello {{ first_name }}", "body": "A first note."},
+             {"delay": "1s", "body": "A follow-up."}]
+    cid = await new_campaign(stack, ["mb-a"], steps, ["lasting0@example.com"])
+    await stack.pool.execute("UPDATE campaigns SET is_open = true WHERE id = $1", cid)
+    handle = stack.temporal.get_workflow_handle(await client.start_campaign(cid))
+    await until("campaign running", lambda: _state_is(stack, cid, "running"))
+    for i in range(1, 7):
+        await client.add_prospects(cid, [Prospect(f"lasting{i}@example.com", {"first_name": "L"}, "")])
+        await client.pause_campaign(cid)
+        await client.resume_campaign(cid)
+    await client.close_campaign(cid)
+    await closed(handle)
+    if await campaign_state(stack, cid) != "completed" or any(
+            len(stack.inbox.messages_to(f"lasting{i}@example.com")) != 2 for i in range(7)):
+        raise RecordingFailed("the campaign that continued as new did not send each step once")
+    if len(await save_runs(stack, "campaign-continued-as-new", handle.id)) < 2:
+        raise RecordingFailed("the campaign never continued as new")
+    await save_step_runs(stack, "campaign-continued-as-new", handle.id, cid, steps=2)
+
+
+async def campaigns(stack: Stack) -> None:
+    """The campaign scenarios alone, as code of today runs them (decision 0048)."""
+    ring = key_ring(stack.settings.secret_keys)
+    await import_mailboxes(stack.pool, [
+        mailbox_spec("mb-a", stack.inbox.port), mailbox_spec("mb-b", stack.inbox.port),
+    ], ring)
+    await campaign_with_bounces(stack)
+    await campaign_paused_and_resumed(stack)
+    await campaigns_taking_prospects(stack)
+    await campaign_continued_as_new(stack)
+
+
 # Scenarios that --only records alone, besides the maintenance jobs.
-_ALONE = {"gate-failed-once": gate_failed_once}
+_ALONE = {"gate-failed-once": gate_failed_once, "campaigns": campaigns}
 
 
 async def record_only(stack: Stack, jobs_: list[str]) -> None:

@@ -13,6 +13,7 @@ from activities.gate import GateActivities
 from activities.ledger import LedgerActivities
 from activities.mailbox import MailboxActivities
 from activities.smtp import SendActivities
+from activities.step_watch import StepWatchActivities
 from config.secrets import key_ring
 from config.settings import Settings
 from limits.host_slots import HostSlots
@@ -47,13 +48,14 @@ def build_activities(
     gate = GateActivities(pool, store, policy, settings.paused_recheck_seconds,
                           settings.send_start_to_close_seconds)
     mailbox = MailboxActivities(pool, store, temporal, settings.task_queue)
+    steps = StepWatchActivities(temporal)
     guard = BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
                         settings.bounce_guard_rate, block_rate=settings.bounce_guard_block_rate)
     send = SendActivities(pool, transport, store, policy, gate=gate, ring=key_ring(settings.secret_keys),
                           unsubscribe_base_url=settings.unsubscribe_base_url, guard=guard)
     return [
         ledger.due_sends, ledger.settle_send, ledger.set_campaign_state, ledger.finish_campaign,
-        gate.gate_send, mailbox.apply_mailbox_state, send.send_email,
+        gate.gate_send, mailbox.apply_mailbox_state, send.send_email, steps.steps_running,
     ]
 
 

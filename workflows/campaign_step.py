@@ -52,11 +52,14 @@ with workflow.unsafe.imports_passed_through():
         SEND_EMAIL,
         SETTLE_SEND,
         STEP_ATTR,
+        STEP_ENDED_SIGNAL,
+        STEP_PROSPECTS_ARRIVED_SIGNAL,
         STEP_STALLS_METRIC,
+        campaign_workflow_id,
         mailbox_workflow_id,
     )
     from mail.outcomes import PauseKind
-    from workflows.models import StepInput, StepResult
+    from workflows.models import StepEnded, StepInput, StepResult
 
 
 def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes:
@@ -175,6 +178,32 @@ class CampaignStepWorkflow:
 
     @workflow.run
     async def run(self, inp: StepInput) -> StepResult:
+        if not inp.generation:
+            return await self._run(inp)  # an older campaign's step: it awaits the result
+        try:
+            result = await self._run(inp)
+        except BaseException as err:
+            cancelled = isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err)
+            if cancelled or isinstance(err, FailureError):  # this start ends with it
+                await self._report_end(StepEnded(step=inp.step, generation=inp.generation,
+                                                 cancelled=cancelled,
+                                                 failure="" if cancelled else str(err)[:500]))
+            raise
+        await self._report_end(StepEnded(step=inp.step, generation=inp.generation, result=result))
+        return result
+
+    async def _report_end(self, ended: StepEnded) -> None:
+        """Tell the campaign's latest run that this start of the step has ended
+        (decision 0048): the run that started it may have continued as new since."""
+        campaign = workflow.get_external_workflow_handle(
+            campaign_workflow_id(self._inp.id_prefix, self._inp.campaign_id))
+        try:
+            await campaign.signal(STEP_ENDED_SIGNAL, ended)
+        except Exception:  # noqa: BLE001 - the campaign has ended: nobody waits for this step
+            workflow.logger.info("campaign %s did not take step %d's end", self._inp.campaign_id,
+                                 self._inp.step)
+
+    async def _run(self, inp: StepInput) -> StepResult:
         started = 0
         while True:
             await workflow.wait_condition(lambda: not self._paused)
@@ -335,6 +364,8 @@ class CampaignStepWorkflow:
             # The next run lists only the sends it holds itself.
             search_attributes=(step_search_attributes(self._inp.campaign_id, self._inp.step)
                                if self._inp.tuning.search_attributes else None),
+            # Whether it hears additions directly, for the client (decision 0048).
+            memo=dict(workflow.memo()) if self._inp.generation else None,
         )
 
     async def _send(self, due: DueSend) -> None:
@@ -474,6 +505,15 @@ class CampaignStepWorkflow:
         self._added += 1
         if self._inp.step > 1:
             self._previous_done = False
+        self._wake = True
+
+    @workflow.signal(name=STEP_PROSPECTS_ARRIVED_SIGNAL)
+    def prospects_arrived(self) -> None:
+        """Prospects were added, told by the client directly (decision 0048): claim
+        again. Unlike prospects_added, the step before is not restarted by this: if it
+        had ended, the client also told the campaign, which restarts it and tells
+        this step prospects_added."""
+        self._added += 1
         self._wake = True
 
     @workflow.signal

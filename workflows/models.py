@@ -43,6 +43,11 @@ class StepInput(BaseModel):
     # Step 1 of an open campaign: ends only once the campaign is closed (told
     # like a follow-up is told its step before ended).
     awaits_close: bool = False
+    # Steps of a campaign that continues as new (decision 0048): the campaign run
+    # that started this step may be gone when it ends, so it reports its end (or
+    # its cancellation) to the campaign's latest run by signal, with the number of
+    # this start of the step; 0 (older campaigns): it reports nothing.
+    generation: int = 0
     # Carried over continue-as-new:
     previous_done: bool = False
     paused: bool = False
@@ -58,6 +63,28 @@ class StepResult(BaseModel):
     runs: int
 
 
+class StepEnded(BaseModel):
+    """A step's report to its campaign (decision 0048): this start of it has ended."""
+
+    step: int
+    generation: int
+    result: StepResult | None = None  # None when it ended cancelled or failed
+    cancelled: bool = False
+    failure: str = ""  # what it failed with
+
+
+class CampaignCarry(BaseModel):
+    """What a campaign run hands the next across continue-as-new (decision 0048)."""
+
+    running: list[bool]  # per step: its latest start has not reported its end
+    generations: list[int]  # per step: the number of its latest start
+    results: list[StepResult | None]
+    paused: bool
+    closed: bool
+    refusals: int
+    runs: int
+
+
 class CampaignInput(BaseModel):
     id_prefix: str
     campaign_id: str
@@ -65,6 +92,14 @@ class CampaignInput(BaseModel):
     tuning: StepTuning = StepTuning()
     # Waits for prospects with nothing left to send until closed.
     open: bool = False
+    # A run continues as new past this many history events (or when the server
+    # suggests it), at a quiet moment; carried in the input so a deployment that
+    # changes the default does not change a running execution's commands.
+    events_per_run: int = Field(default=2_000, ge=100)
+    # A step that can no longer report its end (terminated, timed out) is found by
+    # looking at the step workflows after this long without news.
+    step_check: timedelta = timedelta(hours=1)
+    carry: CampaignCarry | None = None  # set by continue-as-new
 
 
 class CampaignResult(BaseModel):

@@ -272,9 +272,10 @@ async def test_a_resume_right_after_a_pause_leaves_the_campaign_running_where_it
     await asyncio.wait_for(held_pause_worker.began.wait(), timeout=30)  # "paused" being written
     await client.resume_campaign(campaign_id)
     # The workflow has handled the resume as far as it will while "paused" is being written.
-    await idle(campaign, activities=1, after_signal="resume")
+    # (Its one timer: the look at its steps, should one end without a report; decision 0048.)
+    await idle(campaign, activities=1, after_signal="resume", timers=1)
     held_pause_worker.release.set()
 
-    await idle(campaign, after_signal="resume")
+    await idle(campaign, after_signal="resume", timers=1)
     assert await campaign.query(CampaignWorkflow.paused) is False
     assert (await client.campaign_status(campaign_id))["state"] == "running"
