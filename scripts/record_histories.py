@@ -16,7 +16,10 @@ into a folder of their own (see the decision record).
 
 --only records one scenario: a maintenance job, or gate-failed-once (a gate call
 that fails, then the send goes after its mailbox's wait: 2 minutes of real time,
-so the full recording leaves it out; tests/histories/gate-bounded, decision 0043).
+so the full recording leaves it out; tests/histories/gate-bounded, decision 0043),
+or campaigns (every campaign scenario, plus a campaign that continues as new, a
+cancel, a sender problem, the completion check's refusal and a mailbox's
+continue-as-new; tests/histories/campaign-continues-as-new, decision 0048).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histori
 
 from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
 from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
-from activities.models import GateInput, GateResult  # noqa: E402
+from activities.models import GateInput, GateResult, MailboxInput  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
 from config.converter import data_converter  # noqa: E402
@@ -68,6 +71,7 @@ from localsmtp.server import LocalSmtpServer  # noqa: E402
 from specs.loading import load_campaign_file  # noqa: E402
 from specs.mailboxes import MailboxSpec  # noqa: E402
 from specs.prospects import Prospect  # noqa: E402
+from store import campaign_controls  # noqa: E402
 from store.db import create_pool  # noqa: E402
 from store.importer import create_campaign, import_mailboxes  # noqa: E402
 from store.migrate import migrate  # noqa: E402
@@ -444,8 +448,84 @@ async def campaign_continued_as_new(stack: Stack) -> None:
     await save_step_runs(stack, "campaign-continued-as-new", handle.id, cid, steps=2)
 
 
+async def campaign_cancelled(stack: Stack) -> None:
+    """A campaign cancelled while its steps send (slow sends): every step's latest run is
+    cancelled and every open send gets its final state."""
+    inbox = stack.inbox
+    inbox.hang(at="data", seconds=0.3)
+    before = len(inbox.messages)
+    cid = await new_campaign(stack, ["mb-b"], [{"subject": "Hi {{ first_name }}", "body": "Hello."},
+                                               {"delay": "1s", "body": "Again."}],
+                             [f"cancelled{i}@example.com" for i in range(8)])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: len(inbox.messages) > before, timeout=60)
+    await stack.client.cancel_campaign(cid)
+    inbox.hang(at="data", seconds=0)
+    await closed(handle)
+    if await campaign_state(stack, cid) != "cancelled":
+        raise RecordingFailed("the campaign did not end cancelled")
+    await save_runs(stack, "campaign-cancelled", handle.id)
+    await save_step_runs(stack, "campaign-cancelled", handle.id, cid, steps=2)
+
+
+async def campaign_with_a_sender_problem(stack: Stack) -> None:
+    """A send refused at login (wrong password): the step pauses its mailbox (a signal to
+    MailboxWorkflow) and waits; the campaign is then cancelled."""
+    ring = key_ring(stack.settings.secret_keys)
+    await import_mailboxes(stack.pool, [mailbox_spec(GUARDED, stack.guarded.port, password="wrong")], ring)
+    cid = await new_campaign(stack, [GUARDED], [{"subject": "Hi {{ first_name }}", "body": "Hello."}],
+                             ["refused@example.com"])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await until("the sender problem paused the mailbox", lambda: _applied(stack, GUARDED, paused=True))
+    await stack.client.cancel_campaign(cid)
+    await closed(handle)
+    await save_runs(stack, "campaign-sender-problem", handle.id)
+    await save_step_runs(stack, "campaign-sender-problem", handle.id, cid, steps=1)
+    mailbox = stack.temporal.get_workflow_handle(mailbox_workflow_id(stack.settings.task_queue, GUARDED))
+    await mailbox.terminate("history recorded")
+    await save(stack, "mailbox-sender-problem-paused", mailbox.id)
+
+
+async def campaign_refused_then_completed(stack: Stack) -> None:
+    """Prospects written with no signal after step 1 ended: the completion check refuses,
+    the steps run again, then the campaign completes (the refusal loop)."""
+    inbox = stack.inbox
+    cid = await new_campaign(stack, ["mb-a"], [{"subject": "Hi {{ first_name }}", "body": "Hello."},
+                                               {"delay": "2s", "body": "Again."}],
+                             ["before@example.com"])
+    handle = stack.temporal.get_workflow_handle(await stack.client.start_campaign(cid))
+    await inbox.wait_for(lambda: bool(inbox.messages_to("before@example.com")), timeout=60)
+    step1 = stack.temporal.get_workflow_handle(step_workflow_id(stack.settings.task_queue, cid, 1))
+    await asyncio.wait_for(step1.result(), 60)
+    await campaign_controls.add_prospects(stack.pool, cid, [Prospect("unheard@example.com", {"first_name": "U"}, "")])
+    await closed(handle)
+    if len(inbox.messages_to("unheard@example.com")) != 2 or await campaign_state(stack, cid) != "completed":
+        raise RecordingFailed("the prospects no signal announced were not sent both steps")
+    await save_runs(stack, "campaign-refused-then-completed", handle.id)
+    await save_step_runs(stack, "campaign-refused-then-completed", handle.id, cid, steps=2)
+
+
+async def mailbox_continued_as_new(stack: Stack) -> None:
+    """A mailbox workflow that continues as new after its changes per run (here 2)."""
+    ring = key_ring(stack.settings.secret_keys)
+    await import_mailboxes(stack.pool, [mailbox_spec("mb-c", stack.inbox.port)], ring)
+    workflow_id = mailbox_workflow_id(stack.settings.task_queue, "mb-c")
+    await stack.temporal.start_workflow(
+        MailboxWorkflow.run, MailboxInput(mailbox_id="mb-c", changes_per_run=2), id=workflow_id,
+        task_queue=send_task_queue(stack.settings.task_queue))
+    for _ in range(2):
+        await stack.client.pause_mailbox("mb-c", reason="recorded pause")
+        await stack.client.resume_mailbox("mb-c")
+    if len(await all_runs(stack, workflow_id)) < 2:
+        raise RecordingFailed("the mailbox workflow never continued as new")
+    await stack.temporal.get_workflow_handle(workflow_id).terminate("history recorded")
+    await save_runs(stack, "mailbox-continued-as-new", workflow_id)
+
+
 async def campaigns(stack: Stack) -> None:
-    """The campaign scenarios alone, as code of today runs them (decision 0048)."""
+    """The campaign scenarios alone, as code of today runs them (decision 0048), and the
+    paths issue 21 listed: cancel, a sender problem, the refusal loop, a mailbox's
+    continue-as-new."""
     ring = key_ring(stack.settings.secret_keys)
     await import_mailboxes(stack.pool, [
         mailbox_spec("mb-a", stack.inbox.port), mailbox_spec("mb-b", stack.inbox.port),
@@ -454,6 +534,10 @@ async def campaigns(stack: Stack) -> None:
     await campaign_paused_and_resumed(stack)
     await campaigns_taking_prospects(stack)
     await campaign_continued_as_new(stack)
+    await campaign_cancelled(stack)
+    await campaign_with_a_sender_problem(stack)
+    await campaign_refused_then_completed(stack)
+    await mailbox_continued_as_new(stack)
 
 
 # Scenarios that --only records alone, besides the maintenance jobs.
