@@ -497,7 +497,8 @@ async def campaign_refused_then_completed(stack: Stack) -> None:
     await inbox.wait_for(lambda: bool(inbox.messages_to("before@example.com")), timeout=60)
     step1 = stack.temporal.get_workflow_handle(step_workflow_id(stack.settings.task_queue, cid, 1))
     await asyncio.wait_for(step1.result(), 60)
-    await campaign_controls.add_prospects(stack.pool, cid, [Prospect("unheard@example.com", {"first_name": "U"}, "")])
+    unheard = Prospect("unheard@example.com", {"first_name": "U"}, "")
+    await campaign_controls.add_prospects(stack.pool, cid, [unheard])
     await closed(handle)
     if len(inbox.messages_to("unheard@example.com")) != 2 or await campaign_state(stack, cid) != "completed":
         raise RecordingFailed("the prospects no signal announced were not sent both steps")
