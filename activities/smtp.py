@@ -158,12 +158,14 @@ class SendActivities:
             return _counted(SendResult(outcome=SendOutcome(ctx.state)))  # already done: a no-op
         if ctx.data_started:
             return _counted(await self._unknown(at.inp))
+        # Read with the context (one round trip), and known before any outcome below
+        # gives back a place in the mailbox's limits.
+        at.mailbox = mailbox = ctx.mailbox.record
+        structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if ctx.prospect_status != "active":
             return await self._apply(at, Event.PROSPECT_INACTIVE, note=f"prospect {ctx.prospect_status}")
         if ctx.campaign_paused:  # back to the queue unsent; its prospect keeps its place
             return await self._apply(at, Event.CAMPAIGN_PAUSED, error="campaign paused")
-        at.mailbox = mailbox = ctx.mailbox.record  # read with the context: one round trip
-        structlog.contextvars.bind_contextvars(provider=mailbox.provider)
         if mailbox.paused:
             return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
         identity = ctx.identity  # read with the context (store.sender_identity.for_send's columns)

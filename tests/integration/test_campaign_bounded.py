@@ -8,6 +8,8 @@ an in-process SMTP server.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -152,3 +154,36 @@ async def test_an_open_campaign_fed_1000_times_keeps_every_history_far_below_the
         print(f"{name}: {len(runs)} run(s), largest {max(runs)} events, total {sum(runs)}")
     print(f"largest history of any run: {largest} events (Temporal warns at 10,240)")
     assert largest < 5_000
+
+
+@pytest.mark.parametrize("seed", [7, 21])
+async def test_controls_in_any_order_while_the_campaign_continues_as_new_end_as_the_last_asked(
+    db: asyncpg.Pool, bounded_settings: Settings, inbox: LocalSmtpServer, worker: None,
+    bounded_client: OutreachClient, dev_server: WorkflowEnvironment, seed: int,
+) -> None:
+    """Additions, pauses and resumes in a seeded random order, some at once, while the
+    campaign continues as new (its smallest budget); the last word is a resume, then a
+    close: every prospect gets each step once, and the campaign completes."""
+    rng = random.Random(seed)
+    client = bounded_client
+    campaign_id = await open_campaign(db, inbox, ["r0@example.com"])
+    await client.start_campaign(campaign_id)
+    await wait_for_state(client, campaign_id, "running", timeout=30)
+    added = 1
+
+    async def add() -> None:
+        nonlocal added
+        i, added = added, added + 1
+        await client.add_prospects(campaign_id, [Prospect(f"r{i}@example.com", {"first_name": "R"}, "")])
+
+    for _ in range(25):
+        burst = [rng.choice([add, add, client.pause_campaign, client.resume_campaign]) for _ in range(3)]
+        await asyncio.gather(*(op() if op is add else op(campaign_id) for op in burst))
+    await client.resume_campaign(campaign_id)
+    await client.close_campaign(campaign_id)
+    await wait_for_state(client, campaign_id, "completed", timeout=180)
+
+    assert deliveries(inbox) == {f"r{i}@example.com": 3 for i in range(added)}
+    runs = await runs_of(dev_server.client, campaign_workflow_id(bounded_settings.task_queue, campaign_id))
+    print(f"seed {seed}: {added} prospects, campaign runs {runs}")
+    assert len(runs) > 1
