@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from temporalio.worker._workflow import _WorkflowWorker
 
 from config.secrets import generate_entry
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from store.db import create_pool
 from store.migrate import migrate
+from workers.sandbox_guard import no_collection
 
 # Every test, and every process a test starts, encrypts under this ring (a
 # fresh key per run): credentials at rest and Temporal payloads need one.
@@ -92,6 +95,22 @@ async def inbox() -> AsyncIterator[LocalSmtpServer]:
     await box.start("127.0.0.1", 0)
     yield box
     await box.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_collection_while_the_sandbox_validates() -> Iterator[None]:
+    """Every Worker and Replayer of the tests validates its workflows with no garbage
+    collection running, as the production worker does (workers/sandbox_guard.py): a
+    collection's finalizer that imports mid-load fails the load on Python 3.11."""
+    original = _WorkflowWorker.__init__
+
+    def guarded(self: _WorkflowWorker, *args: Any, **kwargs: Any) -> None:
+        with no_collection():
+            original(self, *args, **kwargs)
+
+    _WorkflowWorker.__init__ = guarded  # type: ignore[method-assign]
+    yield
+    _WorkflowWorker.__init__ = original  # type: ignore[method-assign]
 
 
 # The quick tier for working is `pytest -m "not slow"`; CI runs everything. Slow: the

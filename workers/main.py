@@ -10,6 +10,8 @@ import asyncio
 import signal
 from datetime import timedelta
 
+import asyncpg
+import redis.asyncio as aioredis
 import structlog
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -21,6 +23,7 @@ from config.names import maintenance_task_queue, send_task_queue
 from config.settings import Settings
 from config.version import outreach_version
 from limits.redis_connection import connect_redis
+from mail.transport import MailTransport
 from store.db import create_pool
 from telemetry.exporter import start_metrics_endpoint, temporal_runtime
 from telemetry.gauges import LedgerGauges
@@ -32,6 +35,7 @@ from workers.registry import (
     build_transport,
     maintenance_workflows,
 )
+from workers.sandbox_guard import no_collection
 
 log = structlog.get_logger(__name__)
 
@@ -59,29 +63,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     transport = build_transport(settings, redis)
     queue = send_task_queue(settings.task_queue)
     try:
-        worker = Worker(
-            client,
-            task_queue=queue,
-            workflows=list(WORKFLOWS),
-            activities=build_activities(settings, pool, redis, transport, client),
-            max_concurrent_activities=100,
-            interceptors=[ActivityLogContext()],
-            workflow_runner=workflow_runner(settings),
-            # A claimed page's sends may all start eagerly where the server allows it
-            # (the SDK's default is 3 per workflow task; decision 0041).
-            max_eager_activity_reservations_per_workflow_task=settings.step_window,
-            graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
-        )
-        # Scheduled maintenance runs on its own queue, so it never competes
-        # with sends for task slots (docs/decisions/0013).
-        maintenance = Worker(
-            client,
-            task_queue=maintenance_task_queue(settings.task_queue),
-            workflows=maintenance_workflows(),
-            activities=build_maintenance_activities(settings, pool, client),
-            max_concurrent_activities=4,
-            interceptors=[ActivityLogContext()],
-        )
+        # Validating sandboxed workflows must not meet a collection (workers/sandbox_guard.py).
+        with no_collection():
+            worker, maintenance = _workers(settings, client, pool, redis, transport, queue)
         gauges = asyncio.create_task(LedgerGauges(pool, redis, settings.task_queue).run(stop))
         if not settings.unsubscribe_base_url:
             # Gmail and Yahoo ask bulk senders for one-click (RFC 8058), which needs the URL.
@@ -112,3 +96,31 @@ async def main(settings: Settings) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     await run_worker(settings, stop)
+
+
+def _workers(settings: Settings, client: Client, pool: asyncpg.Pool, redis: aioredis.Redis,
+             transport: MailTransport, queue: str) -> tuple[Worker, Worker]:
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=list(WORKFLOWS),
+        activities=build_activities(settings, pool, redis, transport, client),
+        max_concurrent_activities=100,
+        interceptors=[ActivityLogContext()],
+        workflow_runner=workflow_runner(settings),
+        # A claimed page's sends may all start eagerly where the server allows it
+        # (the SDK's default is 3 per workflow task; decision 0041).
+        max_eager_activity_reservations_per_workflow_task=settings.step_window,
+        graceful_shutdown_timeout=timedelta(seconds=settings.send_start_to_close_seconds),
+    )
+    # Scheduled maintenance runs on its own queue, so it never competes
+    # with sends for task slots (docs/decisions/0013).
+    maintenance = Worker(
+        client,
+        task_queue=maintenance_task_queue(settings.task_queue),
+        workflows=maintenance_workflows(),
+        activities=build_maintenance_activities(settings, pool, client),
+        max_concurrent_activities=4,
+        interceptors=[ActivityLogContext()],
+    )
+    return worker, maintenance
