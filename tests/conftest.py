@@ -113,13 +113,19 @@ def _no_collection_while_the_sandbox_validates() -> Iterator[None]:
     _WorkflowWorker.__init__ = original  # type: ignore[method-assign]
 
 
-# The quick tier for working is `pytest -m "not slow"`; CI runs everything. Slow: the
-# kinds that take minutes (fault runs, the image, browsers, a compose stack, benchmarks'
-# smoke runs, limits paced at real or near-real speed, restarted servers).
+# The quick tier for working is `pytest -m "not slow"` (under 10 minutes on the 2-core
+# machine); CI runs everything. Slow: the kinds that take minutes (fault runs, the image,
+# browsers, a compose stack, benchmarks' smoke runs, limits paced at real or near-real
+# speed, restarted servers, killed workers, outages waited out), and the files whose
+# tests each run a campaign for tens of seconds (by the durations of a full run:
+# `pytest --durations=0`), or whose subject the quick tier covers elsewhere.
 _SLOW_MARKS = {"chaos", "image", "e2e"}
 _SLOW_FILES = {
     "test_limits_precision.py", "test_retry_places.py", "test_redis_sentinel.py",
     "test_postgres_restart.py", "test_compose_stack.py", "test_bench_smoke.py", "test_herd.py",
+    "test_operator_controls.py", "test_redis_outage.py", "test_campaign_pause.py",
+    "test_idle_waiting.py", "test_record_histories.py", "test_suppress_cli.py", "test_gate_outage.py",
+    "test_worker_crash.py",
 }
 
 

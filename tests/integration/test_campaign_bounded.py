@@ -156,6 +156,7 @@ async def test_an_open_campaign_fed_1000_times_keeps_every_history_far_below_the
     assert largest < 5_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [7, 21])
 async def test_controls_in_any_order_while_the_campaign_continues_as_new_end_as_the_last_asked(
     db: asyncpg.Pool, bounded_settings: Settings, inbox: LocalSmtpServer, worker: None,
