@@ -15,17 +15,24 @@ filter %}`` blocks) and ``~`` stop at the bound as well, and lists, dicts and se
 cannot be changed in place (``ImmutableSandboxedEnvironment``): an ``append`` in a
 loop would grow one past any check.
 
-Not bounded: time. A loop of loops that prints nothing runs as long as it runs.
+Time is bounded per render too: every step of every ``{% for %}`` loop checks the
+CPU time the render has used on its thread (``MAX_RENDER_CPU_SECONDS``), so a loop
+of loops that prints nothing stops instead of running for hours. Each step between
+two checks is itself bounded (no operation builds more than the bound), and
+recursion is bounded by Python's limit.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator
 from functools import update_wrapper, wraps
 from typing import Any
 
+from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS, make_attrgetter
@@ -37,6 +44,8 @@ from markupsafe import Markup
 
 # Above any body the settings allow (OUTREACH_MAX_BODY_BYTES is at most 1 MB).
 MAX_OUTPUT_CHARS = 1_000_000
+# An email's template renders in well under a millisecond; a second of CPU is a loop run away.
+MAX_RENDER_CPU_SECONDS = 1.0
 MAX_POWER_BITS = 10_000  # 2**10000 has 3011 digits: plenty for any arithmetic in an email
 _TEXT = (str, bytes, bytearray)
 _SEQUENCES = (*_TEXT, list, tuple)
@@ -44,6 +53,37 @@ _SEQUENCES = (*_TEXT, list, tuple)
 
 class TooBig(SecurityError):
     """An operation whose result would pass the bound; refused before it is built."""
+
+
+class TooSlow(SecurityError):
+    """A render whose loops used more CPU than MAX_RENDER_CPU_SECONDS."""
+
+
+_render = threading.local()  # this thread's render: when its CPU time runs out
+
+
+class cpu_budget:  # noqa: N801 - used as a context manager, like a function
+    """The CPU time one render may use on this thread (loop steps check it)."""
+
+    def __init__(self, seconds: float = MAX_RENDER_CPU_SECONDS) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._outer = getattr(_render, "deadline", None)  # a render inside a render keeps the outer
+        if self._outer is None:
+            _render.deadline = time.thread_time() + self._seconds
+
+    def __exit__(self, *_: object) -> None:
+        _render.deadline = self._outer
+
+
+def loop_steps(iterable: Any) -> Iterator[Any]:
+    """A ``{% for %}`` loop's items, each step checking the render's CPU time."""
+    for item in iterable:
+        deadline = getattr(_render, "deadline", None)
+        if deadline is not None and time.thread_time() > deadline:
+            raise TooSlow(f"the template's loops used more than {MAX_RENDER_CPU_SECONDS:g} s of CPU")
+        yield item
 
 
 def refuse_over(size: int, what: str) -> None:
@@ -351,6 +391,12 @@ class BoundedCodeGenerator(CodeGenerator):
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.output_buffer()")
 
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # Every loop's iterable goes through loop_steps (the render's CPU time).
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("loop_steps"), [node.iter], [], None, None,
+                               lineno=node.lineno)
+        super().visit_For(node, frame)
+
     @optimizeconst
     def visit_Concat(self, node: Concat, frame: Frame) -> None:
         self.write("environment.joined((")
@@ -367,6 +413,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     output_buffer = OutputBuffer
     joined = staticmethod(joined)
+    loop_steps = staticmethod(loop_steps)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

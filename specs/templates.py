@@ -19,7 +19,7 @@ import jinja2
 from jinja2 import meta, nodes
 
 from specs import BadTemplate
-from specs.template_bounds import MAX_OUTPUT_CHARS, BoundedSandbox
+from specs.template_bounds import MAX_OUTPUT_CHARS, BoundedSandbox, cpu_budget
 
 __all__ = ["MAX_OUTPUT_CHARS", "render", "required_fields"]
 
@@ -38,7 +38,8 @@ def _compiled(template_text: str) -> jinja2.Template:
 
 def render(template_text: str, fields: Mapping[str, Any]) -> str:
     try:
-        return _bounded(_compiled(template_text).generate(fields))
+        with cpu_budget():
+            return _bounded(_compiled(template_text).generate(fields))
     except BadTemplate:
         raise
     except jinja2.TemplateError as exc:
