@@ -126,6 +126,11 @@ class SendInput(BaseModel):
     # Attempts made by earlier executions of this send (a retry that waited for its
     # place runs as a new execution): Temporal's attempt counts on from them.
     attempts_before: int = 0
+    # A soft bounce with attempts left ends the execution with a SOFT_BOUNCED result
+    # instead of raising it for the retry policy, so no execution sleeps between
+    # soft-bounce attempts (decision 0049). False: a caller from before, which expects
+    # the raise. Hang-ups, timeouts and lost workers still retry under the policy.
+    returns_soft_bounce: bool = False
 
 
 class SettleFailedInput(BaseModel):

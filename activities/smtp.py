@@ -8,9 +8,10 @@ for cold email a duplicate is worse than a miss.
 
 Each attempt comes to an event or a refusal; what that means (ledger state,
 retry, refund, breaker, push-back, pause) is decided by one table,
-mail/outcomes.py, and applied here: a soft bounce or a connection failure
-raises (the retry policy waits 5 min, 30 min, 2 h); everything else returns
-an outcome the workflow acts on.
+mail/outcomes.py, and applied here: a connection failure raises (the retry
+policy waits 5 min, 30 min, 2 h), and so does a soft bounce unless the caller
+asked for it as a result (decision 0049: it then waits on a durable timer);
+everything else returns an outcome the workflow acts on.
 
 Every SMTP transaction has its own place in the limits (decision 0042): the first
 attempt brings the gate's, and a retry asks for its own (provider minute, mailbox
@@ -54,6 +55,7 @@ from mail.outcomes import (
     Event,
     LedgerState,
     Refused,
+    Retry,
     SendDecision,
     decide,
     transaction_result,
@@ -290,6 +292,11 @@ class SendActivities:
         if d.releases_day:
             await self._release_day(at)
         _count(d.metric)
+        if d.retry is Retry.SOFT_BOUNCE and at.inp.returns_soft_bounce:
+            # The caller sleeps until the next attempt on a durable timer, outside any
+            # execution, so nothing waits on a step run (decision 0049).
+            return SendResult(outcome=SendOutcome.SOFT_BOUNCED, code=reply.code if reply else None,
+                              reply=detail, attempt=at.number)
         if d.retry is not None:
             # No cause chain (`from None`): the reply is in the message, and the chain's
             # stack traces made the encrypted failure larger than the server keeps for

@@ -65,6 +65,11 @@ class SendOutcome(StrEnum):
     # was sent; the workflow waits until ``retry_at`` on a durable timer and sends the
     # retry again with its place (decision 0042). It keeps its attempts and its day's place.
     PLACE_LATER = "place_later"
+    # The server deferred (a soft bounce) and attempts are left: told only to a caller
+    # that asked for it (``SendInput.returns_soft_bounce``), which waits out the retry
+    # schedule on a durable timer in the send's retry workflow (decision 0049); others
+    # get it raised, for the activity's retry policy.
+    SOFT_BOUNCED = "soft_bounced"
 
 
 FINAL_OUTCOMES = frozenset(SendOutcome(s) for s in FINAL_STATES)
