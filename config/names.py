@@ -27,6 +27,12 @@ def mailbox_workflow_id(prefix: str, mailbox_id: str) -> str:
     return f"{prefix}-mailbox-{mailbox_id}"
 
 
+def send_retry_workflow_id(prefix: str, campaign_id: str, step: int, prospect_id: int) -> str:
+    """The one workflow that holds a send between attempts (decision 0049): one per send,
+    so a second hand-off of the same send finds it running instead of starting another."""
+    return f"{prefix}-send-{campaign_id}-{step}-{prospect_id}"
+
+
 # The mailbox workflow's type and the health check's signals, by name: the health-check
 # activity signals-with-start by these, since an activity never imports a workflow
 # (docs/decisions/0022). MailboxWorkflow is declared with the same constants.
@@ -37,6 +43,9 @@ HEALTH_RESUME_SIGNAL = "health_resume"
 # The campaign workflow's "claim again" signal, by name for the mailbox activity that
 # tells a resumed mailbox's campaigns (decision 0046); CampaignWorkflow declares it so.
 CAMPAIGN_CLAIM_AGAIN_SIGNAL = "prospects_added"
+# A send's retry workflow tells its step the send is back (decision 0049), by name: the
+# step starts that workflow, so the workflow does not import the step.
+SEND_HANDED_BACK_SIGNAL = "send_handed_back"
 # A step's report of its end to its campaign, and the client's direct word to a step
 # that prospects were added (decision 0048).
 STEP_ENDED_SIGNAL = "step_ended"

@@ -19,7 +19,9 @@ that fails, then the send goes after its mailbox's wait: 2 minutes of real time,
 so the full recording leaves it out; tests/histories/gate-bounded, decision 0043),
 or campaigns (every campaign scenario, plus a campaign that continues as new, a
 cancel, a sender problem, the completion check's refusal and a mailbox's
-continue-as-new; tests/histories/campaign-continues-as-new, decision 0048).
+continue-as-new; tests/histories/campaign-continues-as-new, decision 0048),
+or campaign-with-bounces (its soft bounces wait in retry workflows of their own;
+tests/histories/soft-bounce-hand-off, decision 0049).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from config.names import (  # noqa: E402
     mailbox_workflow_id,
     maintenance_task_queue,
     maintenance_workflow_id,
+    send_retry_workflow_id,
     send_task_queue,
     step_workflow_id,
 )
@@ -257,6 +260,22 @@ async def campaign_with_bounces(stack: Stack) -> None:
     endings = await save_step_runs(stack, "campaign-with-bounces", handle.id, cid, steps=2)
     if "continued-as-new" not in endings[1]:
         raise RecordingFailed(f"step 1 never continued as new: {endings}")
+    # The soft-bounced sends waited between attempts in retry workflows of their own
+    # (decision 0049): one used up its attempts, one was sent at its second.
+    for email, name in (("soft@example.com", "soft"), ("retried@example.com", "retried")):
+        prospect = await stack.pool.fetchval(
+            "SELECT id FROM prospects WHERE campaign_id = $1 AND email = $2", cid, email)
+        await save(stack, f"campaign-with-bounces-send-retry-{name}",
+                   send_retry_workflow_id(stack.settings.task_queue, cid, 1, prospect))
+
+
+async def campaign_with_bounces_alone(stack: Stack) -> None:
+    """campaign_with_bounces with the mailboxes it needs, for a new path of the send
+    (decision 0049: its soft bounces wait in retry workflows of their own)."""
+    await import_mailboxes(stack.pool, [mailbox_spec("mb-a", stack.inbox.port),
+                                        mailbox_spec("mb-b", stack.inbox.port)],
+                           key_ring(stack.settings.secret_keys))
+    await campaign_with_bounces(stack)
 
 
 async def campaign_paused_and_resumed(stack: Stack) -> None:
@@ -542,7 +561,8 @@ async def campaigns(stack: Stack) -> None:
 
 
 # Scenarios that --only records alone, besides the maintenance jobs.
-_ALONE = {"gate-failed-once": gate_failed_once, "campaigns": campaigns}
+_ALONE = {"gate-failed-once": gate_failed_once, "campaigns": campaigns,
+          "campaign-with-bounces": campaign_with_bounces_alone}
 
 
 async def record_only(stack: Stack, jobs_: list[str]) -> None:

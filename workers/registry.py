@@ -23,8 +23,9 @@ from mail.transport import MailTransport, SmtpTimeouts
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_step import CampaignStepWorkflow
 from workflows.mailbox import MailboxWorkflow
+from workflows.send_retry import SendRetryWorkflow
 
-WORKFLOWS: Sequence[type] = (CampaignWorkflow, CampaignStepWorkflow, MailboxWorkflow)
+WORKFLOWS: Sequence[type] = (CampaignWorkflow, CampaignStepWorkflow, MailboxWorkflow, SendRetryWorkflow)
 
 
 def build_transport(settings: Settings, redis: aioredis.Redis) -> MailTransport:

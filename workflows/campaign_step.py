@@ -21,45 +21,43 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
-        SEND_BACKOFF,
-        SEND_FIRST_RETRY,
-        SEND_MAX_ATTEMPTS,
-        SEND_MAX_RETRY,
         DueSend,
         DueSendsInput,
         DueSendsResult,
         GateInput,
         GateResult,
         GateVerdict,
-        SendInput,
         SendKey,
         SendOutcome,
         SendResult,
-        SettleFailedInput,
     )
     from config.names import (
         CAMPAIGN_ID_ATTR,
         DUE_SENDS,
         GATE_SEND,
-        HEALTH_PAUSE_SIGNAL,
         MAILBOX_IDS_ATTR,
-        PAUSE_SIGNAL,
         PROSPECT_IDS_ATTR,
-        SEND_EMAIL,
-        SETTLE_SEND,
+        SEND_HANDED_BACK_SIGNAL,
         STEP_ATTR,
         STEP_ENDED_SIGNAL,
         STEP_PROSPECTS_ARRIVED_SIGNAL,
         STEP_STALLS_METRIC,
         campaign_workflow_id,
-        mailbox_workflow_id,
+        send_retry_workflow_id,
     )
-    from mail.outcomes import PauseKind
-    from workflows.models import StepEnded, StepInput, StepResult
+    from workflows.models import SendHandedBack, SendRetryInput, StepEnded, StepInput, StepResult
+    from workflows.send_attempts import next_attempt, pause_mailbox, send_once, settle_failed
+    from workflows.send_retry import SendRetryWorkflow
 
 
 def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes:
@@ -69,23 +67,11 @@ def step_search_attributes(campaign_id: str, step: int) -> TypedSearchAttributes
     )
 
 
-def send_retry_policy(first_retry: timedelta = SEND_FIRST_RETRY, made: int = 0) -> RetryPolicy:
-    """5 min, 30 min, 2 h between the 4 attempts of a send (docs/decisions/0021-send-outcomes-table.md).
-
-    After ``made`` attempts (a retry that waited for its place runs as a new
-    execution, decision 0042), what is left of the same schedule: the next attempt
-    now, then the intervals that would have followed it."""
-    return RetryPolicy(
-        initial_interval=min(first_retry * SEND_BACKOFF ** made, SEND_MAX_RETRY),
-        backoff_coefficient=SEND_BACKOFF,
-        maximum_interval=SEND_MAX_RETRY,
-        maximum_attempts=SEND_MAX_ATTEMPTS - made,
-    )
-
 # Limits fail closed: while Redis or PostgreSQL is down, keep asking, gently.
 _INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-# MailboxWorkflow's signal for each kind of pause a send asks for.
-_PAUSE_SIGNALS = {PauseKind.OPERATOR: PAUSE_SIGNAL, PauseKind.HEALTH_CHECK: HEALTH_PAUSE_SIGNAL}
+# A soft bounce, or a retry whose place is later, goes to the send's retry workflow
+# (decision 0049); runs that began before wait for it themselves.
+_HAND_OFF_PATCH = "soft-bounce-hand-off"
 _STALL_CHECK_PATCH = "step-stall-check"
 _LOCAL_GATE_PATCH = "gate-local-activity"
 # A gate call is bounded; one that fails means "wait and try later" on a durable
@@ -175,6 +161,8 @@ class CampaignStepWorkflow:
         self._held_mailboxes: list[str] = []
         self._watchdog_fired = False  # the last sleep ended by the stall check alone
         self._gate_failures = _GateFailures()  # per mailbox, in this run (decision 0043)
+        # Prospects whose send is in its retry workflow, across runs (decision 0049).
+        self._handed_off: set[int] = set(inp.handed_off)
 
     @workflow.run
     async def run(self, inp: StepInput) -> StepResult:
@@ -230,7 +218,8 @@ class CampaignStepWorkflow:
             if (started >= inp.tuning.sends_per_run or self._listable() <= 0
                     or workflow.info().is_continue_as_new_suggested()):
                 await self._continue_as_new()
-            if batch and not batch.sends and batch.pending == 0 and not self._in_flight:
+            if (batch and not batch.sends and batch.pending == 0 and not self._in_flight
+                    and not self._handed_off):
                 if done_before_claim and added == self._added:
                     break
             # Prospects added during the claim are claimed at once, like the last
@@ -247,7 +236,8 @@ class CampaignStepWorkflow:
             DUE_SENDS,
             DueSendsInput(
                 campaign_id=self._inp.campaign_id, step=self._inp.step, as_of=now, limit=room,
-                per_mailbox=self._inp.tuning.per_mailbox, exclude_prospects=list(self._in_flight),
+                per_mailbox=self._inp.tuning.per_mailbox,
+                exclude_prospects=[*self._in_flight, *sorted(self._handed_off)],
                 blocked_mailboxes=sorted({*self._blocked, *self._saturated()}),
             ),
             result_type=DueSendsResult,
@@ -359,6 +349,7 @@ class CampaignStepWorkflow:
                 update={
                     "previous_done": self._previous_done, "paused": self._paused,
                     "blocked": self._blocked, "outcomes": self._outcomes, "runs": self._inp.runs + 1,
+                    "handed_off": sorted(self._handed_off),
                 }
             ),
             # The next run lists only the sends it holds itself.
@@ -424,26 +415,26 @@ class CampaignStepWorkflow:
             await self._after_send(key, mailbox_id, result)
 
     async def _attempts(self, key: SendKey, mailbox_id: str, reservation: str) -> SendResult | None:
-        """The send activity, under the send retry policy; None once a failed send is settled.
+        """The send activity, under the send retry policy; None once a failed send is
+        settled, or handed off.
 
-        Every attempt takes its own place in the limits (decision 0042): a retry whose
-        place is later than its retry time ends unsent as PLACE_LATER, and is sent
-        again from here after a durable timer, with its place and what is left of its
-        attempts and schedule."""
+        A soft bounce, and a retry whose place in the limits is later (decision 0042),
+        end the execution unsent; the send then waits for its next attempt in a retry
+        workflow of its own, so that this run never holds a send asleep between
+        attempts and continues as new when it wants to (decision 0049). Runs that began
+        before: a soft bounce retries inside the execution, and a retry waits for its
+        place here, on a durable timer, with what is left of its attempts and schedule."""
+        hands_off = workflow.patched(_HAND_OFF_PATCH)
         made = 0
         while True:
             try:
-                result: SendResult = await workflow.execute_activity(
-                    SEND_EMAIL,
-                    SendInput(key=key, reservation=reservation, attempts_before=made),
-                    result_type=SendResult,
-                    start_to_close_timeout=self._inp.tuning.send_start_to_close,
-                    schedule_to_close_timeout=self._inp.tuning.send_schedule_to_close,
-                    retry_policy=send_retry_policy(self._inp.tuning.send_first_retry, made),
-                    summary=f"send {key} via {mailbox_id}" + (f", attempt {made + 1}" if made else ""),
-                )
+                result = await send_once(key, mailbox_id, reservation, made, self._inp.tuning,
+                                         returns_soft_bounce=hands_off)
             except ActivityError as err:
                 await self._settle_failed(key, err)
+                return None
+            if hands_off and result.outcome in (SendOutcome.SOFT_BOUNCED, SendOutcome.PLACE_LATER):
+                await self._hand_off(key, mailbox_id, result)
                 return None
             if result.outcome is not SendOutcome.PLACE_LATER:
                 return result
@@ -452,6 +443,28 @@ class CampaignStepWorkflow:
                 await workflow.sleep(result.retry_at - workflow.now(),
                                      summary=f"attempt {result.attempt} of {key} waits for its place:"
                                              f" {result.reason or 'a slot was busy'}")
+
+    async def _hand_off(self, key: SendKey, mailbox_id: str, result: SendResult) -> None:
+        """Give the send to its retry workflow, which outlives this run, and do not wait
+        for it: the claim skips its prospect, and the step does not end, until that
+        workflow hands it back (send_handed_back)."""
+        at, made, reservation = next_attempt(result, self._inp.tuning.send_first_retry, workflow.now())
+        # Before the start: its hand-back could arrive in the activation that starts it.
+        self._handed_off.add(key.prospect_id)
+        try:
+            await workflow.start_child_workflow(
+                SendRetryWorkflow.run,
+                SendRetryInput(id_prefix=self._inp.id_prefix, key=key, mailbox_id=mailbox_id, retry_at=at,
+                               attempts_made=made, reservation=reservation, tuning=self._inp.tuning),
+                id=send_retry_workflow_id(self._inp.id_prefix, key.campaign_id, key.step, key.prospect_id),
+                # It must outlive this run, which continues as new without waiting for it.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"retries of {key} via {mailbox_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            # Already in its retry workflow (never expected: its prospect is not claimed
+            # meanwhile); that one hands it back.
+            workflow.logger.warning("send %s was handed off twice; its retry workflow runs", key)
 
     async def _after_send(self, key: SendKey, mailbox_id: str, result: SendResult) -> None:
         outcome = result.outcome
@@ -469,24 +482,11 @@ class CampaignStepWorkflow:
         elif outcome is SendOutcome.MAILBOX_PAUSED:
             self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
         elif outcome is SendOutcome.SENDER_PROBLEM:
-            mailbox = workflow.get_external_workflow_handle(
-                mailbox_workflow_id(self._inp.id_prefix, mailbox_id)
-            )
-            # An unusable account (no STARTTLS, refused certificate) is paused as
-            # the health check's kind: its next good login lifts it (decision 0018).
-            # Other sender problems (auth, quota, policy) wait for the operator.
-            await mailbox.signal(_PAUSE_SIGNALS[result.pause or PauseKind.OPERATOR], result.reason)
+            await pause_mailbox(self._inp.id_prefix, mailbox_id, result)
             self._block(mailbox_id, workflow.now() + self._inp.tuning.paused_recheck)
 
     async def _settle_failed(self, key: SendKey, err: ActivityError) -> None:
-        reason = str(err.cause or err)
-        state = await workflow.execute_activity(
-            SETTLE_SEND,
-            SettleFailedInput(key=key, reason=reason[:500]),
-            result_type=str,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_INFRA_RETRY,
-        )
+        state = await settle_failed(key, err)
         self._outcomes[state] = self._outcomes.get(state, 0) + 1
 
     def _block(self, mailbox_id: str, until: datetime) -> None:
@@ -514,6 +514,15 @@ class CampaignStepWorkflow:
         had ended, the client also told the campaign, which restarts it and tells
         this step prospects_added."""
         self._added += 1
+        self._wake = True
+
+    @workflow.signal(name=SEND_HANDED_BACK_SIGNAL)
+    def send_handed_back(self, back: SendHandedBack) -> None:
+        """A send's retry workflow has ended (decision 0049): its outcome counts, and
+        its prospect may be claimed again (it went back to the queue) or the step end."""
+        self._handed_off.discard(back.prospect_id)
+        self._outcomes[back.outcome] = self._outcomes.get(back.outcome, 0) + 1
+        self._ended += 1  # like a send in flight that ends: seen even during a claim
         self._wake = True
 
     @workflow.signal

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from activities.models import SendKey
+
 
 class StepTuning(BaseModel):
     """Knobs a step workflow runs with, fixed when the campaign starts (from settings)."""
@@ -54,6 +56,10 @@ class StepInput(BaseModel):
     blocked: dict[str, datetime] = {}
     outcomes: dict[str, int] = {}
     runs: int = 1
+    # Prospects whose send waits between attempts in a retry workflow of its own
+    # (decision 0049): not claimed again, and the step does not end, until it is
+    # handed back.
+    handed_off: list[int] = []
 
 
 class StepResult(BaseModel):
@@ -114,3 +120,22 @@ class MailboxStatus(BaseModel):
     paused_by: str = ""
     # True once the latest pause/resume is in force where sends look.
     applied: bool
+
+
+class SendRetryInput(BaseModel):
+    """A send its step handed to a workflow of its own to wait between attempts (decision 0049)."""
+
+    id_prefix: str
+    key: SendKey
+    mailbox_id: str
+    retry_at: datetime  # the earliest the next attempt goes
+    attempts_made: int  # by the send so far: the retry schedule goes on from them
+    reservation: str = ""  # a place in the limits held for ``retry_at`` (a PLACE_LATER's)
+    tuning: StepTuning  # the step's: the send's timeouts and retry schedule
+
+
+class SendHandedBack(BaseModel):
+    """A retry workflow's word to its step: the send is no longer in its hands."""
+
+    prospect_id: int
+    outcome: str  # what it came to, counted in the step's outcomes
