@@ -123,6 +123,9 @@ async def move_place(pool: asyncpg.Pool, attempt_id: int, place_at: datetime | N
     await pool.execute("UPDATE send_attempts SET place_at = $2 WHERE id = $1", attempt_id, place_at)
 
 
+_DATA_START_TRIES = 3
+
+
 class DataStart(StrEnum):
     """What the check right before DATA found."""
 
@@ -147,33 +150,43 @@ async def mark_data_started(
     hashed under each key of the ring, matched against erasure entries
     (docs/decisions/0032).
     """
-    started = await pool.fetchval(
-        f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
-        " AND state = 'sending'"
-        " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
-        " AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sends.campaign_id AND c.paused)"
-        " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
-        f" {suppressions.UNLISTED} {suppressions.NOT_ERASED})"
-        " RETURNING true",
-        campaign_id, step, prospect_id, list(erased),
-    )
-    if started:
-        return DataStart.GO
-    why = await pool.fetchrow(
-        "SELECT s.state, m.paused, c.paused AS campaign_paused, p.status,"
-        f" NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED} {suppressions.NOT_ERASED}) AS listed"
-        " FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
-        " JOIN prospects p ON p.id = s.prospect_id JOIN campaigns c ON c.id = s.campaign_id"
-        " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
-        campaign_id, step, prospect_id, list(erased),
-    )
-    if why is None or why["state"] != "sending":
-        return DataStart.SEND_ENDED
-    if why["paused"]:
-        return DataStart.PAUSED
-    if why["campaign_paused"]:
-        return DataStart.CAMPAIGN_PAUSED
-    return DataStart.SUPPRESSED if why["listed"] else DataStart.PROSPECT_STOPPED
+    # A pause lifted between the two statements leaves no reason to stop by the time
+    # the second looks: ask again rather than guess (a guess of "prospect stopped"
+    # once skipped a send for good under a quick pause and resume).
+    for _ in range(_DATA_START_TRIES):
+        started = await pool.fetchval(
+            f"UPDATE sends SET data_started_at = now(), updated_at = now() WHERE {_KEY}"
+            " AND state = 'sending'"
+            " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = sends.mailbox_id AND m.paused)"
+            " AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sends.campaign_id AND c.paused)"
+            " AND EXISTS (SELECT 1 FROM prospects p WHERE p.id = sends.prospect_id AND p.status = 'active'"
+            f" {suppressions.UNLISTED} {suppressions.NOT_ERASED})"
+            " RETURNING true",
+            campaign_id, step, prospect_id, list(erased),
+        )
+        if started:
+            return DataStart.GO
+        why = await pool.fetchrow(
+            "SELECT s.state, m.paused, c.paused AS campaign_paused, p.status,"
+            f" NOT EXISTS (SELECT 1 WHERE true {suppressions.UNLISTED} {suppressions.NOT_ERASED}) AS listed"
+            " FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id"
+            " JOIN prospects p ON p.id = s.prospect_id JOIN campaigns c ON c.id = s.campaign_id"
+            " WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3",
+            campaign_id, step, prospect_id, list(erased),
+        )
+        if why is None or why["state"] != "sending":
+            return DataStart.SEND_ENDED
+        if why["paused"]:
+            return DataStart.PAUSED
+        if why["campaign_paused"]:
+            return DataStart.CAMPAIGN_PAUSED
+        if why["listed"]:
+            return DataStart.SUPPRESSED
+        if why["status"] != "active":
+            return DataStart.PROSPECT_STOPPED
+    # Pauses flapping on and off faster than two statements: the send goes back to the
+    # queue unsent, as it would for a pause, and is claimed again.
+    return DataStart.CAMPAIGN_PAUSED
 
 
 @dataclass(frozen=True)
