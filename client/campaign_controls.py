@@ -115,15 +115,19 @@ class CampaignControls:
         """Prospects were added: tell the steps themselves, all at once, so an addition
         costs the campaign's history nothing (decision 0048). Only steps that hear
         additions directly (a campaign that continues as new marks them) are told so,
-        and only while every one runs; otherwise the campaign is told, and it starts
-        ended steps again."""
+        and only while every one and the campaign's own workflow run; otherwise the
+        campaign is told: it starts ended steps again, or, gone, its refusal reaches
+        the caller (steps outlive a campaign terminated out of band, and would send
+        what no campaign can complete)."""
         steps = (await campaigns.campaign_info(self.pool, campaign_id)).steps
         prefix = self.settings.task_queue
         handles = [self.temporal.get_workflow_handle(step_workflow_id(prefix, campaign_id, k))
                    for k in range(1, steps + 1)]
         try:
-            first = await handles[0].describe()
+            first, campaign = await asyncio.gather(handles[0].describe(),
+                                                   self._campaign(campaign_id).describe())
             direct = (first.status is WorkflowExecutionStatus.RUNNING
+                      and campaign.status is WorkflowExecutionStatus.RUNNING
                       and bool((await first.memo()).get(STEP_HEARS_ADDITIONS_MEMO)))
         except RPCError:
             direct = False  # none yet, or the server says no: the campaign decides

@@ -5,18 +5,19 @@ says the campaign has none to tell (not started, completed or cancelled)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from client import ClientError
 from client.api import OutreachClient
-from config.names import campaign_workflow_id
+from config.names import campaign_workflow_id, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from specs.prospects import Prospect
@@ -60,6 +61,33 @@ async def test_adding_prospects_to_a_campaign_whose_workflow_is_gone_raises_with
         "SELECT count(*) FROM prospects WHERE campaign_id = $1 AND email = 'late@example.com'", campaign_id
     ) == 1
     assert (await client.campaign_status(campaign_id))["state"] == "running"
+
+
+async def test_adding_prospects_while_the_steps_outlive_a_terminated_campaign_raises(
+    dev_server: WorkflowEnvironment, db: asyncpg.Pool, e2e_settings: Settings, client: OutreachClient,
+    inbox: LocalSmtpServer, worker: None,
+) -> None:
+    """Steps outlive their campaign's runs (decision 0048), so they still run after the
+    campaign's workflow was terminated: the addition must not go to them directly
+    (no campaign would complete what they send), and the refusal reaches the caller."""
+    await add_mailbox(db, "mb-open-gone", inbox.port)
+    campaign_id, _ = await add_campaign(db, ["mb-open-gone"], ["first@example.com"], STEPS)
+    await db.execute("UPDATE campaigns SET is_open = true WHERE id = $1", campaign_id)
+    await client.start_campaign(campaign_id)
+    await wait_for_state(client, campaign_id, "running", timeout=30)
+    prefix = e2e_settings.task_queue
+    step1 = dev_server.client.get_workflow_handle(step_workflow_id(prefix, campaign_id, 1))
+    await inbox.wait_for(lambda: bool(inbox.messages_to("first@example.com")), timeout=30)
+    await dev_server.client.get_workflow_handle(campaign_workflow_id(prefix, campaign_id)).terminate("test")
+    try:
+        assert (await step1.describe()).status is WorkflowExecutionStatus.RUNNING  # an open campaign's step 1
+        with pytest.raises(ClientError, match="prospects_added"):
+            await client.add_prospects(campaign_id, [Prospect("late@example.com", {"first_name": "L"}, "")])
+    finally:
+        for k in (1, 2):  # abandoned by the campaign: nobody else ends them
+            step = dev_server.client.get_workflow_handle(step_workflow_id(prefix, campaign_id, k))
+            with contextlib.suppress(RPCError):
+                await step.terminate()
 
 
 async def test_the_cli_prints_the_refusal_and_exits_non_zero(
