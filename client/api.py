@@ -91,8 +91,13 @@ class OutreachClient(CampaignControls):
 
     # Campaigns
 
-    async def start_campaign(self, campaign_id: str) -> str:
-        """Start a campaign's workflow; starting a running campaign again is a no-op."""
+    async def start_campaign(self, campaign_id: str, after_completion: bool = False) -> str:
+        """Start a campaign's workflow; starting a running campaign again is a no-op.
+
+        ``after_completion``: the campaign was completed and has just been reopened
+        (sends retried). Its last run may still be closing (it returns after the
+        completion it committed, and with no worker up it waits for one): that run is
+        ended, not joined, or the reopened sends would have no workflow."""
         info = await campaigns.campaign_info(self.pool, campaign_id)
         if info.state in ("completed", "cancelled"):
             raise InvalidState(f"campaign {campaign_id} is {info.state}; it cannot start again")
@@ -114,7 +119,8 @@ class OutreachClient(CampaignControls):
             id=campaign_workflow_id(self.settings.task_queue, campaign_id),
             task_queue=self._queue,
             search_attributes=TypedSearchAttributes([SearchAttributePair(CAMPAIGN_ID_ATTR, campaign_id)]),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=(WorkflowIDConflictPolicy.TERMINATE_EXISTING if after_completion
+                                else WorkflowIDConflictPolicy.USE_EXISTING),
         )
         return handle.id
 

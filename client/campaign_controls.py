@@ -47,7 +47,7 @@ class CampaignControls:
     def _campaign(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
         raise NotImplementedError
 
-    async def start_campaign(self, campaign_id: str) -> str:
+    async def start_campaign(self, campaign_id: str, after_completion: bool = False) -> str:
         raise NotImplementedError
 
     async def create_campaign(
@@ -182,7 +182,7 @@ class CampaignControls:
         runs again; with no worker up, the sends wait for one (each goes once)."""
         retried = await send_retry.retry(self.pool, campaign_id, state, step)
         if retried.count and retried.campaign_state == "completed":
-            await self.start_campaign(campaign_id)
+            await self.start_campaign(campaign_id, after_completion=True)
         elif retried.count and retried.campaign_state in ("running", "paused"):
             await self._tell(campaign_id, CampaignWorkflow.prospects_added)
         return retried
