@@ -95,7 +95,8 @@ async def test_a_pause_lifted_between_the_checks_statements_is_asked_again_not_t
     await add_mailbox(db, "mb", inbox.port)
     campaign_id, [prospect] = await add_campaign(db, ["mb"], ["quick@example.com"], [("Hi", "Body", 0)])
     await db.execute("INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id, state)"
-                     " VALUES ($1, 1, $2, 'mb', '<quick@sender.example.com>', 'sending')", campaign_id, prospect)
+                     " VALUES ($1, 1, $2, 'mb', '<quick@sender.example.com>', 'sending')",
+                     campaign_id, prospect)
     await db.execute("UPDATE campaigns SET paused = true WHERE id = $1", campaign_id)
     pool = _ResumedBetweenStatements(db, campaign_id)
 
