@@ -15,10 +15,18 @@ the new connection renewed the lease, it would remove the new connection's
 lease and let another worker open one connection too many (the chaos suite
 saw the provider refuse it). So `release` notes, when called, which hold it
 gives back, and does nothing if the lease was held again since.
+
+A release already under way when the lease is held again is the same race one
+step later: its ZREM and the new hold's ZADD go over different connections of
+the Redis pool, so the ZREM can land second and take the new connection's lease
+(the chaos suite saw it when a hung host failed attempts that were retried at
+once: 5 connections refused as one too many). So the two calls of one lease run
+one after the other, under the lease's lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -53,6 +61,7 @@ class HostSlots:
         # Distinct per transport, so two workers' connections of one mailbox are two slots.
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._holds: Counter[str] = Counter()  # lease id -> times held, to tell a stale release
+        self._locks: dict[str, asyncio.Lock] = {}  # lease id -> its store calls, in order
 
     def _lease(self, account: HostConnection) -> tuple[str, str]:
         return host_scope(account.host), f"{self._owner}:{account.mailbox_id}"
@@ -62,9 +71,10 @@ class HostSlots:
             return True
         scope, lease = self._lease(account)
         self._holds[lease] += 1  # before any await: a release already scheduled sees it
-        return await self._store.acquire_lease(
-            scope, lease, account.max_connections, datetime.now(UTC), self._ttl
-        )
+        async with self._locks.setdefault(lease, asyncio.Lock()):
+            return await self._store.acquire_lease(
+                scope, lease, account.max_connections, datetime.now(UTC), self._ttl
+            )
 
     def release(self, account: HostConnection) -> Coroutine[Any, Any, None]:
         """The release of the lease as held now (not a coroutine function: the hold
@@ -73,10 +83,13 @@ class HostSlots:
 
     async def _release(self, account: HostConnection, holds: int) -> None:
         scope, lease = self._lease(account)
-        if account.max_connections is None or self._holds[lease] != holds:
-            return  # held again since: the lease is the new connection's now
-        del self._holds[lease]
-        try:
-            await self._store.release_lease(scope, lease)
-        except LimitStoreUnavailable:
-            pass  # the lease expires by itself; the connection is closed either way
+        if account.max_connections is None:
+            return
+        async with self._locks.setdefault(lease, asyncio.Lock()):
+            if self._holds[lease] != holds:
+                return  # held again since: the lease is the new connection's now
+            del self._holds[lease]
+            try:
+                await self._store.release_lease(scope, lease)
+            except LimitStoreUnavailable:
+                pass  # the lease expires by itself; the connection is closed either way

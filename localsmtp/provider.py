@@ -69,6 +69,7 @@ class ConnectionRecord:
     closed_at: float | None
     refused: bool
     reason: str = ""  # why it was refused: "connections", "refuse_all"
+    peer: str = ""  # the client's address:port, to match the client's own records
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class _Host:
             refusal, reason = b.refuse_all, "refuse_all"
         elif b.max_connections is not None and self._admitted >= b.max_connections:
             refusal, reason = TOO_MANY_CONNECTIONS, "connections"
-        record = ConnectionRecord(b.name, time.time(), None, refusal is not None, reason)
+        record = ConnectionRecord(b.name, time.time(), None, refusal is not None, reason, peer)
         self.provider.connections.append(record)
         self._open[peer] = record
         if refusal is None:
