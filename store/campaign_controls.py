@@ -68,7 +68,8 @@ async def stored_steps(pool: asyncpg.Pool, campaign_id: str) -> list[StepSpec]:
         " v.position) FILTER (WHERE v.name IS NOT NULL), '{}') AS names, array_agg(v.subject ORDER BY"
         " v.position) AS subjects, array_agg(v.body ORDER BY v.position) AS bodies"
         " FROM steps st LEFT JOIN step_variants v ON v.campaign_id = st.campaign_id AND v.step = st.step"
-        " AND v.retired_at IS NULL WHERE st.campaign_id = $1 GROUP BY st.step ORDER BY st.step",
+        " AND v.retired_at IS NULL WHERE st.campaign_id = $1"
+        " GROUP BY st.campaign_id, st.step ORDER BY st.step",
         campaign_id,
     )
     if not rows:

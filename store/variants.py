@@ -120,3 +120,36 @@ async def pick_winner(pool: asyncpg.Pool, campaign_id: str, step: int, name: str
             raise StoreError(f"step {step} has no variant {name!r} taking prospects"
                              f" (it has: {', '.join(repr(n) for n in active) or 'none'})")
         await record_winner(conn, campaign_id, step, name, "operator", {})
+
+
+@dataclass(frozen=True)
+class RuleToJudge:
+    campaign_id: str
+    step: int
+    metric: str
+    min_sends: int
+    confidence: float
+    variants: list[str]  # taking prospects, in the file's order
+
+
+async def rules_to_judge(pool: asyncpg.Pool) -> list[RuleToJudge]:
+    """Steps of running campaigns with a winner rule and no winner yet."""
+    rows = await pool.fetch(
+        "SELECT st.campaign_id, st.step, st.winner_metric, st.winner_min_sends, st.winner_confidence,"
+        " array_agg(v.name ORDER BY v.position) AS names"
+        " FROM steps st JOIN campaigns c ON c.id = st.campaign_id"
+        " JOIN step_variants v ON v.campaign_id = st.campaign_id AND v.step = st.step"
+        "  AND v.retired_at IS NULL"
+        " WHERE c.state = 'running' AND st.winner_metric IS NOT NULL AND st.winner IS NULL"
+        " GROUP BY st.campaign_id, st.step ORDER BY st.campaign_id, st.step",
+    )
+    return [RuleToJudge(r["campaign_id"], r["step"], r["winner_metric"], r["winner_min_sends"],
+                        r["winner_confidence"], list(r["names"])) for r in rows]
+
+
+async def campaigns_with_variants(pool: asyncpg.Pool) -> list[str]:
+    """Running or paused campaigns whose steps have named variants (not only the implicit '')."""
+    rows = await pool.fetch(
+        "SELECT c.id FROM campaigns c WHERE c.state IN ('running', 'paused') AND EXISTS"
+        " (SELECT 1 FROM step_variants v WHERE v.campaign_id = c.id AND v.name <> '') ORDER BY c.id")
+    return [r["id"] for r in rows]
