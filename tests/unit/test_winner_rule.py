@@ -3,10 +3,13 @@ as the schedule likes, that declares a false winner rarely and a real one in the
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
+from bench import variants as variants_bench
 from variants.winner import Arm, decide, evidence
 
 
@@ -48,3 +51,13 @@ def test_peeking_after_every_50_sends_keeps_false_winners_under_the_level() -> N
                 false_winners += 1
                 break
     assert false_winners <= 10  # 5 % of 200
+
+
+def test_the_benchmark_writes_every_figure_of_every_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "variants.json"
+    doc = variants_bench.main(["--campaigns", "20", "--json", str(out)])
+    assert json.loads(out.read_text()) == doc
+    assert [r["scenario"] for r in doc["results"]] == [s.name for s in variants_bench.SCENARIOS]
+    for r in doc["results"]:
+        assert {"winner_rate", "right_rate", "median_sends", "p80_sends", "sends_for_80pct_right"} <= set(r)
+        assert 0.0 <= r["right_rate"] <= r["winner_rate"] <= 1.0
