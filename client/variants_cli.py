@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from client.campaign_cli import _with_client
+from client.db_command import run_on_database
 from client.output import echo
+from store import variants
 
 
 @click.command("variants")
@@ -21,7 +22,8 @@ def campaigns_variants(campaign_id: str, step: int, name: str | None, reset: boo
     Prospects already sent keep their variant and thread."""
     if (name is None) == (not reset):
         raise click.UsageError("give either --pick NAME or --reset")
-    _with_client(lambda c: c.pick_variant(campaign_id, step, name))
+    # PostgreSQL alone: the next claim of the step reads the decision.
+    run_on_database(lambda pool: variants.pick_winner(pool, campaign_id, step, name))
     if reset:
         echo(f"campaign {campaign_id} step {step}: no winner; new prospects get the variants by weight")
     else:
