@@ -383,7 +383,8 @@ async def trace(target: str) -> None:
             # The remote server's own text (it has the enhanced code): one field on its line.
             reply = printable(" ".join(str(x) for x in (s.last_code, s.last_reply) if x))
             echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
-                 f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}")
+                 f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}"
+                 + (f"  variant {s.variant}" if s.variant else ""))
             echo(f"    last reply: {reply or '-'}")
             urls = await holding_urls(temporal, settings, s) if temporal else []
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)

@@ -11,6 +11,7 @@ from config.settings import Settings
 from tests.factories import add_mailbox
 from tests.integration.test_cli import outreach
 from tests.integration.test_variants import write_campaign
+from tests.integration.test_variants_update import claim
 
 
 async def test_create_prints_combinations_and_status_shows_figures_and_decisions(
@@ -39,6 +40,12 @@ async def test_create_prints_combinations_and_status_shows_figures_and_decisions
 
     unknown = await outreach(settings, "campaigns", "variants", campaign_id, "--step", "1", "--pick", "nope")
     assert unknown.returncode == 2 and "no variant 'nope'" in unknown.stderr
+
+    # `trace` names each send's variant, as the claim recorded it.
+    claimed = await claim(db, campaign_id, 3)
+    traced = await outreach(settings, "trace", f"{campaign_id}:1:1")
+    assert traced.returncode == 0, traced.stderr
+    assert f"variant {claimed[0]}" in traced.stdout
 
 
 async def test_bad_variants_are_refused_with_their_place_and_nothing_is_created(
