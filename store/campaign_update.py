@@ -63,6 +63,7 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
         if problems:
             raise SpecError(problems)
         before = await _signatures(conn, campaign_id)
+        await variants.keep_what_was_sent(conn, campaign_id)
         await conn.executemany(
             "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5"
             " WHERE campaign_id = $1 AND step = $2",

@@ -19,6 +19,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from specs.campaigns import REPLY_PREFIX, StepSpec, threads
 from store import StoreError, UnknownRecord
+from variants import spintax
 from variants.choice import Weighted, choose_variant
 
 Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
@@ -89,6 +90,21 @@ async def store_variants(conn: Conn, campaign_id: str, steps: Sequence[StepSpec]
         [(campaign_id, n, *((s.winner.metric, s.winner.min_sends, s.winner.confidence) if s.winner
                             else (None, None, None)))
          for n, s in enumerate(steps, 1)],
+    )
+
+
+async def keep_what_was_sent(conn: Conn, campaign_id: str) -> None:
+    """Before a campaign from before variants takes its first variants: its steps as they
+    were, as the implicit variant '' (spintax escaped: they were written without it). Its
+    sends (variant '') and the follow-ups that thread on its step 1 then still read the
+    texts they went with, whatever the file makes of the steps."""
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM step_variants WHERE campaign_id = $1)", campaign_id):
+        return
+    rows = await conn.fetch("SELECT step, subject, body FROM steps WHERE campaign_id = $1", campaign_id)
+    await conn.executemany(
+        "INSERT INTO step_variants (campaign_id, step, name, position, weight, subject, body)"
+        " VALUES ($1, $2, '', 0, 1, $3, $4)",
+        [(campaign_id, r["step"], spintax.escape(r["subject"]), spintax.escape(r["body"])) for r in rows],
     )
 
 

@@ -131,6 +131,24 @@ class _Parser:
         return SpintaxError(message, line, column)
 
 
+def escape(text: str) -> str:
+    """``text`` written so that it resolves to itself: every brace and bar outside Jinja's
+    constructs escaped. For texts stored before spintax existed (decision 0052)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        two = text[i:i + 2]
+        if two in _JINJA:
+            end = text.find(_JINJA[two], i + 2)
+            end = len(text) if end < 0 else end + 2
+            out.append(text[i:end])
+            i = end
+            continue
+        out.append("\\" + text[i] if text[i] in "{}|" else text[i])
+        i += 1
+    return "".join(out)
+
+
 def _has_text(pieces: tuple[Piece, ...]) -> bool:
     return any(isinstance(p, Group) or p.strip() for p in pieces)
 

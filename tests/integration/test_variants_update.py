@@ -10,15 +10,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from activities.models import SendKey
+from activities.smtp import _templates
 from mail.message import message_id_for
 from specs import SpecError
 from specs.campaign_update import load_campaign_update
 from specs.loading import load_campaign_file
-from store import StoreError, open_work, variants
+from store import StoreError, ledger, open_work, variants
 from store.campaign_update import update_steps
 from store.importer import create_campaign
 from store.variant_stats import variant_stats
-from tests.factories import add_mailbox
+from tests.factories import add_campaign, add_mailbox
 
 KEY = b"v" * 32
 HEAD = "name: upd\nworkspace: ws\nmailboxes: [mb-u]\nprospects_csv: p.csv\nsteps:\n  - variants:\n"
@@ -98,3 +100,30 @@ async def test_an_update_with_bad_variants_changes_nothing(db: asyncpg.Pool, tmp
     with pytest.raises(SpecError, match="uses {{ missing }}"):
         await update_steps(db, created.id, load_campaign_update(bad))
     assert await db.fetch("SELECT * FROM step_variants ORDER BY name") == before
+
+
+async def test_an_old_campaign_given_variants_keeps_threading_on_the_subject_it_sent(
+    db: asyncpg.Pool, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-u", 2525)
+    # A campaign from before variants: braces in its texts were plain text.
+    campaign_id, (first, *_) = await add_campaign(
+        db, ["mb-u"], ["u0@example.com", "u1@example.com"],
+        [("Hi {team} | {{ first_name }}", "one {x}", 0), ("Re: Hi {team} | {{ first_name }}", "two", 1)])
+    await claim(db, campaign_id, 2)
+    await db.execute("UPDATE sends SET state = 'sent', attempts = 1, sent_at = now() WHERE campaign_id = $1",
+                     campaign_id)
+    await db.execute("INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
+                     " VALUES ($1, 2, $2, 'mb-u', 'm2')", campaign_id, first)
+
+    path = tmp_path / "update.yaml"
+    path.write_text("name: upd\nworkspace: ws\nmailboxes: [mb-u]\nsteps:\n  - variants:\n" + A + B
+                    + "  - delay: 1s\n    body: 'two again'\n")
+    await update_steps(db, campaign_id, load_campaign_update(path))
+
+    ctx = await ledger.send_context(db, campaign_id, 2, first)
+    subject, body = _templates(ctx, SendKey(campaign_id=campaign_id, step=2, prospect_id=first), KEY)
+    assert (subject, body) == ("Re: Hi {team} | {{ first_name }}", "two again")
+    retired = await db.fetchval("SELECT retired_at IS NOT NULL FROM step_variants WHERE campaign_id = $1"
+                                " AND step = 1 AND name = ''", campaign_id)
+    assert retired  # the old step 1 takes no new prospect; its sends keep their texts
