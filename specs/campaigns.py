@@ -23,6 +23,7 @@ from specs.variants import (
     Template,
     VariantSpec,
     WinnerRuleSpec,
+    check_spintax,
     implicit_variant,
     variant_problems,
 )
@@ -161,7 +162,7 @@ def _usable_subject(subject: Any) -> bool:
     if not isinstance(subject, str):
         return False
     try:
-        required_fields(forbid_line_breaks(subject))
+        check_spintax(forbid_line_breaks(subject))
     except ValueError:
         return False
     return True

@@ -34,12 +34,16 @@ def check_name(value: str) -> str:
 
 
 def check_spintax(value: str) -> str:
-    """Well-formed spintax and Jinja, or ValueError with the place in the text."""
+    """Well-formed spintax, and Jinja in every text it makes (the raw text is not Jinja:
+    ``{{{ name }}|there}`` is a group), or ValueError with the place in the text. Over
+    the limit of texts, the count is the problem (variant_problems) and Jinja waits."""
     try:
-        parse(value)
+        pieces = parse(value)
     except SpintaxError as exc:
         raise ValueError(f"spintax: {exc}") from None
-    required_fields(value)  # BadTemplate (a ValueError) on a Jinja syntax error
+    if combinations(pieces) <= MAX_COMBINATIONS:
+        for text in every_text(pieces):
+            required_fields(text)  # BadTemplate (a ValueError) on a Jinja syntax error
     return value
 
 

@@ -3,8 +3,9 @@
 Groups nest (``{Hi|Hello {there|you}}``) and ``\\{``, ``\\}``, ``\\|`` write the character
 itself. The templates are Jinja too, so ``{{ ... }}``, ``{% ... %}`` and ``{# ... #}``
 are Jinja's and copied as they are: spintax is resolved first, Jinja renders the
-result. Hence a group cannot open with a group (``{{a|b}|c}`` reads as Jinja): write
-``{ {a|b}|c}`` or reorder.
+result. A brace right before a Jinja opener opens a group (``{{{ name }}|there}``); two
+braces are always Jinja's, so a group cannot open with a group (``{{a|b}|c}`` reads
+as Jinja): write ``{ {a|b}|c}``.
 
 A brace group without ``|`` at its own level is text, braces and all (``{x}`` stays
 ``{x}``), so text that used braces before spintax existed keeps its meaning. An
@@ -68,10 +69,10 @@ class _Parser:
         text = self._text
         while self._i < len(text):
             two = text[self._i:self._i + 2]
-            if two in _ESCAPES:
+            if two in _ESCAPES and not _jinja_at(text, self._i + 1):
                 literal.append(_ESCAPES[two])
                 self._i += 2
-            elif two in _JINJA:
+            elif two in _JINJA and not _group_then_jinja(text, self._i):
                 literal.append(self._jinja(two))
             elif text[self._i] == "{":
                 if literal:
@@ -131,6 +132,17 @@ class _Parser:
         return SpintaxError(message, line, column)
 
 
+def _jinja_at(text: str, i: int) -> bool:
+    """A Jinja construct opens at ``i`` (a backslash before one is text: Jinja's own
+    braces are never spintax, so there is nothing to escape)."""
+    return text[i:i + 2] in _JINJA and not _group_then_jinja(text, i)
+
+
+def _group_then_jinja(text: str, i: int) -> bool:
+    """``{`` then a Jinja opener at ``i`` (``{{{ x }}``, ``{{% if %}``): the brace is spintax's."""
+    return text[i] == "{" and text[i + 1:i + 3] in _JINJA
+
+
 def escape(text: str) -> str:
     """``text`` written so that it resolves to itself: every brace and bar outside Jinja's
     constructs escaped. For texts stored before spintax existed (decision 0052)."""
@@ -138,7 +150,7 @@ def escape(text: str) -> str:
     i = 0
     while i < len(text):
         two = text[i:i + 2]
-        if two in _JINJA:
+        if two in _JINJA and not _group_then_jinja(text, i):
             end = text.find(_JINJA[two], i + 2)
             end = len(text) if end < 0 else end + 2
             out.append(text[i:end])

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from specs import SpecError
-from specs.campaigns import combination_counts
+from specs.campaigns import combination_counts, threads
 from specs.loading import load_campaign_file
 
 
@@ -98,3 +100,25 @@ def test_a_follow_up_of_variants_threads_and_step_one_needs_subjects(tmp_path: P
     path = campaign(tmp_path, [{"variants": [{"name": "a", "body": "x"}, TWO[1]]}])
     assert problems(path) == [f"{path}: steps (line 6): step 1 has nothing to reply to:"
                               " variant(s) 'a' need a subject"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(["hi", "{{ first_name }}", "{{ title }}", "there"]),
+                         min_size=2, max_size=3), min_size=1, max_size=3))
+def test_every_spintax_text_renders_or_the_import_fails(tmp_path: Path, groups: list[list[str]]) -> None:
+    # The prospect has first_name, not title: the import fails exactly when some
+    # combination would need title, whichever alternative the hash would pick.
+    body = " ".join("{" + "|".join(g) + "}" for g in groups)
+    path = campaign(tmp_path, [{"variants": [TWO[0], {"name": "b", "subject": "S", "body": body}]}])
+    needs_title = any("{{ title }}" in alternative for g in groups for alternative in g)
+    if needs_title:
+        assert any("uses {{ title }}, which this prospect lacks" in p for p in problems(path))
+    else:
+        assert load_campaign_file(path).spec.steps[0].all_variants()[1].body == body
+
+
+def test_a_plain_follow_up_threads_on_a_spun_step_one(tmp_path: Path) -> None:
+    loaded = load_campaign_file(campaign(tmp_path, [{"subject": "{{{ first_name }}|Hi} there", "body": "b"},
+                                                    {"delay": "1d", "body": "c"}]))
+    follow_up = loaded.spec.steps[1].all_variants()[0]
+    assert threads(loaded.spec.steps, 2, follow_up)

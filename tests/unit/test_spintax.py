@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from variants.spintax import SpintaxError, combinations, every_text, parse
+from variants.spintax import SpintaxError, combinations, escape, every_text, parse
 
 
 def texts(text: str) -> list[str]:
@@ -59,3 +59,13 @@ def test_bad_spintax_is_named_by_line_and_column(text: str, message: str, line: 
 def test_every_text_has_as_many_texts_as_combinations_counts(groups: list[list[str]]) -> None:
     text = " ".join("{" + "|".join(g) + "}" for g in groups)
     assert len(texts(text)) == combinations(parse(text))
+
+
+def test_a_brace_right_before_jinja_opens_a_group() -> None:
+    assert texts("{{{ first_name }}|there}") == ["{{ first_name }}", "there"]
+    assert texts("{{ x }}") == ["{{ x }}"]
+
+
+@given(st.text("ab{}|\\% #x", max_size=30))
+def test_escaped_text_resolves_to_itself(text: str) -> None:
+    assert texts(escape(text)) == [text]
