@@ -54,7 +54,9 @@ class VariantJudge:
                      for a in arms},
             "evidence": verdict.evidence, "threshold": verdict.threshold, "reason": verdict.reason,
         }
-        await variants.record_winner(self._pool, rule.campaign_id, rule.step, verdict.winner, "rule", figures)
+        if not await variants.record_winner(self._pool, rule.campaign_id, rule.step, verdict.winner, "rule",
+                                            figures):
+            return None  # an operator decided meanwhile: theirs stands
         log.info("variant_won", campaign_id=rule.campaign_id, step=rule.step, winner=verdict.winner,
                  reason=verdict.reason)
         return verdict.winner

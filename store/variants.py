@@ -110,17 +110,22 @@ async def keep_what_was_sent(conn: Conn, campaign_id: str) -> None:
 
 async def record_winner(
     conn: Conn, campaign_id: str, step: int, winner: str | None, by: str, figures: dict[str, Any],
-) -> None:
-    """Set (or with None, clear) a step's winner, and log the decision with its figures."""
-    await conn.execute(
-        "WITH log AS (INSERT INTO step_winner_decisions (campaign_id, step, winner, decided_by, figures)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb))"
+) -> bool:
+    """Set (or with None, clear) a step's winner, and log the decision with its figures.
+    The rule's decision lands only on a step still undecided: an operator's pick made
+    while the rule was counting stands. Whether it was recorded."""
+    recorded: bool = await conn.fetchval(
+        "WITH decided AS ("
         " UPDATE steps SET winner = $3, winner_by = CASE WHEN $3::text IS NULL THEN NULL ELSE $4 END,"
         " winner_at = CASE WHEN $3::text IS NULL THEN NULL ELSE now() END,"
         " winner_figures = CASE WHEN $3::text IS NULL THEN NULL ELSE $5::jsonb END"
-        " WHERE campaign_id = $1 AND step = $2",
+        " WHERE campaign_id = $1 AND step = $2 AND ($4 <> 'rule' OR winner IS NULL) RETURNING 1),"
+        " logged AS (INSERT INTO step_winner_decisions (campaign_id, step, winner, decided_by, figures)"
+        " SELECT $1, $2, $3, $4, $5::jsonb FROM decided RETURNING 1)"
+        " SELECT EXISTS (SELECT 1 FROM logged)",
         campaign_id, step, winner, by, figures,
     )
+    return recorded
 
 
 async def pick_winner(pool: asyncpg.Pool, campaign_id: str, step: int, name: str | None) -> None:

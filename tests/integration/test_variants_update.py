@@ -127,3 +127,14 @@ async def test_an_old_campaign_given_variants_keeps_threading_on_the_subject_it_
     retired = await db.fetchval("SELECT retired_at IS NOT NULL FROM step_variants WHERE campaign_id = $1"
                                 " AND step = 1 AND name = ''", campaign_id)
     assert retired  # the old step 1 takes no new prospect; its sends keep their texts
+
+
+async def test_the_rule_does_not_overwrite_an_operators_pick(db: asyncpg.Pool, tmp_path: Path) -> None:
+    await add_mailbox(db, "mb-u", 2525)
+    created = await create_campaign(db, load_campaign_file(write(tmp_path, A + B, n=5)))
+    await variants.pick_winner(db, created.id, 1, "a")
+    assert not await variants.record_winner(db, created.id, 1, "b", "rule", {"reason": "late"})
+    winner = await db.fetchval("SELECT winner FROM steps WHERE campaign_id = $1 AND step = 1", created.id)
+    assert winner == "a"
+    assert await db.fetchval("SELECT count(*) FROM step_winner_decisions WHERE campaign_id = $1",
+                             created.id) == 1

@@ -26,6 +26,7 @@ from specs.loading import load_campaign_file
 from store.importer import create_campaign
 from tests.factories import add_mailbox, sealed
 from tests.imap_server import ImapServer, running_imap
+from tests.integration.test_campaign_controls import until
 from tests.integration.test_inbox_stops_sequence import AUTHSERV_ID, PASSWORD, SENDER, poll_now, reply_to
 from tests.integration.test_variants import body_of
 from workflows.variants_judge import VariantsWorkflow
@@ -55,6 +56,12 @@ def csv(path: Path, start: int, n: int) -> Path:
     return path
 
 
+async def _sent(db: asyncpg.Pool, campaign_id: str, n: int) -> bool:
+    """The ledger has recorded ``n`` sends as sent (the server's 250 comes first)."""
+    return await db.fetchval("SELECT count(*) FROM sends WHERE campaign_id = $1 AND state = 'sent'",
+                             campaign_id) == n
+
+
 async def judge(env: WorkflowEnvironment, settings: Settings, window: timedelta) -> VariantsResult:
     return await env.client.execute_workflow(
         VariantsWorkflow.run, VariantsInput(reply_window=window, timeout=timedelta(seconds=60)),
@@ -77,6 +84,7 @@ async def test_replies_choose_the_winner_and_later_prospects_all_get_it(
     created = await create_campaign(db, load_campaign_file(tmp_path / "campaign.yaml"))
     await client.start_campaign(created.id)
     await inbox.wait_for(lambda: len(inbox.messages) == 100, timeout=90)
+    await until(lambda: _sent(db, created.id, 100), "step 1 recorded as sent")
 
     def variant_of(body: str) -> str:
         return "story" if "[story]" in body else "plain"
@@ -101,7 +109,9 @@ async def test_replies_choose_the_winner_and_later_prospects_all_get_it(
     later = [m for m in inbox.messages if m.rcpt_tos[0] not in first]
     assert {variant_of(body_of(m)) for m in later} == {"story"}
 
-    # The figures per variant: the server's messages and the replies appended, exactly.
+    # The figures per variant: the server's messages and the replies appended, exactly
+    # (once the ledger has recorded the last reply from the server, which follows its 250).
+    await until(lambda: _sent(db, created.id, 130), "every send recorded as sent")
     at_server = Counter(variant_of(body_of(m)) for m in inbox.messages)
     figures = {r["variant"]: r for r in await client.variant_stats(created.id)}
     for name in ("plain", "story"):
