@@ -19,6 +19,7 @@ from config.secrets import KeyRing
 from mail.message import message_id_for
 from mail.outcomes import LedgerState
 from store import campaign_controls, campaigns, ledger
+from variants.choice import KEY_PURPOSE
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +29,8 @@ class LedgerActivities:
         self._pool = pool
         # Keyed Message-IDs (decision 0036); without a ring (older callers) the plain digest.
         self._id_key = ring.derived_key("message-id") if ring is not None else None
+        # Which variant a new send gets (docs/decisions/0052); without a ring, the implicit one.
+        self._variant_key = ring.derived_key(KEY_PURPOSE) if ring is not None else None
 
     @activity.defn(name=DUE_SENDS)
     async def due_sends(self, inp: DueSendsInput) -> DueSendsResult:
@@ -36,10 +39,12 @@ class LedgerActivities:
 
         batch = await ledger.claim_due(
             self._pool, inp.campaign_id, inp.step, inp.as_of, inp.limit, inp.per_mailbox,
-            inp.exclude_prospects, inp.blocked_mailboxes, message_id,
+            inp.exclude_prospects, inp.blocked_mailboxes, message_id, self._variant_key,
         )
         return DueSendsResult(
-            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id) for c in batch.sends],
+            # The variant in the result puts it in the step's Event History.
+            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id, variant=c.variant)
+                   for c in batch.sends],
             next_due_at=batch.next_due_at,
             pending=batch.pending,
             sendable=batch.sendable,

@@ -42,3 +42,14 @@ class ReconcileResult(BaseModel):
     stuck_campaigns: list[str]
     ended: dict[str, int]  # sends given a final state, by that state
     open_in_running: int  # open sends whose step workflows run: not stuck
+
+
+class VariantsInput(BaseModel):
+    # Sends younger than this have had no time to be answered: not judged (decision 0052).
+    reply_window: timedelta = timedelta(days=3)
+    timeout: timedelta = timedelta(minutes=4)
+
+
+class VariantsResult(BaseModel):
+    steps_judged: int  # steps of running campaigns with a rule and no winner yet
+    winners: list[str] = []  # "campaign:step:variant" decided by this run

@@ -35,6 +35,9 @@ class SendKey(BaseModel):
 class DueSend(BaseModel):
     prospect_id: int
     mailbox_id: str
+    # The step variant the send was given when claimed ('': the implicit one, or a result
+    # recorded before variants); here so the Event History shows it (decision 0052).
+    variant: str = ""
 
 
 class DueSendsInput(BaseModel):

@@ -37,7 +37,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.bounce_guard import BounceGuard
 from activities.gate import Gate
-from activities.models import SEND_MAX_ATTEMPTS, GateVerdict, SendInput, SendOutcome, SendResult
+from activities.models import SEND_MAX_ATTEMPTS, GateVerdict, SendInput, SendKey, SendOutcome, SendResult
 from activities.oauth_tokens import access_token
 from config.names import SEND_EMAIL
 from config.secrets import KeyRing
@@ -62,6 +62,7 @@ from mail.outcomes import (
 )
 from mail.replies import SmtpReply
 from mail.transport import MailTransport, SmtpAccount
+from specs.campaigns import REPLY_PREFIX
 from specs.templates import render
 from store import ledger
 from store.accounts import MailboxRecord, SendingMailbox
@@ -70,6 +71,8 @@ from store.ledger import Reply, SendContext
 from store.secret_values import CredentialError
 from store.sender_identity import SenderIdentity
 from telemetry.metrics import CIRCUIT_OPEN, SENDS, SENDS_IN_FLIGHT, SMTP_DURATION, UNEXPECTED
+from variants import spintax
+from variants.choice import KEY_PURPOSE, spin_pick
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +130,7 @@ class SendActivities:
         self._unsubscribe_base_url = unsubscribe_base_url
         self._guard = guard  # judges the mailbox after each hard bounce (decision 0033)
         self._ring = ring  # opens the mailboxes' stored credentials (store/accounts.py)
+        self._variant_key = ring.derived_key(KEY_PURPOSE)  # spintax words (decision 0052)
         self._transport = transport
         self._store = store
         self._policy = policy
@@ -172,7 +176,8 @@ class SendActivities:
             return await self._apply(at, Event.PAUSED, error=mailbox.pause_reason)
         identity = ctx.identity  # read with the context (store.sender_identity.for_send's columns)
         try:
-            message = build_message(_outgoing(mailbox, ctx, identity, self._links(at, ctx, identity)))
+            message = build_message(_outgoing(mailbox, ctx, identity, self._links(at, ctx, identity), k,
+                                              self._variant_key))
         except (ValueError, TemplateError) as exc:
             # Import checks these; a message that still cannot be built will
             # never be, so it fails now instead of being retried.
@@ -496,15 +501,34 @@ class _Links:
         return self.url or self.mailto
 
 
+def _templates(ctx: SendContext, key: SendKey, variant_key: bytes) -> tuple[str, str]:
+    """The send's subject and body templates, spintax resolved by the keyed hash
+    (docs/decisions/0052): the same words on every attempt. A threading follow-up
+    takes "Re: " and step 1's subject as this prospect's step 1 resolved it."""
+    if not ctx.spun:
+        return ctx.subject or "", ctx.body  # a campaign from before variants: as stored
+
+    def spun(text: str, step: int, variant: str, part: str) -> str:
+        pick = spin_pick(variant_key, key.campaign_id, step, key.prospect_id, variant, part)
+        return spintax.resolve(spintax.parse(text), pick)
+
+    body = spun(ctx.body, key.step, ctx.variant, "body")
+    if ctx.subject is not None:
+        return spun(ctx.subject, key.step, ctx.variant, "subject"), body
+    return REPLY_PREFIX + spun(ctx.first_subject or "", 1, ctx.first_variant, "subject"), body
+
+
 def _outgoing(
-    mailbox: MailboxRecord, ctx: SendContext, identity: SenderIdentity, links: _Links
+    mailbox: MailboxRecord, ctx: SendContext, identity: SenderIdentity, links: _Links, key: SendKey,
+    variant_key: bytes,
 ) -> OutgoingMail:
     fields = {"email": ctx.prospect_email, **ctx.fields, "unsubscribe_url": links.visible}
     earlier = ctx.earlier_message_ids
-    body = render(ctx.body, fields)
+    subject, body = _templates(ctx, key, variant_key)
+    body = render(body, fields)
     return OutgoingMail(
         from_address=mailbox.email, to_address=ctx.prospect_email,
-        subject=render(ctx.subject, fields),
+        subject=render(subject, fields),
         body=unsubscribe.with_footer(body, links.visible) if identity.footer else body,
         message_id=ctx.message_id, in_reply_to=earlier[-1] if earlier else None,
         references=earlier, from_name=identity.from_name, reply_to=identity.reply_to,

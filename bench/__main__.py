@@ -8,6 +8,7 @@ PostgreSQL database, `outreach worker` processes, and the in-process provider
     python -m bench precision --runs 3 --json docs/benchmarks/precision.json
     python -m bench scale-out --runs 3 --prospects 3000 --json docs/benchmarks/scale-out.json
     python -m bench scale     --runs 1 --sizes 10000,100000,1000000 --json docs/benchmarks/scale.json
+    python -m bench variants  --campaigns 1000 --json docs/benchmarks/variants.json  (the winner rule)
 
 They print figures and assert nothing.
 """
@@ -138,6 +139,11 @@ async def main(argv: list[str] | None = None) -> list[RunResult]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["variants"]:  # a simulation of the winner rule: no stack, no engine
+        from bench import variants
+
+        variants.main(sys.argv[2:])
+        sys.exit(0)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

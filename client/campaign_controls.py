@@ -26,7 +26,7 @@ from specs.campaigns import CampaignSpec, resolve_campaign
 from specs.loading import load_campaign_file, load_mailboxes_file
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
-from store import campaign_controls, campaigns, send_retry
+from store import campaign_controls, campaigns, send_retry, variant_stats, variants
 from store.campaign_controls import CampaignSummary, ProspectsAdded, StoppedProspect
 from store.campaign_update import StepsUpdated, update_steps
 from store.importer import CampaignCreated, create_campaign, import_mailboxes
@@ -197,6 +197,19 @@ class CampaignControls:
             delays = [timedelta(seconds=d) for d in updated.delays]
             await self._tell(campaign_id, CampaignWorkflow.steps_changed, delays)
         return updated
+
+    async def variant_stats(self, campaign_id: str) -> list[dict[str, Any]]:
+        """Per step and variant: weight, retired, sent, delivered, hard_bounced, replied,
+        positive_replied, unsubscribed, complained and the two reply rates, counted from
+        the ledger and the inbound messages (store/variant_stats.py, decision 0052)."""
+        await campaigns.campaign_info(self.pool, campaign_id)  # UnknownRecord if there is none
+        return await variant_stats.variant_stats(self.pool, campaign_id)
+
+    async def pick_variant(self, campaign_id: str, step: int, name: str | None) -> None:
+        """An operator's winner for a step (every new prospect of it gets ``name``), or
+        with None the undoing of any winner (the weights and the rule apply again).
+        Prospects already sent keep their variant and thread."""
+        await variants.pick_winner(self.pool, campaign_id, step, name)
 
     async def _tell(self, campaign_id: str, signal: Any, *args: Any) -> None:
         """Signal the campaign's workflow about a change already committed in PostgreSQL.

@@ -24,6 +24,7 @@ from client.output import echo, echo_json
 from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from client.unsubscribe_server import unsubscribe_server
+from client.variants_cli import campaigns_variants, variant_lines, winner_line
 from client.workflows_cli import workflows
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
@@ -187,10 +188,15 @@ async def campaigns_create(file: Path, is_open: bool) -> None:
     """Create a campaign from a YAML FILE; prints its id on the last line."""
     from dataclasses import replace
 
+    from specs.campaigns import combination_counts
     from specs.loading import load_campaign_file
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
+    for step, variant, texts in combination_counts(loaded.spec.steps):
+        if texts > 1 or variant:
+            echo(f"step {step}" + (f" variant {variant!r}" if variant else "")
+                 + f": {texts} spintax combination(s), each checked against the prospects")
     if is_open:
         loaded = replace(loaded, spec=loaded.spec.model_copy(update={"open": True}))
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
@@ -216,15 +222,19 @@ async def campaigns_start(campaign_id: str) -> None:
 @click.argument("campaign_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until the campaign ends (Ctrl-C stops).")
+@click.option("--by-variant", is_flag=True,
+              help="Also the figures per step variant: sent, delivered, bounced, replied, ...")
 @run_async
-async def campaigns_status(campaign_id: str, as_json: bool, watch: bool) -> None:
+async def campaigns_status(campaign_id: str, as_json: bool, watch: bool, by_variant: bool) -> None:
     """Show a campaign's state and, per step, its sends by ledger state, progress,
-    rate and an estimate of completion."""
+    rate and an estimate of completion; the winners of steps with variants."""
     from store.campaigns import campaign_progress, campaign_status
+    from store.variant_stats import variant_stats
 
     async def read(pool: asyncpg.Pool) -> dict[str, Any]:
         status = await campaign_status(pool, campaign_id)
-        return {**status, "progress": await campaign_progress(pool, campaign_id, status["steps"])}
+        figures = {"variants": await variant_stats(pool, campaign_id)} if by_variant else {}
+        return {**status, "progress": await campaign_progress(pool, campaign_id, status["steps"]), **figures}
 
     while True:
         status = await with_pool(read)
@@ -262,6 +272,11 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
     echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
          f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
          f" done in {_duration(eta) if eta is not None else 'unknown'}")
+    if "variants" in status:
+        echo("\n".join(variant_lines(status["variants"], status["winners"])))
+    else:
+        for line in map(winner_line, status.get("winners", [])):
+            echo(line)
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -368,7 +383,8 @@ async def trace(target: str) -> None:
             # The remote server's own text (it has the enhanced code): one field on its line.
             reply = printable(" ".join(str(x) for x in (s.last_code, s.last_reply) if x))
             echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
-                 f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}")
+                 f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}"
+                 + (f"  variant {s.variant}" if s.variant else ""))
             echo(f"    last reply: {reply or '-'}")
             urls = await holding_urls(temporal, settings, s) if temporal else []
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)
@@ -506,6 +522,7 @@ main.add_command(unsubscribe_server)
 main.add_command(prospects)
 mailboxes.add_command(check_dns)
 register_campaign_controls(main, campaigns, mailboxes, prospects)
+campaigns.add_command(campaigns_variants)
 main.add_command(inbox)
 main.add_command(workflows)
 

@@ -36,14 +36,14 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.inbox_models import InboxPollInput, WebhookInput
-from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput
+from activities.maintenance_models import CleanupInput, HealthCheckInput, ReconcileInput, VariantsInput
 from client import ClientError
 from config.codec import KEY_ID, PayloadEncryption
 from config.names import maintenance_task_queue, maintenance_workflow_id, schedule_id
 from config.settings import Settings
 from inbox.webhook import WebhookMisconfigured, check_config
 
-JOBS = ("cleanup", "health-check", "reconcile", "inbox-poll")
+JOBS = ("cleanup", "health-check", "reconcile", "inbox-poll", "variants")
 _FINGERPRINT = "outreach_config"
 
 
@@ -73,6 +73,9 @@ def jobs(settings: Settings) -> list[Job]:
             match_window=timedelta(days=settings.reply_match_days),
             imap_timeout_seconds=settings.imap_timeout_seconds, timeout=timeout,
         ), timedelta(seconds=settings.inbox_poll_seconds)),
+        Job("variants", "VariantsWorkflow", VariantsInput(
+            reply_window=timedelta(days=settings.variants_reply_window_days), timeout=timeout,
+        ), timedelta(seconds=settings.variants_interval_seconds)),
     ] + ([Job("webhook", "WebhookWorkflow", WebhookInput(timeout=timeout),
               timedelta(seconds=settings.inbox_poll_seconds))] if settings.webhook_url else [])
 

@@ -109,3 +109,4 @@ CHECK_MAILBOXES = "check_mailboxes"
 RECONCILE_SENDS = "reconcile_sends"
 POLL_INBOXES = "poll_inboxes"
 DELIVER_WEBHOOK = "deliver_webhook"
+JUDGE_VARIANTS = "judge_variants"  # workflows/variants_judge.py (docs/decisions/0052)

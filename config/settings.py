@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     cleanup_interval_seconds: float = Field(default=300.0, gt=0)
     health_check_interval_seconds: float = Field(default=300.0, gt=0)
     reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    # The variants schedule (docs/decisions/0052): how often it judges the steps' winner
+    # rules and refreshes the figures per variant, and how old a send must be before its
+    # replies count (younger ones have had no time to be answered).
+    variants_interval_seconds: float = Field(default=3600.0, gt=0)
+    variants_reply_window_days: float = Field(default=3.0, ge=0)
     # Each maintenance run's bound (the activity's start-to-close and the
     # workflow's execution timeout).
     maintenance_timeout_seconds: float = Field(default=240.0, gt=0)

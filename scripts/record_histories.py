@@ -52,7 +52,12 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.histories: the test-only key
 
 from activities.inbox_models import InboxPollResult, WebhookResult  # noqa: E402
-from activities.maintenance_models import CleanupResult, HealthCheckResult, ReconcileResult  # noqa: E402
+from activities.maintenance_models import (  # noqa: E402
+    CleanupResult,
+    HealthCheckResult,
+    ReconcileResult,
+    VariantsResult,
+)
 from activities.models import GateInput, GateResult, MailboxInput  # noqa: E402
 from client.api import OutreachClient  # noqa: E402
 from client.schedules import jobs  # noqa: E402
@@ -104,7 +109,7 @@ _ENDINGS = {
 
 _RESULTS: dict[str, type[Any]] = {
     "cleanup": CleanupResult, "health-check": HealthCheckResult, "reconcile": ReconcileResult,
-    "inbox-poll": InboxPollResult, "webhook": WebhookResult,
+    "inbox-poll": InboxPollResult, "webhook": WebhookResult, "variants": VariantsResult,
 }
 
 
@@ -404,6 +409,7 @@ async def record(stack: Stack) -> None:
     await run_maintenance(stack, "cleanup", "cleanup")
     await run_maintenance(stack, "inbox-poll", "inbox-poll")
     await run_maintenance(stack, "webhook", "webhook")
+    await run_maintenance(stack, "variants", "variants")
     await mailboxes_ended(stack)
 
 

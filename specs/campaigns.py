@@ -15,9 +15,20 @@ from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
-from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_controls, forbid_line_breaks
+from specs.scalars import DisplayName, OneLine, Slug, SpecModel, forbid_controls, forbid_line_breaks
 from specs.templates import render, required_fields
+from specs.variants import (
+    SAMPLE_PROSPECTS,
+    SubjectTemplate,
+    Template,
+    VariantSpec,
+    WinnerRuleSpec,
+    check_spintax,
+    implicit_variant,
+    variant_problems,
+)
 from specs.yamlfile import child, describe, line_of
+from variants.spintax import every_text, parse
 
 REPLY_PREFIX = "Re: "
 # Fields every send fills in itself; a template may use them whatever the prospects hold.
@@ -27,20 +38,17 @@ _SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/" + "x" * 80
 
 
 class StepSpec(SpecModel):
-    """One email of the sequence. ``delay`` (``3d``, ``12h``) counts from the
+    """One email of the sequence: a subject and a body, or ``variants`` of them (with a
+    ``winner`` rule, docs/decisions/0052). ``delay`` (``3d``, ``12h``) counts from the
     prospect's previous step and is held here in seconds."""
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
-    subject: Annotated[OneLine, Field(min_length=1)]
-    body: Text
+    subject: SubjectTemplate | None = None
+    body: Template | None = None
+    variants: list[VariantSpec] | None = Field(default=None, min_length=1)
+    winner: WinnerRuleSpec | None = None
     delay_seconds: int = Field(alias="delay", ge=0)
-
-    @field_validator("subject", "body")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        required_fields(value)  # raises BadTemplate, a ValueError, on a syntax error
-        return value
 
     @field_validator("delay_seconds", mode="before")
     @classmethod
@@ -50,6 +58,25 @@ class StepSpec(SpecModel):
         if isinstance(value, int) and not isinstance(value, bool) and value != 0:
             raise ValueError(f"{value} has no unit: write e.g. {value}d, {value}h or {value}m")
         return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> StepSpec:
+        if self.variants is None:
+            if self.body is None:
+                raise ValueError("give a body (and a subject), or variants")
+        elif self.subject is not None or self.body is not None:
+            raise ValueError("give a subject and a body, or variants, not both")
+        problems = variant_problems(self.all_variants(), self.winner)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def all_variants(self) -> list[VariantSpec]:
+        """The step's variants; a step without ``variants`` is one, named ''."""
+        if self.variants is not None:
+            return self.variants
+        assert self.body is not None  # _one_form
+        return [implicit_variant(self.subject, self.body)]
 
 
 class CampaignSpec(SpecModel):
@@ -87,15 +114,20 @@ class CampaignSpec(SpecModel):
     def _thread_follow_ups(cls, data: Any) -> Any:
         # Filled in the raw input, so a validated step always has a subject and
         # a delay: step 1 defaults to no delay, a follow-up to "Re: <step 1>".
+        # A follow-up of a step 1 with variants keeps no subject: it threads on the one
+        # each prospect received (specs.campaigns.stored_variants).
         steps = data.get("steps") if isinstance(data, dict) else None
         if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
             return data
+        first = {**steps[0], "delay": steps[0].get("delay", 0)}
+        if "variants" in steps[0]:
+            return {**data, "steps": [first, *steps[1:]]}
         subject = steps[0].get("subject")
         # When step 1 has no usable subject that is its own problem; the
         # placeholder keeps it from being repeated once per follow-up.
         reply = REPLY_PREFIX + (subject if _usable_subject(subject) else "")
-        first = {**steps[0], "delay": steps[0].get("delay", 0)}
-        rest = [s if s.get("subject") is not None else {**s, "subject": reply} for s in steps[1:]]
+        rest = [s if s.get("subject") is not None or "variants" in s else {**s, "subject": reply}
+                for s in steps[1:]]
         return {**data, "steps": [first, *rest]}
 
     @field_validator("steps")
@@ -103,6 +135,12 @@ class CampaignSpec(SpecModel):
     def _first_goes_at_start(cls, steps: list[StepSpec]) -> list[StepSpec]:
         if steps[0].delay_seconds != 0:
             raise ValueError("step 1 goes out when the campaign starts: leave out its delay")
+        if steps[0].variants is None and steps[0].subject is None:
+            raise ValueError("step 1 needs a subject")
+        threading = [v.name for v in steps[0].all_variants() if v.subject is None]
+        if threading:
+            raise ValueError("step 1 has nothing to reply to: variant(s)"
+                             f" {', '.join(map(repr, threading))} need a subject")
         return steps
 
     @field_validator("mailboxes")
@@ -124,7 +162,7 @@ def _usable_subject(subject: Any) -> bool:
     if not isinstance(subject, str):
         return False
     try:
-        required_fields(forbid_line_breaks(subject))
+        check_spintax(forbid_line_breaks(subject))
     except ValueError:
         return False
     return True
@@ -179,12 +217,14 @@ def step_size_problems(
 ) -> list[Problem]:
     problems = []
     for n, step in enumerate(spec.steps):
-        for key, too_big in (("subject", _subject_too_big(step.subject, bounds)),
-                             ("body", _body_too_big(step.body, bounds))):
-            if too_big is not None:
-                path = ("steps", n, key)
-                where = f"{describe(path)} (line {line_of(node, path)})" if node else describe(path)
-                problems.append(Problem(source, where, too_big))
+        for i, variant in enumerate(step.all_variants()):
+            here: tuple[str | int, ...] = ("steps", n, "variants", i) if step.variants else ("steps", n)
+            for key, too_big in (("subject", _subject_too_big(variant.subject or "", bounds)),
+                                 ("body", _body_too_big(variant.body, bounds))):
+                if too_big is not None:
+                    path = (*here, key)
+                    where = f"{describe(path)} (line {line_of(node, path)})" if node else describe(path)
+                    problems.append(Problem(source, where, too_big))
     return problems
 
 
@@ -196,16 +236,40 @@ def _body_too_big(body: str, bounds: InputBounds) -> str | None:
     return over(len(body.encode()), bounds.body_bytes, "bytes", "max_body_bytes")
 
 
-Needs = list[tuple[str, set[str]]]  # ("step 2 body", fields it reads besides email)
+def threads(steps: list[StepSpec], n: int, variant: VariantSpec) -> bool:
+    """Whether variant of step ``n`` (from 1) takes its subject from the prospect's step 1:
+    a follow-up without one of its own, or the "Re: <step 1>" filled in for it."""
+    if n == 1:
+        return False
+    first = steps[0]
+    return variant.subject is None or (
+        first.variants is None and variant.subject == REPLY_PREFIX + (first.subject or ""))
+
+
+def combination_counts(steps: list[StepSpec]) -> list[tuple[int, str, int]]:
+    """(step, variant, how many texts its spintax makes) for every variant: what the
+    import prints."""
+    return [(n, v.name, v.combinations()) for n, step in enumerate(steps, 1) for v in step.all_variants()]
+
+
+@dataclass(frozen=True)
+class _Template:
+    what: str  # "step 2 variant 'proof' body (spintax 3 of 8)", for messages
+    text: str  # spintax resolved: Jinja only
+    is_subject: bool
+    everyone: bool  # rendered for every prospect; else for the first SAMPLE_PROSPECTS
 
 
 def template_problems(
     steps: list[StepSpec], prospects: list[Prospect], columns: list[str] | None, label: str,
     source: str, bounds: InputBounds,
 ) -> list[Problem]:
-    """Each prospect against every template of ``steps``: fields it lacks, renders that break."""
+    """Each prospect against every template of ``steps``: fields it lacks, renders that
+    break. Every spintax text of every variant counts: its fields are needed by every
+    prospect (any may get it), and it is rendered for the first prospects; the first
+    text of each variant is rendered for every prospect."""
     templates = _distinct_templates(steps)
-    needs: Needs = [(what, required_fields(text) - SEND_FIELDS) for what, text, _ in templates]
+    needs: Needs = [(t.what, required_fields(t.text) - SEND_FIELDS) for t in templates]
     if columns is not None:
         # Every CSV row has the same columns: one problem per missing column, not per row.
         gaps = [
@@ -216,14 +280,18 @@ def template_problems(
         if gaps:
             return [Problem(source, f"{label} line 1 (header)", gap) for gap in gaps]
     problems: list[Problem] = []
-    for prospect in prospects:
-        problems += _prospect_problems(needs, templates, prospect, source, bounds)
+    everyone = [t for t in templates if t.everyone]
+    for i, prospect in enumerate(prospects):
+        problems += _prospect_problems(needs, templates if i < SAMPLE_PROSPECTS else everyone,
+                                       prospect, source, bounds)
     return problems
 
 
+Needs = list[tuple[str, set[str]]]  # ("step 2 body", fields it reads besides email)
+
+
 def _prospect_problems(
-    needs: Needs, templates: list[tuple[str, str, bool]], prospect: Prospect, source: str,
-    bounds: InputBounds,
+    needs: Needs, templates: list[_Template], prospect: Prospect, source: str, bounds: InputBounds,
 ) -> list[Problem]:
     absent = [
         f"{what} uses {{{{ {name} }}}}, which this prospect lacks"
@@ -231,41 +299,49 @@ def _prospect_problems(
         for name in sorted(names - prospect.fields.keys())
     ]
     if absent:
-        return [Problem(source, prospect.where, message) for message in absent]
+        return [Problem(source, prospect.where, message) for message in dict.fromkeys(absent)]
     return _render_problems(templates, prospect, source, bounds)
 
 
-def _distinct_templates(steps: list[StepSpec]) -> list[tuple[str, str, bool]]:
-    """(what, template, is a subject) for each distinct template. A follow-up's
-    "Re: <step 1>" needs the fields and renders the line breaks step 1 does, so
-    it is skipped rather than reported twice."""
-    first = steps[0].subject
-    found: dict[tuple[str, bool], str] = {}
+def _distinct_templates(steps: list[StepSpec]) -> list[_Template]:
+    """Each distinct text of every variant, spintax resolved every way. A follow-up that
+    threads ("Re: <step 1>") needs the fields and renders the line breaks step 1 does,
+    so it is skipped rather than reported twice."""
+    found: dict[tuple[str, bool], _Template] = {}
     for n, step in enumerate(steps, 1):
-        if n == 1 or step.subject != REPLY_PREFIX + first:
-            found.setdefault((step.subject, True), f"step {n} subject")
-        found.setdefault((step.body, False), f"step {n} body")
-    return [(what, text, is_subject) for (text, is_subject), what in found.items()]
+        for variant in step.all_variants():
+            whose = f"step {n}" + (f" variant {variant.name!r}" if variant.name else "")
+            parts = [("body", variant.body, False)]
+            if not threads(steps, n, variant):
+                parts.insert(0, ("subject", variant.subject or "", True))
+            for part, text, is_subject in parts:
+                texts = list(every_text(parse(text)))
+                for i, resolved in enumerate(texts):
+                    spun = f" (spintax {i + 1} of {len(texts)})" if len(texts) > 1 else ""
+                    what = f"{whose} {part}{spun}"
+                    found.setdefault((resolved, is_subject), _Template(what, resolved, is_subject, i == 0))
+    return list(found.values())
 
 
 def _render_problems(
-    templates: list[tuple[str, str, bool]], prospect: Prospect, source: str, bounds: InputBounds
+    templates: list[_Template], prospect: Prospect, source: str, bounds: InputBounds
 ) -> list[Problem]:
     problems = []
     fields = {**prospect.template_fields(), "unsubscribe_url": _SAMPLE_UNSUBSCRIBE_URL}
-    for what, text, is_subject in templates:
+    for t in templates:
+        what = t.what
         try:
-            rendered = render(text, fields)
+            rendered = render(t.text, fields)
         except BadTemplate as exc:
             problems.append(Problem(source, prospect.where, f"{what}: {exc}"))
             continue
         try:
-            if is_subject:
+            if t.is_subject:
                 forbid_controls(rendered)  # a rendered subject becomes a header
         except ValueError as exc:
             problems.append(Problem(source, prospect.where, f"{what} as rendered {exc}"))
             continue
-        check = _subject_too_big if is_subject else _body_too_big
+        check = _subject_too_big if t.is_subject else _body_too_big
         too_big = check(rendered, bounds)
         if too_big is not None:
             problems.append(Problem(source, prospect.where, f"{what} as rendered {too_big}"))

@@ -11,6 +11,7 @@ import asyncpg
 
 from specs.campaigns import StepSpec
 from specs.prospects import Prospect
+from specs.variants import VariantSpec
 from store import StoreError, UnknownRecord, suppressions
 from store.importer import insert_prospects
 from store.ledger import FINAL_STATES, OPEN_STATES
@@ -60,14 +61,30 @@ async def list_campaigns(pool: asyncpg.Pool, state: str | None = None) -> list[C
 
 
 async def stored_steps(pool: asyncpg.Pool, campaign_id: str) -> list[StepSpec]:
-    """A campaign's steps as stored (validated when it was created or updated)."""
+    """A campaign's steps as stored (validated when it was created or updated), with the
+    variants that still take prospects (docs/decisions/0052)."""
     rows = await pool.fetch(
-        "SELECT subject, body, delay_seconds FROM steps WHERE campaign_id = $1 ORDER BY step", campaign_id
+        "SELECT st.step, st.subject, st.body, st.delay_seconds, coalesce(array_agg(v.name ORDER BY"
+        " v.position) FILTER (WHERE v.name IS NOT NULL), '{}') AS names, array_agg(v.subject ORDER BY"
+        " v.position) AS subjects, array_agg(v.body ORDER BY v.position) AS bodies"
+        " FROM steps st LEFT JOIN step_variants v ON v.campaign_id = st.campaign_id AND v.step = st.step"
+        " AND v.retired_at IS NULL WHERE st.campaign_id = $1"
+        " GROUP BY st.campaign_id, st.step ORDER BY st.step",
+        campaign_id,
     )
     if not rows:
         raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
-    return [StepSpec.model_construct(subject=r["subject"], body=r["body"], delay_seconds=r["delay_seconds"])
-            for r in rows]
+    return [_stored_step(r) for r in rows]
+
+
+def _stored_step(r: asyncpg.Record) -> StepSpec:
+    if not r["names"]:  # a campaign from before variants
+        return StepSpec.model_construct(subject=r["subject"], body=r["body"], variants=None,
+                                        winner=None, delay_seconds=r["delay_seconds"])
+    found = [VariantSpec.model_construct(name=n, weight=1.0, subject=s, body=b)
+             for n, s, b in zip(r["names"], r["subjects"], r["bodies"], strict=True)]
+    return StepSpec.model_construct(subject=None, body=None, variants=found, winner=None,
+                                    delay_seconds=r["delay_seconds"])
 
 
 @dataclass(frozen=True)

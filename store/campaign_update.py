@@ -1,9 +1,12 @@
-"""Changing a running campaign's steps (docs/decisions/0040): subjects, bodies and
-delays, for every send not made yet; the number of steps stays."""
+"""Changing a running campaign's steps (docs/decisions/0040): subjects, bodies, delays,
+variants and winner rules (docs/decisions/0052), for every send not made yet; the
+number of steps stays. A variant the file no longer has is retired: it takes no new
+prospect, and its sends and figures stay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -11,14 +14,14 @@ from specs import Problem, SpecError
 from specs.campaign_update import LoadedUpdate
 from specs.campaigns import StepSpec, template_problems
 from specs.prospects import Prospect
-from store import UnknownRecord
+from store import UnknownRecord, variants
 from store.campaign_controls import FINISHED, CampaignFinished
 
 
 @dataclass(frozen=True)
 class StepsUpdated:
     campaign_id: str
-    changed: list[int]  # step numbers whose subject, body or delay changed
+    changed: list[int]  # step numbers whose delay, variants (subject, body, weight) or rule changed
     delays: list[int]  # every step's delay in seconds, as now stored
     state: str  # the campaign's
 
@@ -59,13 +62,18 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
         problems = template_problems(spec.steps, prospects, None, "", source, loaded.bounds)
         if problems:
             raise SpecError(problems)
-        new = [(n, s.subject, s.body, s.delay_seconds) for n, s in enumerate(spec.steps, 1)]
-        changed = [row[0] for row, old in zip(new, stored, strict=True) if row != tuple(old)]
+        before = await _signatures(conn, campaign_id)
+        await variants.keep_what_was_sent(conn, campaign_id)
         await conn.executemany(
             "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5"
             " WHERE campaign_id = $1 AND step = $2",
-            [(campaign_id, *new[n - 1]) for n in changed],
+            [(campaign_id, n, *variants.legacy_subject_body(spec.steps, n), s.delay_seconds)
+             for n, s in enumerate(spec.steps, 1)],
         )
+        await variants.store_variants(conn, campaign_id, spec.steps)
+        await _forget_retired_winners(conn, campaign_id)
+        after = await _signatures(conn, campaign_id)
+        changed = [n for n in sorted(after) if after[n] != before.get(n)]
     return StepsUpdated(campaign_id, changed, [s.delay_seconds for s in spec.steps], campaign["state"])
 
 
@@ -85,3 +93,38 @@ def _shape_problems(
                                 f" campaign's {', '.join(sorted(stored_mailboxes))}: an update changes"
                                 " only the steps"))
     return problems
+
+
+async def _signatures(conn: variants.Conn, campaign_id: str) -> dict[int, tuple[Any, ...]]:
+    """Per step, what a send of it depends on: delay, winner rule, the variants taking
+    prospects. A campaign from before variants is its steps' own subject and body."""
+    steps = await conn.fetch(
+        "SELECT step, subject, body, delay_seconds, winner_metric, winner_min_sends, winner_confidence"
+        " FROM steps WHERE campaign_id = $1", campaign_id)
+    # A threading subject (NULL) reads as the "Re: ..." its step row holds, as a step
+    # stored before variants did: the same send either way.
+    rows = await conn.fetch(
+        "SELECT v.step, v.name, v.weight, coalesce(v.subject, st.subject) AS subject, v.body"
+        " FROM step_variants v JOIN steps st ON st.campaign_id = v.campaign_id AND st.step = v.step"
+        " WHERE v.campaign_id = $1 AND v.retired_at IS NULL ORDER BY v.step, v.position", campaign_id)
+    found: dict[int, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        found.setdefault(r["step"], []).append(tuple(r)[1:])
+    rule = ("winner_metric", "winner_min_sends", "winner_confidence")
+    return {
+        st["step"]: (st["delay_seconds"], *(st[k] for k in rule),
+                     tuple(found.get(st["step"], [("", 1.0, st["subject"], st["body"])])))
+        for st in steps
+    }
+
+
+async def _forget_retired_winners(conn: variants.Conn, campaign_id: str) -> None:
+    """A winner the file retired takes no prospects: its step goes back to its weights
+    and its rule (logged as a reset, with why)."""
+    for r in await conn.fetch(
+        "SELECT st.step, st.winner FROM steps st JOIN step_variants v ON v.campaign_id = st.campaign_id"
+        " AND v.step = st.step AND v.name = st.winner WHERE st.campaign_id = $1 AND v.retired_at IS NOT NULL",
+        campaign_id,
+    ):
+        await variants.record_winner(conn, campaign_id, r["step"], None, "operator",
+                                     {"reason": f"winner {r['winner']!r} retired by campaigns update"})

@@ -11,6 +11,7 @@ import asyncpg
 from store import StoreError, UnknownRecord
 from store.inbound import replies_by_step
 from store.ledger import ALL_STATES, FINAL_STATES
+from store.variant_stats import step_winners
 
 # What a prospect is: 'active' until it replies, bounces hard, unsubscribes, is found
 # on the do-not-contact list (docs/decisions/0026) or is stopped; only 'active' is sent to.
@@ -133,6 +134,7 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "finished_at": info.finished_at.isoformat() if info.finished_at else None,
         "steps": await step_counts(pool, campaign_id, info.steps),
         "replies": await _replies(pool, campaign_id, info.steps),
+        "winners": await step_winners(pool, campaign_id),
     }
 
 

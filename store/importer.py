@@ -21,7 +21,7 @@ from specs import Problem, SpecError
 from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
-from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
+from store import StoreError, accounts, inbox_settings, sender_identity, suppressions, variants
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -159,10 +159,11 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
             " VALUES ($1, $2, $3, $4, $5)",
             [
-                (campaign_id, n, step.subject, step.body, step.delay_seconds)
+                (campaign_id, n, *variants.legacy_subject_body(spec.steps, n), step.delay_seconds)
                 for n, step in enumerate(spec.steps, 1)
             ],
         )
+        await variants.store_variants(conn, campaign_id, spec.steps)
         await conn.executemany(
             "INSERT INTO campaign_mailboxes (campaign_id, mailbox_id) VALUES ($1, $2)",
             [(campaign_id, mailbox_id) for mailbox_id in spec.mailboxes],

@@ -47,13 +47,20 @@ class SendContext:
     prospect_email: str
     prospect_status: str
     fields: dict[str, Any]
-    subject: str
+    subject: str | None  # None: a follow-up that threads on ``first_subject``
     body: str
     workspace_id: str
     earlier_message_ids: list[str]  # this prospect's sent steps before this one, in order
     mailbox: SendingMailbox  # read in the same query: one round trip per attempt (decision 0038)
     identity: SenderIdentity  # who the message says it is from (decision 0031), same query
     campaign_paused: bool = False  # the operator paused the campaign (decision 0044)
+    # The send's step variant (decision 0052); ``spun``: its texts hold spintax (a campaign
+    # from before variants has none, and its texts are sent as they were).
+    variant: str = ""
+    spun: bool = False
+    # A threading follow-up's subject: step 1's, in the variant this prospect got.
+    first_variant: str = ""
+    first_subject: str | None = None
 
 
 async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect_id: int) -> SendContext:
@@ -63,7 +70,10 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
     row = await pool.fetchrow(
         """
         SELECT s.state, s.attempts, s.data_started_at IS NOT NULL AS data_started, s.message_id,
-               s.mailbox_id, p.email, p.status, p.fields, st.subject, st.body, c.workspace_id,
+               s.mailbox_id, p.email, p.status, p.fields, c.workspace_id,
+               CASE WHEN v.name IS NULL THEN st.subject ELSE v.subject END AS subject,
+               coalesce(v.body, st.body) AS body, v.name IS NOT NULL AS spun, s.variant,
+               first.variant AS first_variant, coalesce(first.subject, st.subject) AS first_subject,
                coalesce((SELECT array_agg(e.message_id ORDER BY e.step)
                          FROM generate_series(1, $2 - 1) k
                          JOIN sends e ON e.campaign_id = $1 AND e.step = k AND e.prospect_id = $3
@@ -76,6 +86,11 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         JOIN prospects p ON p.id = s.prospect_id
         JOIN steps st ON st.campaign_id = s.campaign_id AND st.step = s.step
         JOIN mailboxes m ON m.id = s.mailbox_id
+        LEFT JOIN step_variants v ON v.campaign_id = s.campaign_id AND v.step = s.step AND v.name = s.variant
+        LEFT JOIN LATERAL (
+            SELECT e.variant, fv.subject FROM sends e
+            JOIN step_variants fv ON fv.campaign_id = e.campaign_id AND fv.step = 1 AND fv.name = e.variant
+            WHERE e.campaign_id = $1 AND e.step = 1 AND e.prospect_id = $3 AND $2 > 1) first ON true
         WHERE s.campaign_id = $1 AND s.step = $2 AND s.prospect_id = $3
         """,
         campaign_id, step, prospect_id,
@@ -90,7 +105,8 @@ async def send_context(pool: asyncpg.Pool, campaign_id: str, step: int, prospect
         mailbox=sending_mailbox(row["mailbox"]),
         identity=SenderIdentity(row["from_name"], row["reply_to"], row["unsubscribe_mailto"],
                                 row["unsubscribe"] == "header_and_footer"),
-        campaign_paused=row["campaign_paused"],
+        campaign_paused=row["campaign_paused"], variant=row["variant"], spun=row["spun"],
+        first_variant=row["first_variant"] or "", first_subject=row["first_subject"],
     )
 
 

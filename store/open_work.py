@@ -27,7 +27,7 @@ from datetime import datetime
 
 import asyncpg
 
-from store import suppressions
+from store import suppressions, variants
 
 # A claim that met listed prospects claims again at once (they are settled now):
 # each round settles up to a page of them. After this many rounds the step
@@ -109,10 +109,28 @@ WHERE campaign_id = $1 AND step = $2 AND prospect_id = ANY(ARRAY(SELECT id FROM 
 """
 
 
+# The new sends' rows, and the variant of every picked send: a new row's from the
+# insert, an existing row's (claimed again) from the table; the statement's snapshot
+# does not see its own inserts, so each send is read once.
+INSERT_SENDS = """
+WITH new AS (
+    INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id, variant)
+    SELECT $1, $2, c.prospect_id, c.mailbox_id, c.message_id, c.variant
+    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]) AS c (prospect_id, mailbox_id,
+         message_id, variant)
+    ON CONFLICT DO NOTHING RETURNING prospect_id, variant)
+SELECT prospect_id, variant FROM new
+UNION ALL
+SELECT prospect_id, variant FROM sends
+WHERE campaign_id = $1 AND step = $2 AND prospect_id = ANY($3::bigint[])
+"""
+
+
 @dataclass(frozen=True)
 class Claimed:
     prospect_id: int
     mailbox_id: str
+    variant: str = ""  # as recorded on the send (docs/decisions/0052)
 
 
 @dataclass(frozen=True)
@@ -137,12 +155,15 @@ async def claim_due(
     exclude_prospects: list[int],
     blocked_mailboxes: list[str],
     message_id: Callable[[int, str], str],
+    variant_key: bytes | None = None,
 ) -> DueBatch:
     """Up to ``limit`` sends due at ``as_of`` (at most ``per_mailbox`` of one mailbox),
     their ledger rows created as ``queued``.
 
     ``message_id(prospect_id, mailbox_domain)`` gives each new row its
-    Message-ID, fixed here once so every attempt sends the same one.
+    Message-ID, fixed here once so every attempt sends the same one; so is its
+    variant, chosen under ``variant_key`` (store/variants.py; without a key: '').
+    A send claimed again (it went back to the queue) keeps what its row holds.
     """
     settled = 0
     async with pool.acquire() as conn:
@@ -155,16 +176,15 @@ async def claim_due(
             await conn.execute(SETTLE_LISTED, campaign_id, step, listed)
             settled += len(listed)
         picked = [r for r in rows if not r["listed"]][:limit]
+        recorded: dict[int, str] = {}
         if picked:
-            await conn.execute(
-                "INSERT INTO sends (campaign_id, step, prospect_id, mailbox_id, message_id)"
-                " SELECT $1, $2, c.prospect_id, c.mailbox_id, c.message_id"
-                " FROM unnest($3::bigint[], $4::text[], $5::text[]) AS c (prospect_id, mailbox_id,"
-                " message_id)"
-                " ON CONFLICT DO NOTHING",
-                campaign_id, step, [r["prospect_id"] for r in picked], [r["mailbox_id"] for r in picked],
+            ids = [r["prospect_id"] for r in picked]
+            choice = await variants.step_choice(conn, campaign_id, step)
+            recorded = {r["prospect_id"]: r["variant"] for r in await conn.fetch(
+                INSERT_SENDS, campaign_id, step, ids, [r["mailbox_id"] for r in picked],
                 [message_id(r["prospect_id"], r["mailbox_email"].rsplit("@", 1)[1]) for r in picked],
-            )
+                [choice.choose(variant_key, campaign_id, step, p) if variant_key else "" for p in ids],
+            )}
         if listed:
             # Still meeting listed prospects: more may be due behind them; ask again soon.
             next_due: datetime | None = as_of
@@ -175,7 +195,8 @@ async def claim_due(
             pending = await conn.fetchval(OPEN_COUNT, campaign_id, step,
                                           limit + len(exclude_prospects) + 1)
             sendable = picked != [] or await conn.fetchval(SENDABLE, campaign_id)
-    claimed = [Claimed(r["prospect_id"], r["mailbox_id"]) for r in picked]
+    claimed = [Claimed(r["prospect_id"], r["mailbox_id"], recorded.get(r["prospect_id"], ""))
+               for r in picked]
     return DueBatch(claimed, next_due, pending, settled, sendable)
 
 

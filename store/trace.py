@@ -27,6 +27,7 @@ class TracedSend:
     last_reply: str | None
     sent_at: datetime | None
     updated_at: datetime
+    variant: str = ""  # the step variant it was given ('': the step has none; decision 0052)
 
     @property
     def key(self) -> str:
@@ -44,7 +45,7 @@ class TracedProspect:
 # By (campaign, prospect): the ledger's primary key starts with the campaign.
 _SENDS = """
 SELECT s.campaign_id, s.step, s.prospect_id, s.mailbox_id, s.state, s.attempts, s.last_code,
-       s.last_enhanced, s.last_reply, s.sent_at, s.updated_at
+       s.last_enhanced, s.last_reply, s.sent_at, s.updated_at, s.variant
 FROM unnest($1::text[], $2::bigint[]) AS t(campaign_id, prospect_id)
 JOIN sends s ON s.campaign_id = t.campaign_id AND s.prospect_id = t.prospect_id
 WHERE $3::int IS NULL OR s.step = $3

@@ -77,6 +77,13 @@ INBOX_LAST_READ = Gauge(
 COMPLAINT_RATE = Gauge(
     "outreach_complaint_rate", "Complaints over sends of the mailbox in the last 24 hours.", ["mailbox"]
 )
+# Per step variant of each running or paused campaign with variants (docs/decisions/0052):
+# the figures of store/variant_stats.py, one series per figure. Bounded by the running
+# campaigns' variants; refreshed every minute by every worker (dashboards take max).
+VARIANT_FIGURES = Gauge(
+    "outreach_variant_figures", "Figures per step variant of running campaigns (sent, replied, ...).",
+    ["campaign", "step", "variant", "figure"],
+)
 
 # outreach_sends' outcome: a send's outcome, a raised attempt's (mail.outcomes.Retry),
 # or this for an attempt that raised anything else.
@@ -97,7 +104,7 @@ def exported_names() -> set[str]:
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
                    SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES,
                    BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS, INBOUND, REPLY_TO_STOP, INBOUND_BOUNCES,
-                   INBOUND_UNPROVEN, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE):
+                   INBOUND_UNPROVEN, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE, VARIANT_FIGURES):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

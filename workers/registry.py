@@ -72,9 +72,11 @@ def maintenance_workflows() -> list[type]:
     from workflows.health_check import HealthCheckWorkflow
     from workflows.inbox_poll import InboxPollWorkflow
     from workflows.reconcile import ReconcileWorkflow
+    from workflows.variants_judge import VariantsWorkflow
     from workflows.webhook import WebhookWorkflow
 
-    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow, InboxPollWorkflow, WebhookWorkflow]
+    return [CleanupWorkflow, HealthCheckWorkflow, ReconcileWorkflow, InboxPollWorkflow, WebhookWorkflow,
+            VariantsWorkflow]
 
 
 def build_maintenance_activities(
@@ -84,6 +86,7 @@ def build_maintenance_activities(
     from activities.health import MailboxHealth
     from activities.inbox import InboxActivities
     from activities.maintenance import LedgerMaintenance
+    from activities.variants import VariantJudge
     from mail.oauth import HttpTokenEndpoint
     from mail.sender_dns import TxtLookup
 
@@ -97,4 +100,4 @@ def build_maintenance_activities(
                                         settings.bounce_guard_rate,
                                         block_rate=settings.bounce_guard_block_rate))
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
-            inbox.deliver_webhook]
+            inbox.deliver_webhook, VariantJudge(pool).judge_variants]

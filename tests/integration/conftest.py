@@ -110,7 +110,7 @@ async def maintenance_worker(
 async def drop_schedules(dev_server: WorkflowEnvironment, e2e_settings: Settings) -> AsyncIterator[None]:
     """Delete this test's schedules afterwards, so they stop firing on the shared server."""
     yield
-    for job in ("cleanup", "health-check", "reconcile", "inbox-poll", "webhook"):
+    for job in ("cleanup", "health-check", "reconcile", "inbox-poll", "webhook", "variants"):
         handle = dev_server.client.get_schedule_handle(schedule_id(e2e_settings.task_queue, job))
         try:
             await handle.delete()

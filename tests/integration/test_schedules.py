@@ -82,13 +82,13 @@ async def test_apply_creates_then_changes_nothing_then_updates_what_changed(
 ) -> None:
     client, settings = dev_server.client, e2e_settings
     first = await apply_schedules(client, settings)
-    assert set(first.values()) == {"created"} and len(first) == 4
+    assert set(first.values()) == {"created"} and len(first) == 5  # with variants (decision 0052)
     await client.get_schedule_handle(schedule_id(settings.task_queue, "cleanup")).pause(note="operator")
 
     assert set((await apply_schedules(client, settings)).values()) == {"unchanged"}
     changed = await apply_schedules(client, settings.model_copy(update={"retention_sent_days": 3.0}))
     assert changed[schedule_id(settings.task_queue, "cleanup")] == "updated"
-    assert sorted(changed.values()) == ["unchanged", "unchanged", "unchanged", "updated"]
+    assert sorted(changed.values()) == ["unchanged", "unchanged", "unchanged", "unchanged", "updated"]
 
     cleanup = await _describe(client, settings, "cleanup")
     assert cleanup.schedule.state.paused  # the operator's pause survives an update

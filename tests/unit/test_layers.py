@@ -54,6 +54,13 @@ def test_lower_layer_does_not_import_upper(package: str, forbidden: str) -> None
     assert crossings(package, forbidden) == []
 
 
+def test_variants_import_nothing_of_the_project_but_themselves() -> None:
+    # specs and store choose and check variants with it (docs/decisions/0052): it sits below both.
+    packages = ("config", "specs", "store", "mail", "limits", "activities", "workflows", "client",
+                "telemetry", "inbox", "workers")
+    assert [c for p in packages for c in crossings("variants", p)] == []
+
+
 def test_memory_store_does_not_import_redis_store() -> None:
     names = imported_modules(ROOT / "limits" / "memory_store.py")
     assert not {n for n in names if n == "limits.redis_store" or n.startswith("limits.redis_store.")}
