@@ -39,7 +39,8 @@ class LedgerActivities:
             inp.exclude_prospects, inp.blocked_mailboxes, message_id,
         )
         return DueSendsResult(
-            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id) for c in batch.sends],
+            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id, closes_at=c.closes_at)
+                   for c in batch.sends],
             next_due_at=batch.next_due_at,
             pending=batch.pending,
             sendable=batch.sendable,

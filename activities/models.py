@@ -35,6 +35,8 @@ class SendKey(BaseModel):
 class DueSend(BaseModel):
     prospect_id: int
     mailbox_id: str
+    # When the recipient's window closes (decision 0051); None: the campaign has none.
+    closes_at: datetime | None = None
 
 
 class DueSendsInput(BaseModel):
@@ -67,6 +69,8 @@ class GateInput(BaseModel):
     # The workflow's clock: limits are decided in workflow time, which is
     # wall-clock time in production and skipped time in tests.
     now: datetime | None = None
+    # The recipient's window closes then (decision 0051): no slot at or after it is given.
+    closes_at: datetime | None = None
 
 
 class GateVerdict(StrEnum):

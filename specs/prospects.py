@@ -26,6 +26,7 @@ from specs.bounds import InputBounds, file_too_big, over
 from specs.csv_cells import original_cell
 from specs.scalars import forbid_controls, normalize_address
 from specs.yamlfile import line_of
+from worktime.places import Place, PlaceError, place_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class Prospect:
     email: str  # normalized by email_validator
     fields: dict[str, Any]  # template fields; "email" is not among them
     where: str  # its row in the input, for messages
+    # Its zone and, for holidays, country (worktime/places.py: from timezone, phone, country).
+    place: Place = Place(None, "default")
 
     def template_fields(self) -> dict[str, Any]:
         return {**self.fields, "email": self.email}
@@ -159,7 +162,12 @@ def to_prospect(
                 fields[key] = _field_value(value, bounds.field_chars)
         except ValueError as exc:
             problems.append(Problem(source, row.at(str(key)), str(exc)))
-    return Prospect(email, fields, row.where()) if len(problems) == before else None
+    place = Place(None, "default")
+    try:
+        place = place_of(fields)
+    except PlaceError as exc:
+        problems.append(Problem(source, row.at(exc.column), str(exc)))
+    return Prospect(email, fields, row.where(), place) if len(problems) == before else None
 
 
 def _row_too_big(row: ProspectRow, bounds: InputBounds) -> str | None:

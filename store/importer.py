@@ -152,14 +152,16 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             campaign_id, spec.name, spec.workspace, spec.open, spec.dedupe,
         )
         await conn.execute(
-            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3, schedule = $4,"
+            " default_timezone = $5 WHERE id = $1",
             campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
+            spec.schedule.schedule().as_json() if spec.schedule else None, spec.default_timezone,
         )
         await conn.executemany(
-            "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds, delay_business_days)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
             [
-                (campaign_id, n, step.subject, step.body, step.delay_seconds)
+                (campaign_id, n, step.subject, step.body, step.delay_seconds, step.delay_business_days)
                 for n, step in enumerate(spec.steps, 1)
             ],
         )
@@ -222,10 +224,15 @@ async def insert_prospects(
     # continuing where the campaign's earlier prospects left off; every
     # follow-up then leaves from the prospect's mailbox.
     start = await conn.fetchval("SELECT count(*) FROM prospects WHERE campaign_id = $1", campaign_id)
+    # A prospect whose zone was not found takes the campaign's default_timezone, or
+    # (NULL) its mailbox's, read where its window is needed (store/open_work.py).
+    default_zone = await conn.fetchval("SELECT default_timezone FROM campaigns WHERE id = $1", campaign_id)
     await conn.executemany(
-        "INSERT INTO prospects (campaign_id, email, fields, mailbox_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO prospects (campaign_id, email, fields, mailbox_id, timezone, timezone_source,"
+        " country, subdivision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
-            (campaign_id, p.email, p.fields, mailbox_ids[(start + i) % len(mailbox_ids)])
+            (campaign_id, p.email, p.fields, mailbox_ids[(start + i) % len(mailbox_ids)],
+             p.place.timezone or default_zone, p.place.source, p.place.country, p.place.subdivision)
             for i, p in enumerate(fresh)
         ],
     )
