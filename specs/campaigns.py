@@ -47,7 +47,7 @@ class StepSpec(SpecModel):
         n = business_days(delay) if isinstance(delay, str) else None
         if n is None:
             return data
-        return {**data, "delay": business_days_floor(n), "delay_business_days": n}
+        return {**data, "delay": f"{business_days_floor(n)}s", "delay_business_days": n}
 
     @field_validator("subject", "body")
     @classmethod

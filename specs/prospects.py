@@ -26,7 +26,7 @@ from specs.bounds import InputBounds, file_too_big, over
 from specs.csv_cells import original_cell
 from specs.scalars import forbid_controls, normalize_address
 from specs.yamlfile import line_of
-from worktime.places import Place, PlaceError, place_of
+from worktime.places import SOURCES, Place, PlaceError, place_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +205,10 @@ def deduplicate(prospects: Sequence[Prospect], source: str) -> tuple[list[Prospe
             message = f"{prospect.email} repeats {earlier.where}; this one is dropped"
             warnings.append(Problem(source, prospect.where, message))
     return kept, warnings
+
+
+def zone_summary(prospects: Sequence[Prospect]) -> str:
+    """How many prospects got a time zone from which column, and how many fell back."""
+    found = Counter(p.place.source for p in prospects)
+    named = ", ".join(f"{found[s]} from {s}" for s in SOURCES[:-1] if found[s])
+    return f"time zones: {named or 'none found'}; {found['default']} fell back to the default"

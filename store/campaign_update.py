@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from specs import Problem, SpecError
 from specs.campaign_update import LoadedUpdate
@@ -21,6 +22,7 @@ class StepsUpdated:
     changed: list[int]  # step numbers whose subject, body or delay changed
     delays: list[int]  # every step's delay in seconds, as now stored
     state: str  # the campaign's
+    schedule_changed: bool = False  # the recipient's window (decision 0051)
 
 
 async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdate) -> StepsUpdated:
@@ -33,14 +35,15 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
     spec, source = loaded.spec, loaded.source
     async with pool.acquire() as conn, conn.transaction():
         campaign = await conn.fetchrow(
-            "SELECT state, workspace_id FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
+            "SELECT state, workspace_id, schedule FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
         )
         if campaign is None:
             raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
         if campaign["state"] in FINISHED:
             raise CampaignFinished(f"campaign {campaign_id} is {campaign['state']}: nothing left to update")
         stored = await conn.fetch(
-            "SELECT step, subject, body, delay_seconds FROM steps WHERE campaign_id = $1 ORDER BY step",
+            "SELECT step, subject, body, delay_seconds, delay_business_days FROM steps"
+            " WHERE campaign_id = $1 ORDER BY step",
             campaign_id,
         )
         mailboxes = {r["mailbox_id"] for r in await conn.fetch(
@@ -59,14 +62,33 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
         problems = template_problems(spec.steps, prospects, None, "", source, loaded.bounds)
         if problems:
             raise SpecError(problems)
-        new = [(n, s.subject, s.body, s.delay_seconds) for n, s in enumerate(spec.steps, 1)]
+        new = [(n, s.subject, s.body, s.delay_seconds, s.delay_business_days)
+               for n, s in enumerate(spec.steps, 1)]
         changed = [row[0] for row, old in zip(new, stored, strict=True) if row != tuple(old)]
         await conn.executemany(
-            "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5"
+            "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5, delay_business_days = $6"
             " WHERE campaign_id = $1 AND step = $2",
             [(campaign_id, *new[n - 1]) for n in changed],
         )
-    return StepsUpdated(campaign_id, changed, [s.delay_seconds for s in spec.steps], campaign["state"])
+        schedule = spec.schedule.schedule().as_json() if spec.schedule else None
+        schedule_changed = schedule != campaign["schedule"]
+        if schedule_changed or any(new[n - 1][4] != stored[n - 1]["delay_business_days"] for n in changed):
+            await conn.execute("UPDATE campaigns SET schedule = $2 WHERE id = $1", campaign_id, schedule)
+            await replan_open_work(conn, campaign_id)
+    return StepsUpdated(campaign_id, changed, [s.delay_seconds for s in spec.steps], campaign["state"],
+                        schedule_changed)
+
+
+async def replan_open_work(conn: asyncpg.Connection | PoolConnectionProxy, campaign_id: str) -> int:
+    """After the schedule changed: every prospect waiting for a step is due again at its
+    plain due time (step 1 at once; a follow-up its delay after the step before), and the
+    claim plans it anew under the new schedule (decision 0051); returns how many."""
+    status = await conn.execute(
+        "UPDATE prospects p SET next_due_at = coalesce(step_due_at(p.campaign_id, p.next_step,"
+        " (SELECT s.sent_at FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = p.next_step - 1"
+        "  AND s.prospect_id = p.id)), '-infinity')"
+        " WHERE p.campaign_id = $1 AND p.status = 'active' AND p.next_step IS NOT NULL", campaign_id)
+    return int(status.rsplit(" ", 1)[1])
 
 
 def _shape_problems(

@@ -22,6 +22,7 @@ from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
 from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
+from store.open_work import first_openings
 from store.secret_values import seal
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -226,14 +227,22 @@ async def insert_prospects(
     start = await conn.fetchval("SELECT count(*) FROM prospects WHERE campaign_id = $1", campaign_id)
     # A prospect whose zone was not found takes the campaign's default_timezone, or
     # (NULL) its mailbox's, read where its window is needed (store/open_work.py).
-    default_zone = await conn.fetchval("SELECT default_timezone FROM campaigns WHERE id = $1", campaign_id)
+    campaign = await conn.fetchrow("SELECT schedule, default_timezone FROM campaigns WHERE id = $1",
+                                   campaign_id)
+    assert campaign is not None  # created or locked by the caller
+    assigned = [(p, mailbox_ids[(start + i) % len(mailbox_ids)]) for i, p in enumerate(fresh)]
+    places = [(p.place.timezone or campaign["default_timezone"], p.place, m) for p, m in assigned]
+    # With a recipient window, step 1 is due at each prospect's first opening from now,
+    # so the index of open work is in sending order from the start (decision 0051).
+    dues = await first_openings(conn, campaign["schedule"], [(z, pl.country, pl.subdivision, m)
+                                                             for z, pl, m in places])
     await conn.executemany(
         "INSERT INTO prospects (campaign_id, email, fields, mailbox_id, timezone, timezone_source,"
-        " country, subdivision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " country, subdivision, next_due_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, '-infinity'::timestamptz))",
         [
-            (campaign_id, p.email, p.fields, mailbox_ids[(start + i) % len(mailbox_ids)],
-             p.place.timezone or default_zone, p.place.source, p.place.country, p.place.subdivision)
-            for i, p in enumerate(fresh)
+            (campaign_id, p.email, p.fields, m, zone, place.source, place.country, place.subdivision, due)
+            for (p, m), (zone, place, _), due in zip(assigned, places, dues, strict=True)
         ],
     )
     return ProspectsInserted(len(fresh), len(prospects) - len(fresh) - len(elsewhere), len(elsewhere),

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -117,6 +117,9 @@ SELECT f.*, (SELECT c.schedule FROM campaigns c WHERE c.id = $1) AS schedule,
            AS business_days
 FROM flagged f ORDER BY due_at, prospect_id
 """
+
+# Due when a prospect's windows never meet: PostgreSQL's 'infinity', as asyncpg writes it.
+NEVER = datetime.max
 
 # Prospects planned later than the claim's instant: each due at its next opening
 # ('infinity' when its windows never meet). Guarded by the step, like the trigger.
@@ -216,6 +219,24 @@ async def claim_due(
     return DueBatch(claimed, next_due, pending, settled, sendable)
 
 
+async def first_openings(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, schedule: dict[str, object] | None,
+    prospects: Sequence[tuple[str | None, str | None, str | None, str]],
+) -> list[datetime | None]:
+    """When step 1 may first go to each (zone, country, subdivision, mailbox) under
+    ``schedule``, from now; None each without a schedule (due at once, as before)."""
+    if schedule is None:
+        return [None] * len(prospects)
+    windows = {r["id"]: mailbox_hours(r["timezone"], r["window_start"], r["window_end"], r["window_days"])
+               for r in await conn.fetch("SELECT id, timezone, window_start, window_end, window_days"
+                                         " FROM mailboxes WHERE id = any($1::text[])",
+                                         sorted({p[3] for p in prospects}))}
+    plan, now = Schedule.from_json(schedule), datetime.now(UTC)
+    openings = [plan_send(plan, None, Recipient(z, c, s, windows[m]), now, None, now)
+                for z, c, s, m in prospects]
+    return [o.at if o else NEVER for o in openings]
+
+
 Ready = list[tuple[asyncpg.Record, datetime | None]]  # a row and when its recipient's window closes
 
 
@@ -230,12 +251,13 @@ def _in_their_windows(rows: Sequence[asyncpg.Record], as_of: datetime) -> tuple[
     for r in rows:
         recipient = Recipient(r["timezone"], r["country"], r["subdivision"], mailbox_hours(
             r["mailbox_timezone"], r["window_start"], r["window_end"], r["window_days"]))
-        opening = plan_send(schedule, r["business_days"], recipient, r["due_at"], r["previous_sent_at"],
-                            as_of)
+        # asyncpg reads '-infinity' (step 1, due at once) as a naive datetime.min.
+        due = r["due_at"] if r["due_at"].tzinfo is not None else as_of
+        opening = plan_send(schedule, r["business_days"], recipient, due, r["previous_sent_at"], as_of)
         if opening is None:
             log.warning("recipient_window_never_opens", prospect_id=r["prospect_id"],
                         mailbox_id=r["mailbox_id"], timezone=r["timezone"])
-            later[r["prospect_id"]] = datetime.max.replace(tzinfo=as_of.tzinfo)
+            later[r["prospect_id"]] = NEVER
         elif opening.at > as_of:
             later[r["prospect_id"]] = opening.at
         else:

@@ -1,0 +1,131 @@
+"""The claim follows each recipient's clock (issue 23, decision 0051) on the real
+PostgreSQL: a prospect outside its window is not claimed but moved to its next opening,
+which the next-due probe then gives the step; business days skip weekends and holidays;
+a new schedule re-plans the waiting prospects; the import counts zones by source."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import yaml
+
+from specs.campaign_update import load_campaign_update
+from specs.campaigns import CampaignSpec, resolve_campaign
+from store.campaign_update import update_steps
+from store.campaigns import waiting
+from store.importer import create_campaign
+from store.open_work import reschedule_step
+from store.trace import trace
+from tests.factories import add_mailbox
+from tests.integration.test_open_work import claim, open_step, send
+
+WINDOW = {"timezone": "recipient", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+          "from": "09:00", "to": "17:00"}
+PEOPLE = [{"email": "asha@example.in", "timezone": "Asia/Kolkata"},
+          {"email": "nina@example.com", "phone": "+12125550100"},  # New York
+          {"email": "liam@example.au", "timezone": "Australia/Lord_Howe"}]
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    return {"name": "Abroad", "workspace": "ws", "mailboxes": ["mb"],
+            "steps": [{"subject": "Hi", "body": "x"}, {"delay": "2 business days", "body": "y"}],
+            "prospects": PEOPLE, "schedule": WINDOW, **overrides}
+
+
+async def created(db: asyncpg.Pool, **overrides: Any) -> tuple[str, list[int]]:
+    await add_mailbox(db, "mb", 2525)
+    made = await create_campaign(db, resolve_campaign(CampaignSpec.model_validate(spec(**overrides))))
+    ids = [r["id"] for r in await db.fetch(
+        "SELECT id FROM prospects WHERE campaign_id = $1 ORDER BY id", made.id)]
+    return made.id, ids
+
+
+async def test_the_import_stores_each_zone_and_makes_step_1_due_at_its_first_opening(
+    db: asyncpg.Pool,
+) -> None:
+    campaign_id, ids = await created(db)
+    rows = await db.fetch("SELECT timezone, timezone_source, country, next_due_at FROM prospects"
+                          " WHERE campaign_id = $1 ORDER BY id", campaign_id)
+    assert [(r["timezone"], r["timezone_source"], r["country"]) for r in rows] == [
+        ("Asia/Kolkata", "timezone", None), ("America/New_York", "phone", "US"),
+        ("Australia/Lord_Howe", "timezone", None)]
+    for r in rows:
+        local = r["next_due_at"].astimezone(ZoneInfo(r["timezone"]))
+        assert time(9) <= local.time() < time(17), r
+
+
+async def test_only_prospects_inside_their_window_are_claimed_the_others_wait_for_theirs(
+    db: asyncpg.Pool,
+) -> None:
+    campaign_id, (india, new_york, lord_howe) = await created(db)
+    await db.execute("UPDATE prospects SET next_due_at = '-infinity' WHERE campaign_id = $1", campaign_id)
+    as_of = datetime(2027, 1, 11, 6, 0, tzinfo=UTC)  # 11:30 in Kolkata, 01:00 New York, 17:00 Lord Howe
+    batch = await claim(db, campaign_id, as_of=as_of)
+    assert [(c.prospect_id, c.closes_at) for c in batch.sends] == [
+        (india, datetime(2027, 1, 11, 11, 30, tzinfo=UTC))]  # 17:00 in Kolkata
+    # Each of the others is due at its own next opening; the step sleeps until the first.
+    assert await open_step(db, new_york) == (1, datetime(2027, 1, 11, 14, 0, tzinfo=UTC))
+    assert await open_step(db, lord_howe) == (1, datetime(2027, 1, 11, 22, 0, tzinfo=UTC))
+    assert batch.next_due_at == datetime(2027, 1, 11, 14, 0, tzinfo=UTC)
+    assert batch.pending == 3
+    later = await claim(db, campaign_id, as_of=datetime(2027, 1, 11, 14, 0, tzinfo=UTC))
+    assert [c.prospect_id for c in later.sends] == [new_york]
+
+
+async def test_a_business_day_follow_up_skips_the_weekend_and_the_recipients_holiday(
+    db: asyncpg.Pool,
+) -> None:
+    schedule = {**WINDOW, "days": ["mon", "tue", "wed", "thu", "fri"], "holidays": "recipient"}
+    campaign_id, (_, new_york, _) = await created(db, schedule=schedule)
+    await db.execute("UPDATE prospects SET status = 'stopped' WHERE campaign_id = $1 AND id <> $2",
+                     campaign_id, new_york)
+    await db.execute("UPDATE prospects SET next_due_at = '-infinity' WHERE id = $1", new_york)
+    thursday = datetime(2027, 7, 1, 14, 0, tzinfo=UTC)
+    assert [c.prospect_id for c in (await claim(db, campaign_id, as_of=thursday)).sends] == [new_york]
+    await send(db, campaign_id, 1, new_york)
+    # Step 1 went on Thursday 1 July 2027, 10:00 in New York.
+    await db.execute("UPDATE sends SET sent_at = $3 WHERE campaign_id = $1 AND step = 1 AND prospect_id = $2",
+                     campaign_id, new_york, thursday)
+    await reschedule_step(db, campaign_id, 2)
+    saturday = datetime(2027, 7, 3, 15, 0, tzinfo=UTC)
+    assert (await claim(db, campaign_id, step=2, as_of=saturday)).sends == []
+    # Friday counts, the weekend does not, Monday 5 July is Independence Day (observed).
+    due = datetime(2027, 7, 6, 14, 0, tzinfo=UTC)
+    assert await open_step(db, new_york) == (2, due)
+    assert (await claim(db, campaign_id, step=2, as_of=due - timedelta(minutes=1))).sends == []
+    assert [c.prospect_id for c in (await claim(db, campaign_id, step=2, as_of=due)).sends] == [new_york]
+
+
+async def test_a_new_schedule_plans_every_waiting_prospect_anew(
+    db: asyncpg.Pool, tmp_path: Path,
+) -> None:
+    campaign_id, ids = await created(db)
+    await db.execute("UPDATE campaigns SET state = 'running' WHERE id = $1", campaign_id)
+    await claim(db, campaign_id, as_of=datetime(2027, 1, 11, 6, 0, tzinfo=UTC))
+    assert len(await waiting(db, campaign_id, 2)) == 2
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in spec().items() if k not in ("prospects", "schedule")}))
+    updated = await update_steps(db, campaign_id, load_campaign_update(path))
+    assert updated.schedule_changed and updated.changed == []
+    assert await db.fetchval("SELECT schedule FROM campaigns WHERE id = $1", campaign_id) is None
+    # Every prospect still waiting for step 1 is due at once again: no window holds it now.
+    for pid in ids[1:]:
+        assert await open_step(db, pid) == (1, datetime.min)  # '-infinity', as asyncpg reads it
+    # The first (its send queued, not in flight here) and both others, windows or not.
+    batch = await claim(db, campaign_id, as_of=datetime(2027, 1, 11, 6, 0, tzinfo=UTC))
+    assert sorted(c.prospect_id for c in batch.sends) == sorted(ids)
+
+
+async def test_trace_shows_the_recipients_zone_and_local_send_time(db: asyncpg.Pool) -> None:
+    campaign_id, (india, _, _) = await created(db)
+    await db.execute("UPDATE prospects SET next_due_at = '-infinity' WHERE id = $1", india)
+    await claim(db, campaign_id, as_of=datetime(2027, 1, 11, 6, 0, tzinfo=UTC))
+    await send(db, campaign_id, 1, india)
+    [traced] = await trace(db, str(india))
+    [sent] = traced.sends
+    assert sent.recipient_timezone == "Asia/Kolkata"
+    assert sent.local_sent_at is not None and sent.local_sent_at.utcoffset() == timedelta(hours=5, minutes=30)
