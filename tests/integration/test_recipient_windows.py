@@ -11,8 +11,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import redis.asyncio as aioredis
 import yaml
 
+from activities.gate import GateActivities
+from activities.models import GateInput, GateResult, GateVerdict, SendKey
+from config.settings import Settings
+from limits.policy import policy_from
+from limits.redis_store import RedisLimitStore
 from specs.campaign_update import load_campaign_update
 from specs.campaigns import CampaignSpec, resolve_campaign
 from store.campaign_update import update_steps
@@ -129,3 +135,30 @@ async def test_trace_shows_the_recipients_zone_and_local_send_time(db: asyncpg.P
     [sent] = traced.sends
     assert sent.recipient_timezone == "Asia/Kolkata"
     assert sent.local_sent_at is not None and sent.local_sent_at.utcoffset() == timedelta(hours=5, minutes=30)
+
+
+async def test_the_gate_gives_no_slot_at_or_after_the_recipients_window_closes(
+    db: asyncpg.Pool, redis_client: aioredis.Redis, settings: Settings,
+) -> None:
+    # One send a minute for the provider: the second send's slot is a minute later.
+    paced = settings.model_copy(update={"limit_other_per_minute": 1})
+    gate = GateActivities(db, RedisLimitStore(redis_client, paced.task_queue), policy_from(paced),
+                          paused_recheck=10.0, send_timeout=120.0)
+    await add_mailbox(db, "mb-g", 2525)
+    now = datetime(2027, 1, 11, 9, 0, tzinfo=UTC)
+
+    async def ask(prospect: int, closes_at: datetime) -> GateResult:
+        key = SendKey(campaign_id="cmp-g", step=1, prospect_id=prospect)
+        return await gate.gate_send(GateInput(key=key, mailbox_id="mb-g", now=now, closes_at=closes_at))
+
+    first = await ask(1, now + timedelta(seconds=30))
+    assert (first.verdict, first.until) == (GateVerdict.GO, now)
+    # The next slot (a minute on) is past this recipient's close: not granted, nothing held.
+    held_back = await ask(2, now + timedelta(seconds=30))
+    assert held_back.verdict is GateVerdict.WAIT and held_back.reservation == ""
+    assert held_back.until is not None and held_back.until >= now + timedelta(minutes=1)
+    later = await ask(3, now + timedelta(minutes=5))
+    assert later.verdict is GateVerdict.GO and later.until == held_back.until  # the slot 2 did not take
+    closed = await ask(4, now)
+    assert (closed.verdict, closed.until) == (GateVerdict.WAIT, now)
+    assert closed.reason == "recipient's window closed"
