@@ -1,11 +1,12 @@
 """A campaign to five zones sent in each recipient's working hours, on the time-skipping
 server with the real activities over PostgreSQL, Redis and an SMTP inbox (issue 23,
-decision 0051). It starts on Thursday 25 March 2027 (``start_at``), across Good Friday
-and Easter Monday (holidays in Germany and Australia, not in the US, India or Nepal),
-Europe's change to summer time on the 28th and Lord Howe's half-hour change back on
-4 April, with a follow-up one business day later. The mailbox sends all day (UTC) with
-3 a day and its sends spread over the day, so the recipients' windows, not the
-mailbox's, decide, and the cap must still bind.
+decision 0051). It starts on Maundy Thursday (``start_at``; 25 March 2027 as this is
+written), across Good Friday and Easter Monday (holidays in Germany and Australia, not
+in the US or Nepal) and, in 2027, Europe's change to summer time on the 28th, with a
+follow-up one business day later. The mailbox sends all day (UTC), 3 a day, its sends
+spread over the day, so the recipients' windows decide, and the cap must still bind.
+A second campaign waits over a weekend (and Lord Howe's half-hour change back in
+2027) on one timer.
 
 Each send's instant is its activity's start in server time (the skipped clock the
 workflows and the gate decide in); the SMTP inbox's own receive times are real time.
@@ -21,12 +22,14 @@ import asyncpg
 import holidays
 import pytest
 import redis.asyncio as aioredis
+from dateutil.easter import easter
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.models import SendInput, SendResult
-from config.names import SEND_EMAIL, campaign_workflow_id, send_task_queue
+from config.names import DUE_SENDS, SEND_EMAIL, campaign_workflow_id, send_task_queue, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
 from mail.transport import MailTransport, SmtpTimeouts
@@ -51,7 +54,18 @@ PEOPLE = [
 ZONES = {"asha@example.in": "Asia/Kolkata", "bina@example.np": "Asia/Kathmandu",
          "liam@example.au": "Australia/Lord_Howe", "nina@example.com": "America/New_York",
          "karl@example.de": "Europe/Berlin"}
-START = datetime(2027, 3, 25, 9, 0)
+
+
+def easter_start(today: date) -> datetime:
+    """Maundy Thursday 09:00 of the first Easter at least a week ahead: 25 March 2027,
+    three days before Easter and Europe's change to summer time, as this is written."""
+    year = today.year
+    while easter(year) - timedelta(days=10) < today:
+        year += 1
+    return datetime.combine(easter(year) - timedelta(days=3), time(9))
+
+
+START = easter_start(date.today())
 
 
 @pytest.fixture
@@ -123,7 +137,7 @@ async def test_five_zones_get_every_send_in_their_working_hours_and_the_cap_bind
     prefix = settings.task_queue
     # Nothing waits before start_at: skip to the eve of it at once (one jump of the
     # server's clock) rather than run the idle months through the step timers.
-    await env.sleep(datetime(2027, 3, 24, 12, 0, tzinfo=UTC) - await env.get_current_time())
+    await env.sleep(START.replace(tzinfo=UTC) - timedelta(hours=21) - await env.get_current_time())
     async with Worker(env.client, task_queue=send_task_queue(prefix), workflows=list(WORKFLOWS),
                       activities=[*activities, clock.send_email]):
         campaign = await env.client.start_workflow(
@@ -149,4 +163,55 @@ async def test_five_zones_get_every_send_in_their_working_hours_and_the_cap_bind
             assert working_days_between(p["timezone"], p["country"], p["subdivision"], first, at) >= 1
     per_day = Counter(at.date() for at in clock.at.values())
     assert max(per_day.values()) <= CAP, per_day  # the mailbox's day is UTC
-    assert min(clock.at.values()).date() >= date(2027, 3, 24)
+    assert min(clock.at.values()).date() >= START.date() - timedelta(days=1)
+
+
+async def test_a_step_whose_prospects_are_all_outside_their_windows_sleeps_on_one_timer(
+    env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, inbox: LocalSmtpServer,
+    settings: Settings,
+) -> None:
+    await add_mailbox(db, "mb-t", inbox.port)
+    people = [p for p in PEOPLE if p["email"] in ("asha@example.in", "liam@example.au", "nina@example.com")]
+    spec = CampaignSpec.model_validate({
+        "name": "Weekend", "workspace": "ws", "mailboxes": ["mb-t"], "prospects": people,
+        "schedule": {"timezone": "recipient", "days": ["mon", "tue", "wed", "thu", "fri"],
+                     "from": "09:00", "to": "17:00"},
+        "steps": [{"subject": "Hi", "body": "One"}],
+    })
+    created = await create_campaign(db, resolve_campaign(spec))
+    # The next Saturday noon UTC (3 April 2027 when this runs alone): closed everywhere
+    # until Monday. The first to open is Lord Howe, Monday 09:00 local (on 5 April at
+    # +10:30: its clocks go back on Sunday the 4th).
+    now = await env.get_current_time()
+    saturday = datetime.combine(now.date() + timedelta(days=(5 - now.weekday()) % 7 or 7), time(12),
+                                tzinfo=UTC)
+    monday = saturday.date() + timedelta(days=2)
+    first_opening = min(datetime.combine(monday, time(9), tzinfo=ZoneInfo(ZONES[p["email"]]))
+                        for p in people).astimezone(UTC)
+    await env.sleep(saturday - now)
+    transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), SEND_EMAIL)
+    clock = SendClock(real, db)
+    prefix = settings.task_queue
+    async with Worker(env.client, task_queue=send_task_queue(prefix), workflows=list(WORKFLOWS),
+                      activities=[*activities, clock.send_email]):
+        campaign = await env.client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(id_prefix=prefix, campaign_id=created.id, delays=[timedelta(0)],
+                          tuning=StepTuning(search_attributes=False)),
+            id=campaign_workflow_id(prefix, created.id), task_queue=send_task_queue(prefix),
+        )
+        await campaign.result()
+    await transport.close()
+    step = env.client.get_workflow_handle(step_workflow_id(prefix, created.id, 1))
+    events = [e async for e in step.fetch_history_events()]
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+              for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    claims_before = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                     and e.activity_task_scheduled_event_attributes.activity_type.name == DUE_SENDS
+                     and e.event_time.ToDatetime(tzinfo=UTC) < first_opening]
+    # One claim on Saturday, then one timer to Lord Howe's Monday 09:00: no polling.
+    assert len(claims_before) == 1
+    assert abs(timers[0] - (first_opening - saturday)) < timedelta(seconds=5), timers
+    assert min(clock.at.values()) >= first_opening
+    assert len(clock.at) == 3
