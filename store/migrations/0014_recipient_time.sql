@@ -1,4 +1,9 @@
 -- Recipients' working time (issue 23, docs/decisions/0051).
+--
+-- New columns only, every one NULL or with a constant default: existing campaigns read
+-- as before (no schedule: the mailbox's window alone; no zone: the mailbox's). The
+-- CHECK on timezone_source reads every prospect once while the table is locked: on a
+-- very large table migrate in a quiet moment.
 
 -- Where a prospect is: its IANA zone (NULL: its mailbox's, the campaign's default when
 -- it has none), how that was found (timezone, phone, country, default), and for

@@ -27,6 +27,7 @@ from store.importer import create_campaign
 from store.open_work import reschedule_step
 from store.trace import trace
 from tests.factories import add_mailbox
+from tests.integration.test_cli import outreach
 from tests.integration.test_open_work import claim, open_step, send
 
 WINDOW = {"timezone": "recipient", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
@@ -162,3 +163,37 @@ async def test_the_gate_gives_no_slot_at_or_after_the_recipients_window_closes(
     closed = await ask(4, now)
     assert (closed.verdict, closed.until) == (GateVerdict.WAIT, now)
     assert closed.reason == "recipient's window closed"
+
+
+async def test_the_cli_counts_zones_by_source_and_status_shows_who_waits_and_when_it_opens(
+    db: asyncpg.Pool, settings: Settings, tmp_path: Path,
+) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    text = (examples / "campaign-working-hours.yaml").read_text()
+    csv = "prospects-working-hours.csv"
+    text = text.replace("2027-01-11T09:00", "2099-01-12T09:00").replace(
+        f"prospects_csv: {csv}", f"prospects_csv: {examples / csv}")
+    (tmp_path / "campaign.yaml").write_text(text)
+    assert (await outreach(settings, "mailboxes", "import", "examples/mailboxes.yaml")).returncode == 0
+    created = await outreach(settings, "campaigns", "create", str(tmp_path / "campaign.yaml"))
+    assert created.returncode == 0, created.stderr
+    assert ("time zones: 1 from timezone, 1 from phone, 3 from country; 1 fell back to the default"
+            " (Europe/London)") in created.stdout
+    campaign_id = created.stdout.strip().splitlines()[-1]
+    status = await outreach(settings, "campaigns", "status", campaign_id)
+    # Nothing goes before start_at: all six wait; Sydney's Monday 09:00 comes first.
+    assert "6 wait for their window or delay; the next opens 2099-01-11T22:00:00+00:00" in status.stdout
+
+
+async def test_windows_that_never_meet_leave_the_prospect_waiting_for_ever_without_a_timer(
+    db: asyncpg.Pool,
+) -> None:
+    people = [{"email": "rosa@example.com", "timezone": "America/Los_Angeles"}]
+    campaign_id, [rosa] = await created(db, prospects=people, schedule={**WINDOW, "to": "12:00"})
+    await db.execute("UPDATE mailboxes SET timezone = 'Europe/Berlin', window_start = '09:00',"
+                     " window_end = '12:00' WHERE id = 'mb'")
+    await db.execute("UPDATE prospects SET next_due_at = '-infinity' WHERE id = $1", rosa)
+    batch = await claim(db, campaign_id, as_of=datetime(2027, 1, 11, 6, 0, tzinfo=UTC))
+    assert batch.sends == [] and batch.next_due_at is None and batch.pending == 1
+    assert await open_step(db, rosa) == (1, datetime.max)  # 'infinity', as asyncpg reads it
+    assert (await waiting(db, campaign_id, 2))[0] == {"step": 1, "prospects": 1, "next_opening": None}
