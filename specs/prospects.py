@@ -34,8 +34,13 @@ class Prospect:
     email: str  # normalized by email_validator
     fields: dict[str, Any]  # template fields; "email" is not among them
     where: str  # its row in the input, for messages
-    # Its zone and, for holidays, country (worktime/places.py: from timezone, phone, country).
-    place: Place = Place(None, "default")
+    # Its zone and, for holidays, country (worktime/places.py: from timezone, phone,
+    # country). None for a Prospect built in Python: found from its fields when stored.
+    place: Place | None = None
+
+    def located(self) -> Place:
+        """Its place, found from its fields if it was not yet (PlaceError if they are bad)."""
+        return self.place if self.place is not None else place_of(self.fields)
 
     def template_fields(self) -> dict[str, Any]:
         return {**self.fields, "email": self.email}
@@ -209,6 +214,6 @@ def deduplicate(prospects: Sequence[Prospect], source: str) -> tuple[list[Prospe
 
 def zone_summary(prospects: Sequence[Prospect]) -> str:
     """How many prospects got a time zone from which column, and how many fell back."""
-    found = Counter(p.place.source for p in prospects)
+    found = Counter(p.located().source for p in prospects)
     named = ", ".join(f"{found[s]} from {s}" for s in SOURCES[:-1] if found[s])
     return f"time zones: {named or 'none found'}; {found['default']} fell back to the default"

@@ -24,6 +24,7 @@ from specs.prospects import Prospect
 from store import StoreError, accounts, inbox_settings, sender_identity, suppressions
 from store.open_work import first_openings
 from store.secret_values import seal
+from worktime.places import Place, PlaceError
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -191,6 +192,13 @@ async def _require_mailboxes(conn: Conn, ids: list[str], source: str) -> None:
         raise SpecError([Problem(source, "mailboxes", f"retired mailbox(es): {', '.join(retired)}")])
 
 
+def _located(prospect: Prospect) -> Place:
+    try:
+        return prospect.located()
+    except PlaceError as exc:  # a Prospect built in Python, its fields not read by a spec
+        raise SpecError([Problem("<prospects>", f"{prospect.where}, {exc.column}", str(exc))]) from exc
+
+
 async def insert_prospects(
     conn: Conn, campaign_id: str, workspace_id: str, prospects: Sequence[Prospect],
     mailbox_ids: Sequence[str], *, dedupe_workspace: bool = False,
@@ -231,7 +239,8 @@ async def insert_prospects(
                                    campaign_id)
     assert campaign is not None  # created or locked by the caller
     assigned = [(p, mailbox_ids[(start + i) % len(mailbox_ids)]) for i, p in enumerate(fresh)]
-    places = [(p.place.timezone or campaign["default_timezone"], p.place, m) for p, m in assigned]
+    places = [(pl.timezone or campaign["default_timezone"], pl, m)
+              for pl, m in ((_located(p), m) for p, m in assigned)]
     # With a recipient window, step 1 is due at each prospect's first opening from now,
     # so the index of open work is in sending order from the start (decision 0051).
     dues = await first_openings(conn, campaign["schedule"], [(z, pl.country, pl.subdivision, m)

@@ -99,3 +99,11 @@ def test_zones_come_from_timezone_phone_country_region_city_in_that_order(tmp_pa
     ]
     assert zone_summary(loaded.prospects) == (
         "time zones: 1 from timezone, 1 from phone, 3 from country; 2 fell back to the default")
+
+
+def test_a_prospect_built_in_python_is_located_from_its_fields_when_stored() -> None:
+    from specs.prospects import Prospect
+
+    prospect = Prospect("nina@example.com", {"phone": "+12125550100"}, "built in Python")
+    assert prospect.place is None
+    assert (prospect.located().timezone, prospect.located().source) == ("America/New_York", "phone")
