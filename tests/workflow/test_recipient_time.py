@@ -14,21 +14,28 @@ workflows and the gate decide in); the SMTP inbox's own receive times are real t
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import holidays
 import pytest
 import redis.asyncio as aioredis
+import yaml
 from dateutil.easter import easter
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.models import SendInput, SendResult
+from client.api import OutreachClient
 from config.names import DUE_SENDS, SEND_EMAIL, campaign_workflow_id, send_task_queue, step_workflow_id
 from config.settings import Settings
 from localsmtp.server import LocalSmtpServer
@@ -224,3 +231,62 @@ async def test_a_step_whose_prospects_are_all_outside_their_windows_sleeps_on_on
     assert abs(timers[0] - (first_opening - saturday)) < timedelta(seconds=5), timers
     assert min(clock.at.values()) >= first_opening
     assert len(clock.at) == 3
+
+
+async def test_a_new_schedule_reaches_a_sleeping_step_at_once(
+    env: WorkflowEnvironment, db: asyncpg.Pool, redis_client: aioredis.Redis, inbox: LocalSmtpServer,
+    settings: Settings, tmp_path: Path,
+) -> None:
+    await add_mailbox(db, "mb-u", inbox.port)
+    file = {"name": "Weekdays", "workspace": "ws", "mailboxes": ["mb-u"],
+            "schedule": {"timezone": "recipient", "days": ["mon", "tue", "wed", "thu", "fri"],
+                         "from": "09:00", "to": "17:00"},
+            "steps": [{"subject": "Hi", "body": "One"}]}
+    asha = [p for p in PEOPLE if p["email"] == "asha@example.in"]
+    spec = CampaignSpec.model_validate({**file, "prospects": asha})
+    created = await create_campaign(db, resolve_campaign(spec))
+    now = await env.get_current_time()
+    saturday = datetime.combine(now.date() + timedelta(days=(5 - now.weekday()) % 7 or 7), time(12),
+                                tzinfo=UTC)
+    await env.sleep(saturday - now)
+    transport = MailTransport(SmtpTimeouts(connect=5, greeting=5, socket=5))
+    real, activities = take_activity(build_activities(settings, db, redis_client, transport), SEND_EMAIL)
+    clock = SendClock(real, db)
+    prefix = settings.task_queue
+    client = OutreachClient(settings, env.client, db)
+    async with Worker(env.client, task_queue=send_task_queue(prefix), workflows=list(WORKFLOWS),
+                      activities=[*activities, clock.send_email]):
+        campaign = await env.client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(id_prefix=prefix, campaign_id=created.id, delays=[timedelta(0)],
+                          tuning=StepTuning(search_attributes=False)),
+            id=campaign_workflow_id(prefix, created.id), task_queue=send_task_queue(prefix),
+        )
+        step = env.client.get_workflow_handle(step_workflow_id(prefix, created.id, 1))
+        await asleep_until_monday(step)
+        # Weekends too, all day: the step hears of it now, not on Monday.
+        (tmp_path / "campaign.yaml").write_text(yaml.safe_dump(
+            {**file, "prospects_csv": "unused.csv",
+             "schedule": {"timezone": "recipient", "from": "00:00", "to": "24:00",
+                          "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}}))
+        updated = await client.update_campaign(created.id, tmp_path / "campaign.yaml")
+        assert updated.schedule_changed and updated.changed == []
+        await campaign.result()
+        await ended_steps(env, prefix, created.id, 1)
+    await transport.close()
+    [sent_at] = clock.at.values()
+    assert saturday <= sent_at < saturday + timedelta(minutes=1)
+
+
+async def asleep_until_monday(step: WorkflowHandle[Any, Any]) -> None:
+    """Until the step has claimed and started its timer (real time, without letting the
+    test server skip to the timer)."""
+    for _ in range(200):
+        try:
+            events = [e async for e in step.fetch_history_events()]
+        except RPCError:
+            events = []
+        if any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in events):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the step never went to sleep")
