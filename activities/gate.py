@@ -71,14 +71,21 @@ class Gate:
         self._provider_sizes[provider] = (time.monotonic(), size)
         return size
 
-    async def ask(self, mailbox_id: str, send_key: str, now: datetime) -> GateResult:
-        """GO at a reserved instant (now or soon), or WAIT until an instant (nothing reserved)."""
+    async def ask(
+        self, mailbox_id: str, send_key: str, now: datetime, closes_at: datetime | None = None
+    ) -> GateResult:
+        """GO at a reserved instant (now or soon), or WAIT until an instant (nothing reserved).
+        With ``closes_at`` (the recipient's window closes), no slot at or after it is given:
+        past it, the send goes back to the queue at once (WAIT until now), where the claim
+        moves it to the recipient's next opening (decision 0051)."""
+        if closes_at is not None and closes_at <= now:
+            return GateResult(verdict=GateVerdict.WAIT, until=now, reason="recipient's window closed")
         mailbox = await self._mailbox(mailbox_id)
         opens = mailbox.window.next_open(now)
         if opens > now:
             GATE_WAITS.labels(limit=GateLimit.SENDING_WINDOW, provider=mailbox.provider).inc()
             return GateResult(verdict=GateVerdict.WAIT, until=opens, reason="outside sending window")
-        admission = await self._admit(mailbox, send_key, now)
+        admission = await self._admit(mailbox, send_key, now, closes_at)
         if admission.verdict is Verdict.GO:
             return GateResult(verdict=GateVerdict.GO, until=admission.at,
                               reason="circuit probe" if admission.probe else "",
@@ -113,19 +120,28 @@ class Gate:
                 open_connections=sum(map(len, seen.host_connections.values())),
                 held_hosts=len(seen.active_hosts), hold_seconds=p.restore_hold.total_seconds())
 
-    def _request(self, mailbox: MailboxRecord, send_key: str, now: datetime, size: int) -> AdmitRequest:
+    def _request(
+        self, mailbox: MailboxRecord, send_key: str, now: datetime, size: int, closes_at: datetime | None
+    ) -> AdmitRequest:
         cap = mailbox.cap_on(now)
         p: LimitPolicy = self._policy
+        # A slot past the recipient's window would send outside it: the horizon ends there
+        # (a later slot answers WAIT, which holds the mailbox until its next free slot).
+        horizon = p.reservation_horizon if closes_at is None else min(
+            p.reservation_horizon, closes_at - now - timedelta(milliseconds=1))
         return AdmitRequest(
             mailbox_id=mailbox.id, send_key=send_key, now=now, day=mailbox.window.day_bounds(now),
             cap=cap, provider=mailbox.provider, provider_limit=p.provider_limit(mailbox.provider, size),
             provider_window=p.provider_window, host=mailbox.smtp_host,
             spacing_gap=p.spacing_gap(mailbox.window, cap, random.random()),
-            horizon=p.reservation_horizon, probe_ttl=self._probe_ttl,
+            horizon=horizon, probe_ttl=self._probe_ttl,
         )
 
-    async def _admit(self, mailbox: MailboxRecord, send_key: str, now: datetime) -> Admission:
-        request = self._request(mailbox, send_key, now, await self._provider_size(mailbox.provider))
+    async def _admit(
+        self, mailbox: MailboxRecord, send_key: str, now: datetime, closes_at: datetime | None = None
+    ) -> Admission:
+        request = self._request(mailbox, send_key, now, await self._provider_size(mailbox.provider),
+                                closes_at)
         admission = await self._store.admit(request)
         if admission.verdict is Verdict.RESTORE:
             await self._restore(now)
@@ -143,4 +159,4 @@ class Gate:
 class GateActivities(Gate):
     @activity.defn(name=GATE_SEND)
     async def gate_send(self, inp: GateInput) -> GateResult:
-        return await self.ask(inp.mailbox_id, str(inp.key), inp.now or datetime.now(UTC))
+        return await self.ask(inp.mailbox_id, str(inp.key), inp.now or datetime.now(UTC), inp.closes_at)

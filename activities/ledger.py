@@ -43,7 +43,8 @@ class LedgerActivities:
         )
         return DueSendsResult(
             # The variant in the result puts it in the step's Event History.
-            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id, variant=c.variant)
+            sends=[DueSend(prospect_id=c.prospect_id, mailbox_id=c.mailbox_id, variant=c.variant,
+                           closes_at=c.closes_at)
                    for c in batch.sends],
             next_due_at=batch.next_due_at,
             pending=batch.pending,

@@ -38,6 +38,8 @@ class DueSend(BaseModel):
     # The step variant the send was given when claimed ('': the implicit one, or a result
     # recorded before variants); here so the Event History shows it (decision 0052).
     variant: str = ""
+    # When the recipient's window closes (decision 0051); None: the campaign has none.
+    closes_at: datetime | None = None
 
 
 class DueSendsInput(BaseModel):
@@ -70,6 +72,8 @@ class GateInput(BaseModel):
     # The workflow's clock: limits are decided in workflow time, which is
     # wall-clock time in production and skipped time in tests.
     now: datetime | None = None
+    # The recipient's window closes then (decision 0051): no slot at or after it is given.
+    closes_at: datetime | None = None
 
 
 class GateVerdict(StrEnum):

@@ -66,19 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     sca.add_argument("--emails", type=int, default=5000,
                      help="emails each run sends (half step 1, half step 2)")
     sca.add_argument("--mailboxes", type=int, default=20)
+    sca.add_argument("--zones", type=int, default=0, choices=range(0, 25), metavar="0-24",
+                     help="spread prospects over this many zones under a 09:00-17:00 recipient window")
     return parser
 
 
 async def _scale(args: argparse.Namespace, argv: list[str] | None) -> list[RunResult]:
     """A column per size (median of its runs), not per run: the point is the row's flatness."""
     sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
-    params = {"sizes": sizes, "emails": args.emails, "mailboxes": args.mailboxes, "analyze": args.analyze}
+    params = {"sizes": sizes, "emails": args.emails, "mailboxes": args.mailboxes, "analyze": args.analyze,
+              "zones": args.zones}
     print(f"scale: {params}; {args.runs} run(s) per size", flush=True)
     results: list[RunResult] = []
     by_size: dict[int, list[dict[str, float]]] = {}
     for n in sizes:
         for i in range(1, args.runs + 1):
-            result = await scale.one_run(n, args.emails, args.mailboxes, args.log_dir, args.analyze)
+            result = await scale.one_run(n, args.emails, args.mailboxes, args.log_dir, args.analyze,
+                                         args.zones)
             print(f"  {n:,} prospects, run {i}: {scale.summary(result[0])}", flush=True)
             results.append(result)
             by_size.setdefault(n, []).append(result[0])

@@ -12,18 +12,27 @@ writes are all in.
 
 A flat row from 10k to 1M is what the index of open work (docs/decisions/0037)
 is for.
+
+``--zones 24`` spreads the prospects over 24 zones (one per hour of offset, Kolkata's
+half hour among them) under a recipient window of 09:00-17:00 every day (decision
+0051): only the due prospects whose zone is open now (and for the next half hour) are
+sent; the claims move the others to their next opening, and those moves are in the
+figures per email.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -32,8 +41,16 @@ from bench.engine import Seeder, run_campaign
 from bench.report import Figure
 from bench.seed import BODY, SUBJECT, Mailbox, Seeded, mailbox_email
 from localsmtp.provider import HostBehaviour, Provider
+from worktime.schedule import RECIPIENT, Schedule
 
 HOST = "mx"
+# One zone per hour of offset, -10 to +12, and a half-hour one (decision 0051).
+ZONES = ["Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Denver",
+         "America/Chicago", "America/New_York", "America/Halifax", "America/Sao_Paulo",
+         "Atlantic/South_Georgia", "Atlantic/Azores", "Europe/London", "Europe/Berlin", "Europe/Athens",
+         "Europe/Moscow", "Asia/Dubai", "Asia/Karachi", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok",
+         "Asia/Shanghai", "Asia/Tokyo", "Australia/Sydney", "Pacific/Noumea", "Pacific/Auckland"]
+WORKING_HOURS = Schedule(RECIPIENT, frozenset(range(1, 8)), clock(9), clock(17))
 FOLLOW_UP_DELAY = 3 * 24 * 3600
 UNCAPPED = 1_000_000
 
@@ -54,7 +71,14 @@ FIGURES = [
 ]
 
 
-def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder:
+def open_zones(zones: list[str], margin: timedelta = timedelta(minutes=30)) -> list[str]:
+    """The zones whose 09:00-17:00 is open now and still for ``margin``."""
+    now = datetime.now(UTC)
+    return [z for z in zones
+            if all(clock(9) <= t.astimezone(ZoneInfo(z)).time() < clock(17) for t in (now, now + margin))]
+
+
+def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool, zones: int = 0) -> Seeder:
     """Bulk SQL: prospects in four classes spread over the table by a fixed
     permutation (so the work is not all on the last pages), their ledger and attempt
     rows, and their open-work columns as the sends would have left them (triggers are off
@@ -128,6 +152,11 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
                 " SELECT campaign_id, step, prospect_id, 1, sent_at, sent_at, 'sent', 250, '250 ok'"
                 " FROM sends WHERE campaign_id = $1", campaign_id,
             )
+        if zones:
+            await conn.execute("UPDATE prospects SET timezone = ($2::text[])[1 + id % $3]"
+                               " WHERE campaign_id = $1", campaign_id, ZONES[:zones], zones)
+            await conn.execute("UPDATE campaigns SET schedule = $2::jsonb WHERE id = $1", campaign_id,
+                               json.dumps(WORKING_HOURS.as_json()))
         await conn.execute("SET session_replication_role = DEFAULT")
         if analyze:
             await conn.execute("ANALYZE")
@@ -136,11 +165,12 @@ def seeder(prospects: int, emails: int, mailboxes: int, analyze: bool) -> Seeder
     return seed
 
 
-def delivered(provider: Provider, expected: int) -> Any:
+def delivered(provider: Provider, expected: list[int]) -> Any:
+    """Done once ``expected[0]`` messages (known once seeded) were accepted."""
     first = len(provider.accepted)
 
     async def done(_client: object, _seeded: Seeded) -> bool:
-        while sum(1 for r in provider.accepted[first:] if r.host == HOST and r.acknowledged) < expected:
+        while sum(1 for r in provider.accepted[first:] if r.host == HOST and r.acknowledged) < expected[0]:
             await asyncio.sleep(0.25)
         return True
 
@@ -148,22 +178,28 @@ def delivered(provider: Provider, expected: int) -> Any:
 
 
 async def one_run(
-    prospects: int, emails: int, mailboxes: int, log_dir: Path | None, analyze: bool,
+    prospects: int, emails: int, mailboxes: int, log_dir: Path | None, analyze: bool, zones: int = 0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     started = time.monotonic()
-    seed = seeder(prospects, emails, mailboxes, analyze)
+    seed = seeder(prospects, emails, mailboxes, analyze, zones)
+    expected = [emails]
     seed_seconds = 0.0
 
     async def timed(conn: asyncpg.Connection, prefix: str, port: int) -> Seeded:
         nonlocal seed_seconds
         result = await seed(conn, prefix, port)
         seed_seconds = time.monotonic() - started
+        if zones:  # only the due prospects of the zones open now (and for half an hour) go
+            expected[0] = await conn.fetchval(
+                "SELECT count(*) FROM prospects WHERE campaign_id = $1 AND next_due_at <= now()"
+                " AND timezone = any($2::text[])", result.campaign_id, open_zones(ZONES[:zones]))
+            print(f"  {expected[0]} of {emails} due prospects are in the zones open now", flush=True)
         return result
 
     async with Provider([HostBehaviour(HOST)]) as provider:
         run = await run_campaign(
             provider, HOST, prospects=prospects, daily_limits=[UNCAPPED] * mailboxes, workers=1,
-            settings=NON_BINDING, done=delivered(provider, emails), within=600 + emails / 5,
+            settings=NON_BINDING, done=delivered(provider, expected), within=600 + emails / 5,
             log_dir=log_dir, analyze=analyze, seed=timed, count_start=False,
         )
         copies = sum(c - 1 for c in provider.copies().values() if c > 1)

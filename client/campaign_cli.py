@@ -18,6 +18,7 @@ from client.db_command import fail, run_on_database
 from client.output import echo, echo_json
 from config.settings import get_settings
 from specs import SpecError
+from specs.prospects import zone_summary
 from store import StoreError, campaign_controls
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ def campaigns_add_prospects(campaign_id: str, file: Path, dedupe: str | None) ->
         loaded = await c.read_prospects(campaign_id, file)
         for warning in loaded.warnings:
             echo(f"warning: {warning}", err=True)
+        echo(zone_summary(loaded.prospects))
         added = await c.add_prospects(campaign_id, loaded.prospects, dedupe)
         echo(f"added {added.added} prospect(s) to {campaign_id}; skipped {added.duplicates}"
              f" already in the campaign, {added.active_elsewhere} active in another running"
@@ -91,9 +93,12 @@ def campaigns_close(campaign_id: str) -> None:
 @click.argument("campaign_id")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def campaigns_update(campaign_id: str, file: Path) -> None:
-    """Change the subjects, bodies and delays of a campaign's steps from a campaign FILE,
-    for every send not made yet (all or nothing; steps cannot be added or removed)."""
+    """Change the subjects, bodies and delays of a campaign's steps, and its schedule, from
+    a campaign FILE, for every send not made yet (all or nothing; steps cannot be added or
+    removed)."""
     updated = _with_client(lambda c: c.update_campaign(campaign_id, file))
+    if updated.schedule_changed:
+        echo(f"campaign {campaign_id}: schedule updated; every waiting prospect is planned anew")
     if not updated.changed:
         echo(f"campaign {campaign_id}: no step changed")
         return

@@ -193,7 +193,8 @@ class CampaignControls:
         changed; adding or removing steps is refused). A changed delay moves every
         send of that step not yet claimed."""
         updated = await update_steps(self.pool, campaign_id, load_campaign_update(path))
-        if updated.changed and updated.state in ("running", "paused"):
+        # A new schedule re-plans every waiting prospect: the steps claim again at once.
+        if (updated.changed or updated.schedule_changed) and updated.state in ("running", "paused"):
             delays = [timedelta(seconds=d) for d in updated.delays]
             await self._tell(campaign_id, CampaignWorkflow.steps_changed, delays)
         return updated

@@ -190,6 +190,7 @@ async def campaigns_create(file: Path, is_open: bool) -> None:
 
     from specs.campaigns import combination_counts
     from specs.loading import load_campaign_file
+    from specs.prospects import zone_summary
     from store.importer import create_campaign
 
     loaded = load_campaign_file(file)
@@ -202,6 +203,8 @@ async def campaigns_create(file: Path, is_open: bool) -> None:
     created = await with_pool(lambda pool: create_campaign(pool, loaded))
     for warning in created.warnings:
         echo(f"warning: {warning}", err=True)
+    default = loaded.spec.default_timezone or "the mailbox's zone"
+    echo(f"{zone_summary(loaded.prospects)} ({default})")
     echo(f"created campaign with {created.prospects} prospect(s),"
          f" {created.suppressed} suppressed (on the do-not-contact list, never written to)"
          + (f", {created.active_elsewhere} skipped (active in another running campaign)"
@@ -259,6 +262,7 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
          f" {sum(prospects.values())} prospects")
     echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
     replies = {r["step"]: r for r in status.get("replies", [])}
+    waits = {w["step"]: w for w in status.get("waiting", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
@@ -268,6 +272,10 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
             reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
         echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
              f" {counts or 'nothing yet'}{reply}")
+        wait = waits.get(step["step"], {})
+        if wait.get("prospects"):
+            echo(f"    {wait['prospects']} wait for their window or delay;"
+                 f" the next opens {wait['next_opening'] or 'never (windows that do not meet)'}")
     eta = progress["eta_seconds"]
     echo(f"  rate {progress['rate_per_minute']:.1f}/min (limits allow"
          f" {progress['limit_per_minute']:.1f}/min), {progress['remaining']} remaining,"
@@ -385,6 +393,9 @@ async def trace(target: str) -> None:
             echo(f"  {s.key}  step {s.step}  {s.state}  attempts {s.attempts}"
                  f"  mailbox {s.mailbox_id}  sent_at {s.sent_at or '-'}"
                  + (f"  variant {s.variant}" if s.variant else ""))
+            local = s.local_sent_at
+            sent = f", sent at {local:%Y-%m-%d %H:%M} local time ({local:%a}, UTC{local:%z})" if local else ""
+            echo(f"    recipient zone {s.recipient_timezone}{sent}")
             echo(f"    last reply: {reply or '-'}")
             urls = await holding_urls(temporal, settings, s) if temporal else []
             wid = step_workflow_id(settings.task_queue, s.campaign_id, s.step)

@@ -16,6 +16,7 @@ from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
 from specs.scalars import DisplayName, OneLine, Slug, SpecModel, forbid_controls, forbid_line_breaks
+from specs.schedule import ScheduleSpec, business_days, business_days_floor, check_zone
 from specs.templates import render, required_fields
 from specs.variants import (
     SAMPLE_PROSPECTS,
@@ -40,7 +41,9 @@ _SAMPLE_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/" + "x" * 80
 class StepSpec(SpecModel):
     """One email of the sequence: a subject and a body, or ``variants`` of them (with a
     ``winner`` rule, docs/decisions/0052). ``delay`` (``3d``, ``12h``) counts from the
-    prospect's previous step and is held here in seconds."""
+    prospect's previous step and is held here in seconds; ``2 business days`` (``2bd``)
+    counts the recipient's working days instead (``delay_business_days``; the seconds
+    are then a lower bound, decision 0051)."""
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
@@ -49,6 +52,16 @@ class StepSpec(SpecModel):
     variants: list[VariantSpec] | None = Field(default=None, min_length=1)
     winner: WinnerRuleSpec | None = None
     delay_seconds: int = Field(alias="delay", ge=0)
+    delay_business_days: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _business_days(cls, data: Any) -> Any:
+        delay = data.get("delay") if isinstance(data, dict) else None
+        n = business_days(delay) if isinstance(delay, str) else None
+        if n is None:
+            return data
+        return {**data, "delay": f"{business_days_floor(n)}s", "delay_business_days": n}
 
     @field_validator("delay_seconds", mode="before")
     @classmethod
@@ -101,6 +114,15 @@ class CampaignSpec(SpecModel):
     # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
     stop_on_reply: bool | Literal["workspace"] = True
     stop_on_auto_reply: bool = False
+    # The recipient's window (issue 23); none: the mailbox's window alone, as before.
+    schedule: ScheduleSpec | None = None
+    # The zone of prospects whose own could not be found; none: their mailbox's.
+    default_timezone: str | None = None
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _default_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
 
     @property
     def reply_stops(self) -> str:
@@ -133,7 +155,7 @@ class CampaignSpec(SpecModel):
     @field_validator("steps")
     @classmethod
     def _first_goes_at_start(cls, steps: list[StepSpec]) -> list[StepSpec]:
-        if steps[0].delay_seconds != 0:
+        if steps[0].delay_seconds != 0 or steps[0].delay_business_days:
             raise ValueError("step 1 goes out when the campaign starts: leave out its delay")
         if steps[0].variants is None and steps[0].subject is None:
             raise ValueError("step 1 needs a subject")

@@ -26,6 +26,7 @@ from specs.bounds import InputBounds, file_too_big, over
 from specs.csv_cells import original_cell
 from specs.scalars import forbid_controls, normalize_address
 from specs.yamlfile import line_of
+from worktime.places import SOURCES, Place, PlaceError, place_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,13 @@ class Prospect:
     email: str  # normalized by email_validator
     fields: dict[str, Any]  # template fields; "email" is not among them
     where: str  # its row in the input, for messages
+    # Its zone and, for holidays, country (worktime/places.py: from timezone, phone,
+    # country). None for a Prospect built in Python: found from its fields when stored.
+    place: Place | None = None
+
+    def located(self) -> Place:
+        """Its place, found from its fields if it was not yet (PlaceError if they are bad)."""
+        return self.place if self.place is not None else place_of(self.fields)
 
     def template_fields(self) -> dict[str, Any]:
         return {**self.fields, "email": self.email}
@@ -159,7 +167,12 @@ def to_prospect(
                 fields[key] = _field_value(value, bounds.field_chars)
         except ValueError as exc:
             problems.append(Problem(source, row.at(str(key)), str(exc)))
-    return Prospect(email, fields, row.where()) if len(problems) == before else None
+    place = Place(None, "default")
+    try:
+        place = place_of(fields)
+    except PlaceError as exc:
+        problems.append(Problem(source, row.at(exc.column), str(exc)))
+    return Prospect(email, fields, row.where(), place) if len(problems) == before else None
 
 
 def _row_too_big(row: ProspectRow, bounds: InputBounds) -> str | None:
@@ -197,3 +210,10 @@ def deduplicate(prospects: Sequence[Prospect], source: str) -> tuple[list[Prospe
             message = f"{prospect.email} repeats {earlier.where}; this one is dropped"
             warnings.append(Problem(source, prospect.where, message))
     return kept, warnings
+
+
+def zone_summary(prospects: Sequence[Prospect]) -> str:
+    """How many prospects got a time zone from which column, and how many fell back."""
+    found = Counter(p.located().source for p in prospects)
+    named = ", ".join(f"{found[s]} from {s}" for s in SOURCES[:-1] if found[s])
+    return f"time zones: {named or 'none found'}; {found['default']} fell back to the default"

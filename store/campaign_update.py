@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from specs import Problem, SpecError
 from specs.campaign_update import LoadedUpdate
@@ -24,6 +25,7 @@ class StepsUpdated:
     changed: list[int]  # step numbers whose delay, variants (subject, body, weight) or rule changed
     delays: list[int]  # every step's delay in seconds, as now stored
     state: str  # the campaign's
+    schedule_changed: bool = False  # the recipient's window (decision 0051)
 
 
 async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdate) -> StepsUpdated:
@@ -36,14 +38,15 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
     spec, source = loaded.spec, loaded.source
     async with pool.acquire() as conn, conn.transaction():
         campaign = await conn.fetchrow(
-            "SELECT state, workspace_id FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
+            "SELECT state, workspace_id, schedule FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
         )
         if campaign is None:
             raise UnknownRecord(f"campaign {campaign_id!r} does not exist")
         if campaign["state"] in FINISHED:
             raise CampaignFinished(f"campaign {campaign_id} is {campaign['state']}: nothing left to update")
         stored = await conn.fetch(
-            "SELECT step, subject, body, delay_seconds FROM steps WHERE campaign_id = $1 ORDER BY step",
+            "SELECT step, subject, body, delay_seconds, delay_business_days FROM steps"
+            " WHERE campaign_id = $1 ORDER BY step",
             campaign_id,
         )
         mailboxes = {r["mailbox_id"] for r in await conn.fetch(
@@ -65,16 +68,36 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
         before = await _signatures(conn, campaign_id)
         await variants.keep_what_was_sent(conn, campaign_id)
         await conn.executemany(
-            "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5"
+            "UPDATE steps SET subject = $3, body = $4, delay_seconds = $5, delay_business_days = $6"
             " WHERE campaign_id = $1 AND step = $2",
-            [(campaign_id, n, *variants.legacy_subject_body(spec.steps, n), s.delay_seconds)
-             for n, s in enumerate(spec.steps, 1)],
+            [(campaign_id, n, *variants.legacy_subject_body(spec.steps, n), s.delay_seconds,
+              s.delay_business_days) for n, s in enumerate(spec.steps, 1)],
         )
         await variants.store_variants(conn, campaign_id, spec.steps)
         await _forget_retired_winners(conn, campaign_id)
         after = await _signatures(conn, campaign_id)
         changed = [n for n in sorted(after) if after[n] != before.get(n)]
-    return StepsUpdated(campaign_id, changed, [s.delay_seconds for s in spec.steps], campaign["state"])
+        schedule = spec.schedule.schedule().as_json() if spec.schedule else None
+        schedule_changed = schedule != campaign["schedule"]
+        business_days_changed = any(s.delay_business_days != old["delay_business_days"]
+                                    for s, old in zip(spec.steps, stored, strict=True))
+        if schedule_changed or business_days_changed:
+            await conn.execute("UPDATE campaigns SET schedule = $2 WHERE id = $1", campaign_id, schedule)
+            await replan_open_work(conn, campaign_id)
+    return StepsUpdated(campaign_id, changed, [s.delay_seconds for s in spec.steps], campaign["state"],
+                        schedule_changed)
+
+
+async def replan_open_work(conn: asyncpg.Connection | PoolConnectionProxy, campaign_id: str) -> int:
+    """After the schedule changed: every prospect waiting for a step is due again at its
+    plain due time (step 1 at once; a follow-up its delay after the step before), and the
+    claim plans it anew under the new schedule (decision 0051); returns how many."""
+    status = await conn.execute(
+        "UPDATE prospects p SET next_due_at = coalesce(step_due_at(p.campaign_id, p.next_step,"
+        " (SELECT s.sent_at FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = p.next_step - 1"
+        "  AND s.prospect_id = p.id)), '-infinity')"
+        " WHERE p.campaign_id = $1 AND p.status = 'active' AND p.next_step IS NOT NULL", campaign_id)
+    return int(status.rsplit(" ", 1)[1])
 
 
 def _shape_problems(
@@ -99,8 +122,8 @@ async def _signatures(conn: variants.Conn, campaign_id: str) -> dict[int, tuple[
     """Per step, what a send of it depends on: delay, winner rule, the variants taking
     prospects. A campaign from before variants is its steps' own subject and body."""
     steps = await conn.fetch(
-        "SELECT step, subject, body, delay_seconds, winner_metric, winner_min_sends, winner_confidence"
-        " FROM steps WHERE campaign_id = $1", campaign_id)
+        "SELECT step, subject, body, delay_seconds, delay_business_days, winner_metric, winner_min_sends,"
+        " winner_confidence FROM steps WHERE campaign_id = $1", campaign_id)
     # A threading subject (NULL) reads as the "Re: ..." its step row holds, as a step
     # stored before variants did: the same send either way.
     rows = await conn.fetch(
@@ -112,7 +135,7 @@ async def _signatures(conn: variants.Conn, campaign_id: str) -> dict[int, tuple[
         found.setdefault(r["step"], []).append(tuple(r)[1:])
     rule = ("winner_metric", "winner_min_sends", "winner_confidence")
     return {
-        st["step"]: (st["delay_seconds"], *(st[k] for k in rule),
+        st["step"]: (st["delay_seconds"], st["delay_business_days"], *(st[k] for k in rule),
                      tuple(found.get(st["step"], [("", 1.0, st["subject"], st["body"])])))
         for st in steps
     }

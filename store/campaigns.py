@@ -135,7 +135,24 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "steps": await step_counts(pool, campaign_id, info.steps),
         "replies": await _replies(pool, campaign_id, info.steps),
         "winners": await step_winners(pool, campaign_id),
+        "waiting": await waiting(pool, campaign_id, info.steps),
     }
+
+
+async def waiting(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[dict[str, Any]]:
+    """Per step, the prospects not yet due (outside their window, or their delay not
+    over) and when the first of them may go: the index of open work holds the first
+    moment each may be sent (decision 0051). ``next_opening`` None: none waits."""
+    rows = await pool.fetch(
+        "SELECT next_step, count(*) AS n, min(next_due_at) FILTER (WHERE next_due_at < 'infinity') AS nxt"
+        " FROM prospects WHERE campaign_id = $1 AND status = 'active' AND next_step IS NOT NULL"
+        " AND next_due_at > now() GROUP BY next_step", campaign_id)
+    found = {r["next_step"]: r for r in rows}
+    return [
+        {"step": k, "prospects": found[k]["n"] if k in found else 0,
+         "next_opening": found[k]["nxt"].isoformat() if k in found and found[k]["nxt"] else None}
+        for k in range(1, steps + 1)
+    ]
 
 
 async def _replies(pool: asyncpg.Pool, campaign_id: str, steps: int) -> list[dict[str, Any]]:

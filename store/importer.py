@@ -22,7 +22,9 @@ from specs.campaigns import LoadedCampaign
 from specs.mailboxes import MailboxSpec
 from specs.prospects import Prospect
 from store import StoreError, accounts, inbox_settings, sender_identity, suppressions, variants
+from store.open_work import first_openings
 from store.secret_values import seal
+from worktime.places import Place, PlaceError
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -152,14 +154,17 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             campaign_id, spec.name, spec.workspace, spec.open, spec.dedupe,
         )
         await conn.execute(
-            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3, schedule = $4,"
+            " default_timezone = $5 WHERE id = $1",
             campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
+            spec.schedule.schedule().as_json() if spec.schedule else None, spec.default_timezone,
         )
         await conn.executemany(
-            "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds, delay_business_days)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
             [
-                (campaign_id, n, *variants.legacy_subject_body(spec.steps, n), step.delay_seconds)
+                (campaign_id, n, *variants.legacy_subject_body(spec.steps, n), step.delay_seconds,
+                 step.delay_business_days)
                 for n, step in enumerate(spec.steps, 1)
             ],
         )
@@ -187,6 +192,13 @@ async def _require_mailboxes(conn: Conn, ids: list[str], source: str) -> None:
     retired = sorted(row["id"] for row in rows if row["retired_at"] is not None)
     if retired:
         raise SpecError([Problem(source, "mailboxes", f"retired mailbox(es): {', '.join(retired)}")])
+
+
+def _located(prospect: Prospect) -> Place:
+    try:
+        return prospect.located()
+    except PlaceError as exc:  # a Prospect built in Python, its fields not read by a spec
+        raise SpecError([Problem("<prospects>", f"{prospect.where}, {exc.column}", str(exc))]) from exc
 
 
 async def insert_prospects(
@@ -223,11 +235,25 @@ async def insert_prospects(
     # continuing where the campaign's earlier prospects left off; every
     # follow-up then leaves from the prospect's mailbox.
     start = await conn.fetchval("SELECT count(*) FROM prospects WHERE campaign_id = $1", campaign_id)
+    # A prospect whose zone was not found takes the campaign's default_timezone, or
+    # (NULL) its mailbox's, read where its window is needed (store/open_work.py).
+    campaign = await conn.fetchrow("SELECT schedule, default_timezone FROM campaigns WHERE id = $1",
+                                   campaign_id)
+    assert campaign is not None  # created or locked by the caller
+    assigned = [(p, mailbox_ids[(start + i) % len(mailbox_ids)]) for i, p in enumerate(fresh)]
+    places = [(pl.timezone or campaign["default_timezone"], pl, m)
+              for pl, m in ((_located(p), m) for p, m in assigned)]
+    # With a recipient window, step 1 is due at each prospect's first opening from now,
+    # so the index of open work is in sending order from the start (decision 0051).
+    dues = await first_openings(conn, campaign["schedule"], [(z, pl.country, pl.subdivision, m)
+                                                             for z, pl, m in places])
     await conn.executemany(
-        "INSERT INTO prospects (campaign_id, email, fields, mailbox_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO prospects (campaign_id, email, fields, mailbox_id, timezone, timezone_source,"
+        " country, subdivision, next_due_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, '-infinity'::timestamptz))",
         [
-            (campaign_id, p.email, p.fields, mailbox_ids[(start + i) % len(mailbox_ids)])
-            for i, p in enumerate(fresh)
+            (campaign_id, p.email, p.fields, m, zone, place.source, place.country, place.subdivision, due)
+            for (p, m), (zone, place, _), due in zip(assigned, places, dues, strict=True)
         ],
     )
     return ProspectsInserted(len(fresh), len(prospects) - len(fresh) - len(elsewhere), len(elsewhere),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -28,6 +29,12 @@ class TracedSend:
     sent_at: datetime | None
     updated_at: datetime
     variant: str = ""  # the step variant it was given ('': the step has none; decision 0052)
+    recipient_timezone: str = "UTC"  # the prospect's zone (its mailbox's when it has none)
+
+    @property
+    def local_sent_at(self) -> datetime | None:
+        """When it went out, in the recipient's wall clock."""
+        return self.sent_at.astimezone(ZoneInfo(self.recipient_timezone)) if self.sent_at else None
 
     @property
     def key(self) -> str:
@@ -45,9 +52,12 @@ class TracedProspect:
 # By (campaign, prospect): the ledger's primary key starts with the campaign.
 _SENDS = """
 SELECT s.campaign_id, s.step, s.prospect_id, s.mailbox_id, s.state, s.attempts, s.last_code,
-       s.last_enhanced, s.last_reply, s.sent_at, s.updated_at, s.variant
+       s.last_enhanced, s.last_reply, s.sent_at, s.updated_at, s.variant,
+       coalesce(p.timezone, m.timezone) AS recipient_timezone
 FROM unnest($1::text[], $2::bigint[]) AS t(campaign_id, prospect_id)
 JOIN sends s ON s.campaign_id = t.campaign_id AND s.prospect_id = t.prospect_id
+JOIN prospects p ON p.id = s.prospect_id
+JOIN mailboxes m ON m.id = s.mailbox_id
 WHERE $3::int IS NULL OR s.step = $3
 ORDER BY s.prospect_id, s.step
 """

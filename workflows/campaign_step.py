@@ -363,18 +363,20 @@ class CampaignStepWorkflow:
         key = SendKey(campaign_id=self._inp.campaign_id, step=self._inp.step,
                       prospect_id=due.prospect_id)
         try:
-            await self._deliver(key, due.mailbox_id)
+            await self._deliver(key, due.mailbox_id, due.closes_at)
         finally:
             self._ended += 1
             del self._in_flight[due.prospect_id]
             del self._mailbox_of[due.prospect_id]
 
-    async def _gate(self, key: SendKey, mailbox_id: str) -> GateResult | None:
-        """The gate's answer, or None when the mailbox was blocked meanwhile."""
+    async def _gate(self, key: SendKey, mailbox_id: str, closes_at: datetime | None) -> GateResult | None:
+        """The gate's answer, or None when the mailbox was blocked meanwhile. ``closes_at``:
+        the recipient's window closes then, and the gate gives no slot past it (decision
+        0051; an input field only, no new command, so histories replay as recorded)."""
         async with self._gate_locks.setdefault(mailbox_id, asyncio.Lock()):
             if self._blocked.get(mailbox_id, workflow.now()) > workflow.now():
                 return None
-            gate_input = GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now())
+            gate_input = GateInput(key=key, mailbox_id=mailbox_id, now=workflow.now(), closes_at=closes_at)
             result: GateResult
             if workflow.patched(_BOUNDED_GATE_PATCH):
                 # Bounded; a failure waits on a timer (decision 0043). Runs that began
@@ -401,8 +403,8 @@ class CampaignStepWorkflow:
                 self._block(mailbox_id, result.until)
             return result
 
-    async def _deliver(self, key: SendKey, mailbox_id: str) -> None:
-        gate = await self._gate(key, mailbox_id)
+    async def _deliver(self, key: SendKey, mailbox_id: str, closes_at: datetime | None) -> None:
+        gate = await self._gate(key, mailbox_id, closes_at)
         if gate is None or gate.verdict is GateVerdict.WAIT:
             return  # back to the queue; the mailbox is skipped until the gate's instant
         if gate.until and gate.until > workflow.now():

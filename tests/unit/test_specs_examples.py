@@ -25,3 +25,13 @@ def test_example_campaign_loads() -> None:
     assert all(p.email.endswith("@example.com") for p in loaded.prospects)
     first = loaded.prospects[0].template_fields()
     assert "{{" not in render(spec.steps[1].subject, first) + render(spec.steps[2].body, first)
+
+
+def test_example_campaign_in_working_hours_loads() -> None:
+    loaded = load_campaign_file(EXAMPLES / "campaign-working-hours.yaml")
+    spec = loaded.spec
+    assert spec.schedule is not None and spec.schedule.timezone == "recipient"
+    assert [s.delay_business_days for s in spec.steps] == [None, 2]
+    zones = [p.place.timezone for p in loaded.prospects]
+    assert zones == ["Asia/Kolkata", "America/New_York", "Europe/Berlin", "Australia/Sydney",
+                     "America/Los_Angeles", None]  # the last falls back to default_timezone
