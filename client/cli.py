@@ -249,6 +249,7 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
          f" {sum(prospects.values())} prospects")
     echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
     replies = {r["step"]: r for r in status.get("replies", [])}
+    classes = {r["step"]: r["classes"] for r in status.get("reply_classes", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
@@ -256,6 +257,8 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
         reply = ""
         if answered.get("replies"):
             reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
+        if classes.get(step["step"]):
+            reply += " [" + ", ".join(f"{k} {v}" for k, v in classes[step["step"]].items()) + "]"
         echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
              f" {counts or 'nothing yet'}{reply}")
     eta = progress["eta_seconds"]

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
+from specs.on_reply import OnReplySpec, ReplyPolicy
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
 from specs.scalars import DisplayName, OneLine, Slug, SpecModel, Text, forbid_controls, forbid_line_breaks
 from specs.templates import render, required_fields
@@ -74,6 +75,13 @@ class CampaignSpec(SpecModel):
     # the prospect (true), every campaign of the workspace ("workspace"), or nothing.
     stop_on_reply: bool | Literal["workspace"] = True
     stop_on_auto_reply: bool = False
+    # What each kind of reply does (specs/on_reply.py): postpone on out-of-office,
+    # suppress on an opt-out in words, ...; unset classes follow stop_on_reply.
+    on_reply: OnReplySpec = Field(default_factory=OnReplySpec)
+
+    @property
+    def reply_policy(self) -> ReplyPolicy:
+        return self.on_reply.policy(self.reply_stops, self.stop_on_auto_reply)
 
     @property
     def reply_stops(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from store import StoreError, UnknownRecord
-from store.inbound import replies_by_step
+from store.inbound import intents_by_step, replies_by_step
 from store.ledger import ALL_STATES, FINAL_STATES
 
 # What a prospect is: 'active' until it replies, bounces hard, unsubscribes, is found
@@ -133,6 +133,9 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "finished_at": info.finished_at.isoformat() if info.finished_at else None,
         "steps": await step_counts(pool, campaign_id, info.steps),
         "replies": await _replies(pool, campaign_id, info.steps),
+        # Per step, the replies it drew by intent class (inbox/intent.py); steps without any left out.
+        "reply_classes": [{"step": k, "classes": v}
+                          for k, v in (await intents_by_step(pool, campaign_id)).items()],
     }
 
 

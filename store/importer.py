@@ -152,8 +152,8 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
             campaign_id, spec.name, spec.workspace, spec.open, spec.dedupe,
         )
         await conn.execute(
-            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3 WHERE id = $1",
-            campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
+            "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3, on_reply = $4 WHERE id = $1",
+            campaign_id, spec.reply_stops, spec.stop_on_auto_reply, spec.reply_policy.stored(),
         )
         await conn.executemany(
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds)"
