@@ -107,4 +107,8 @@ class InboxActivities:
                 metrics.INBOUND_BOUNCES.labels(r.mailbox_id, f.verdict or "unread").inc()
             if f.stop_latency is not None:
                 metrics.REPLY_TO_STOP.observe(f.stop_latency)
+            if f.intent is not None and f.send_key is not None:
+                metrics.REPLY_INTENTS.labels(r.mailbox_id, f.intent, f.action or "none").inc()
+            if f.postponed_to is not None:
+                metrics.POSTPONEMENTS.labels(r.mailbox_id).inc()
         metrics.COMPLAINT_RATE.labels(r.mailbox_id).set(await complaint_rate(self._pool, r.mailbox_id))

@@ -381,8 +381,9 @@ async def trace(target: str) -> None:
 
 
 async def _echo_inbound(prospect_ids: list[int]) -> None:
-    """What the inboxes held from these prospects, with its class (issue 14)."""
-    from store.inbound import inbound_of
+    """What the inboxes held from these prospects, with its class (issue 14), what it
+    means and what on_reply did, and each postponement of a next step (issue 25)."""
+    from store.inbound import inbound_of, postponements_of
 
     for m in await with_pool(lambda pool: inbound_of(pool, prospect_ids)):
         verdict = f" ({m['verdict']})" if m["verdict"] else ""
@@ -390,6 +391,14 @@ async def _echo_inbound(prospect_ids: list[int]) -> None:
              f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
              f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
              f" (by {m['matched_by']})" + ("" if m["proven"] else f"  {m['detail']}"))
+        if m["intent"]:
+            back = f", back {m['return_date']}" if m["return_date"] else ""
+            echo(f"    intent {m['intent']} ({m['intent_confidence']:.2f}: {m['intent_reason']}{back})"
+                 f"  action {m['action'] or '-'}")
+    for p in await with_pool(lambda pool: postponements_of(pool, prospect_ids)):
+        echo(f"  postponed prospect {p['prospect_id']} step {p['step']}: {p['due_before']:%Y-%m-%d %H:%M:%S}"
+             f" -> {p['due_after']:%Y-%m-%d %H:%M:%S} UTC ({p['reason']})"
+             f"  at {p['created_at']:%Y-%m-%d %H:%M:%S}")
 
 
 async def _temporal_or_none() -> Any:

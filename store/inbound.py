@@ -422,7 +422,8 @@ async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncp
     """The inbound messages matched to these prospects, oldest first (for `outreach trace`)."""
     return list(await pool.fetch(
         "SELECT prospect_id, recorded_at, received_at, class, verdict, mailbox_id, folder, uid,"
-        " campaign_id, step, matched_by, detail, proven FROM inbound_messages"
+        " campaign_id, step, matched_by, detail, proven, intent, intent_confidence, intent_reason,"
+        " return_date, action FROM inbound_messages"
         " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
         prospect_ids,
     ))

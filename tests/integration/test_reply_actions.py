@@ -29,6 +29,7 @@ from tests.integration.test_inbox_stops_sequence import (
     imap,  # noqa: F401 - the fixture
     poll_now,
     reply_to,
+    sample,
     to,
 )
 
@@ -72,6 +73,8 @@ async def test_out_of_office_postpones_and_opt_out_and_referral_act(
                                  "On Mon, Alex <mb@sender.example.com> wrote:\r\n> Interested in a call?"))
     imap.append(SENDER, reply_to(first[REFER], "I'm not the right person, please contact"
                                  " jane.doe@four.example.org instead."))
+    opted_out = sample("outreach_reply_intents_total", mailbox="mb", intent="unsubscribe", action="suppress")
+    postponed = sample("outreach_postponements_total", mailbox="mb")
     polled = await poll_now(dev_server, e2e_settings)
     polled_at = datetime.now(UTC)
     assert polled.found == {"auto_reply": 2, "reply": 2} and polled.stopped == 2
@@ -109,6 +112,15 @@ async def test_out_of_office_postpones_and_opt_out_and_referral_act(
     assert all("remove" not in json.dumps(r).lower() for r in rows)  # no text of the messages
     ran = await outreach(e2e_settings, "inbox", "list", "--class", "referral")
     assert ran.stdout.count("\n") == 1 and f"prospect {refer} referral" in ran.stdout
+    # `trace`: the class, what on_reply did, and the postponement.
+    ran = await outreach(e2e_settings, "trace", str(dated))
+    assert "intent out_of_office (0.90: out_of_office phrase (en), back " in ran.stdout, ran.stdout
+    assert "action postpone" in ran.stdout
+    assert f"postponed prospect {dated} step 2: " in ran.stdout and "(return date " in ran.stdout
+    # The worker's metrics (the poll ran in this process's maintenance worker).
+    assert sample("outreach_reply_intents_total", mailbox="mb", intent="unsubscribe",
+                  action="suppress") == (opted_out or 0) + 1
+    assert sample("outreach_postponements_total", mailbox="mb") == (postponed or 0) + 2
     status = await campaign_status(db, campaign_id)
     assert status["reply_classes"] == [{"step": 1, "classes": {"out_of_office": 2, "referral": 1,
                                                                "unsubscribe": 1}}]
