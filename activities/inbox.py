@@ -22,8 +22,8 @@ from config.secrets import KeyRing
 from inbox.poll import PassResult, PollLimits, TokenSource, poll_all
 from inbox.webhook import WebhookMisconfigured, check_config, post_events
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint
-from store import StoreError, accounts
-from store.inbound import complaint_rate, mark_delivered, undelivered_events
+from store import StoreError, accounts, webhook_events
+from store.inbound import complaint_rate
 from telemetry import metrics
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ def oauth_token_source(pool: asyncpg.Pool, tokens: TokenEndpoint, ring: KeyRing)
 class InboxActivities:
     def __init__(self, pool: asyncpg.Pool, ring: KeyRing, webhook_url: str = "",
                  webhook_secret: str = "", tokens: TokenEndpoint | None = None,
-                 guard: BounceGuard | None = None) -> None:
+                 guard: BounceGuard | None = None, webhook_include_address: bool = False) -> None:
         self._pool = pool
         self._ring = ring
         self._guard = guard  # hard DSNs count toward the mailbox's bounce rate
@@ -52,6 +52,7 @@ class InboxActivities:
         # From the worker's own settings: a URL may hold a token, and neither belongs in
         # a workflow's input or history.
         self._webhook = (webhook_url, webhook_secret)
+        self._include_address = webhook_include_address
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, inp: WebhookInput) -> WebhookResult:
@@ -66,9 +67,9 @@ class InboxActivities:
             # This worker's own settings: every retry would fail the same way.
             raise ApplicationError(str(exc), type="WebhookMisconfigured", non_retryable=True) from None
         delivered = 0
-        while events := await undelivered_events(self._pool, inp.batch_size):
+        while events := await webhook_events.undelivered(self._pool, inp.batch_size, self._include_address):
             await post_events(url, secret, events)
-            await mark_delivered(self._pool, [int(str(e["id"])) for e in events])
+            await webhook_events.mark_delivered(self._pool, [str(e["id"]) for e in events])
             delivered += len(events)
             activity.heartbeat(delivered)
         return WebhookResult(delivered=delivered)

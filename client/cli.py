@@ -24,6 +24,7 @@ from client.output import echo, echo_json
 from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from client.unsubscribe_server import unsubscribe_server
+from client.webhook_cli import webhook
 from client.workflows_cli import workflows
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
@@ -519,6 +520,7 @@ main.add_command(prospects)
 mailboxes.add_command(check_dns)
 register_campaign_controls(main, campaigns, mailboxes, prospects)
 main.add_command(inbox)
+main.add_command(webhook)
 main.add_command(workflows)
 
 

@@ -208,6 +208,8 @@ class Settings(BaseSettings):
     # with the secret in X-Outreach-Signature) by the `webhook` schedule; empty: none.
     webhook_url: str = Field(default="", repr=False)
     webhook_secret: str = Field(default="", repr=False)
+    # Events carry ids only; true adds the prospect's address for receivers that need it.
+    webhook_include_address: bool = False
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -31,7 +31,7 @@ from inbox.classify import Classified, InboundClass, classify
 from inbox.evidence import Evidence, weigh
 from inbox.imap import ImapError, ImapReader
 from mail.oauth import TokenRefreshFailed
-from store import StoreError, inbound
+from store import StoreError, inbound, webhook_events
 from store.inbound import Inbound
 from store.inbox_settings import ImapAccount, imap_account, imap_mailboxes
 from telemetry import metrics
@@ -110,6 +110,7 @@ async def poll_all(
 
     results = list(await asyncio.gather(*(one(mid) for mid in ids)))
     await inbound.forget_old_sent(pool, limits.match_window)
+    await webhook_events.forget_delivered(pool, limits.match_window)
     return results
 
 

@@ -449,28 +449,6 @@ async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, ob
     ]
 
 
-async def undelivered_events(pool: asyncpg.Pool, limit: int) -> list[dict[str, object]]:
-    """The oldest events the webhook has not accepted yet (ids, class, time)."""
-    rows = await pool.fetch(
-        "SELECT id, recorded_at, class, verdict, mailbox_id, campaign_id, step, prospect_id, proven"
-        " FROM inbound_messages WHERE webhook_sent_at IS NULL AND class = any($1::text[])"
-        " ORDER BY id LIMIT $2",
-        list(EVENT_CLASSES), limit,
-    )
-    return [
-        {"id": r["id"], "class": r["class"], "verdict": r["verdict"], "mailbox_id": r["mailbox_id"],
-         "campaign_id": r["campaign_id"], "step": r["step"], "prospect_id": r["prospect_id"],
-         "proven": r["proven"], "recorded_at": r["recorded_at"].isoformat()}
-        for r in rows
-    ]
-
-
-async def mark_delivered(pool: asyncpg.Pool, ids: list[int]) -> None:
-    await pool.execute(
-        "UPDATE inbound_messages SET webhook_sent_at = now() WHERE id = any($1::bigint[])", ids
-    )
-
-
 # -- what operators look at (issue 25) ------------------------------------------------
 
 

@@ -95,6 +95,7 @@ def build_maintenance_activities(
                             settings.webhook_secret, tokens,
                             BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
                                         settings.bounce_guard_rate,
-                                        block_rate=settings.bounce_guard_block_rate))
+                                        block_rate=settings.bounce_guard_block_rate),
+                            webhook_include_address=settings.webhook_include_address)
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
             inbox.deliver_webhook]
