@@ -48,7 +48,7 @@ class InboxActivities:
         self._pool = pool
         self._ring = ring
         self._guard = guard  # hard DSNs count toward the mailbox's bounce rate
-        self._tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
+        self.tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
         # From the worker's own settings: a URL may hold a token, and neither belongs in
         # a workflow's input or history.
         self._webhook = (webhook_url, webhook_secret)
@@ -79,15 +79,9 @@ class InboxActivities:
         limits = PollLimits(max_message_bytes=inp.max_message_bytes, match_window=inp.match_window,
                             timeout=inp.imap_timeout_seconds)
         results = await poll_all(self._pool, self._ring, limits, concurrency=inp.concurrency,
-                                 tokens=self._tokens)
+                                 tokens=self.tokens)
         for r in results:
-            await self._export(r)
-            # A hard bounce (recorded and acted on) or a block (counted only) may take
-            # the mailbox over the guard's rates.
-            if self._guard is not None and any(
-                    f.kind == "bounce" and ((f.verdict == "hard" and f.stopped) or f.verdict == "blocked")
-                    for f in r.found):
-                await self._guard.after_bounce(r.mailbox_id)
+            await self.after_pass(r)
         found = Counter(f.kind for r in results for f in r.found)
         result = InboxPollResult(
             mailboxes=len(results), found=dict(found),
@@ -96,6 +90,17 @@ class InboxActivities:
         )
         log.info("inbox_poll", **result.model_dump())
         return result
+
+    async def after_pass(self, r: PassResult) -> None:
+        """What follows one mailbox's pass, from the schedule or from IDLE (inbox/listen.py):
+        metrics, and the deliverability guard's judgement."""
+        await self._export(r)
+        # A hard bounce (recorded and acted on) or a block (counted only) may take
+        # the mailbox over the guard's rates.
+        if self._guard is not None and any(
+                f.kind == "bounce" and ((f.verdict == "hard" and f.stopped) or f.verdict == "blocked")
+                for f in r.found):
+            await self._guard.after_bounce(r.mailbox_id)
 
     async def _export(self, r: PassResult) -> None:
         if r.error:
