@@ -74,13 +74,20 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
 # reply of that class says, not a word that also occurs in others.
 
 _UNSUBSCRIBE = {
-    "en": _rx(r"\b(?:please\s+)?(?:remove|delete|take)\s+(?:me|my\s+(?:e-?mail|address|details|name))\b"
+    "en": _rx(r"\bremove\s+(?:this|my)\s+(?:e-?mail\s+)?address\b",
+              r"\bunsubscribe\s+me\b",
+              r"\b(?:please\s+)?(?:remove|delete|take)\s+(?:me|my\s+(?:e-?mail|address|details|name))\b"
               r"(?:\s+(?:from|off))?",
               r"\bunsubscribe\b", r"\bstop\s+(?:e-?mailing|emails?|contacting|writing|sending|spamming)\b",
               r"\bdo\s*n[o']t\s+(?:e-?mail|contact|write\s+to)\s+me\b", r"\bopt(?:ing)?[- ]out\b",
               r"\btake\s+me\s+off\b", r"\bno\s+more\s+e-?mails\b", r"\bnever\s+(?:e-?mail|contact)\s+me\b",
               r"\bcease\s+(?:all\s+)?(?:contact|communication)", r"\bgdpr\b.{0,40}\b(?:delet|eras)"),
-    "de": _rx(r"\b(?:entfernen|löschen|streichen|austragen)\s+sie\s+mich\b",
+    "de": _rx(r"\b(?:aus|von)\s+(?:dem|ihrem|der|ihrer)\s+(?:verteiler|liste|newsletter)"
+              r"\s+(?:nehmen|streichen|löschen|entfernen)",
+              r"\bwiderspreche\b",
+              r"\bkeine\s+(?:e-?mails|mails|nachrichten|werbung)\s+mehr\b",
+              r"\bnehmen\s+sie\s+mich\s+(?:bitte\s+)?(?:aus|von)\b",
+              r"\b(?:entfernen|löschen|streichen|austragen)\s+sie\s+mich\b",
               r"\bmich\s+(?:bitte\s+)?(?:aus|von)\s+(?:ihrem|ihrer|dem|der|diesem)\s+\w*"
               r"(?:verteiler|liste|newsletter)",
               r"\bkeine\s+(?:weiteren\s+)?(?:e-?mails|mails|nachrichten|kontaktaufnahme)",
@@ -89,12 +96,18 @@ _UNSUBSCRIBE = {
               r"\bmich\s+nicht\s+mehr\s+(?:zu\s+)?(?:kontaktieren|anschreiben|anrufen|anmailen)",
               r"\blöschen\s+sie\s+(?:bitte\s+)?meine\s+(?:daten|adresse|e-?mail)",
               r"\babmelden\b", r"\bmeine\s+daten\s+löschen", r"\baustragen\b"),
-    "fr": _rx(r"\b(?:retirez|supprimez|enlevez|effacez|désinscrivez)[- ]moi\b",
+    "fr": _rx(r"\bne\s+plus\s+m['’](?:écrire|envoyer|contacter)",
+              r"\b(?:retirez|supprimez|effacez)\s+mon\s+(?:adresse|e-?mail|mail)",
+              r"\bne\s+(?:veux|souhaite)\s+plus\s+(?:recevoir|être\s+contacté)",
+              r"\b(?:retirez|supprimez|enlevez|effacez|désinscrivez)[- ]moi\b",
               r"\bme\s+(?:retirer|désinscrire|supprimer|désabonner|rayer)\b", r"\bdésinscri(?:re|ption|vez)",
               r"\bdésabonn", r"\bne\s+(?:me\s+)?(?:contactez|écrivez|envoyez)\s+plus\b",
               r"\bne\s+plus\s+(?:me\s+)?(?:contacter|écrire|recevoir)", r"\barrêtez\s+de\s+m['’]",
               r"\bplus\s+de\s+(?:mails|e-?mails|messages)\b"),
-    "es": _rx(r"\b(?:elimín|elimin|borr|quít|quit|sáqu|saqu|dé|d)(?:e|en|a|ar)(?:me|nos)\b"
+    "es": _rx(r"\bno\s+(?:deseo|quiero)\s+recibir\b",
+              r"\bden(?:me)?\s+de\s+baja\b",
+              r"\bquit(?:en|e|a)\s+mi\s+(?:correo|email|e-mail|dirección)",
+              r"\b(?:elimín|elimin|borr|quít|quit|sáqu|saqu|dé|d)(?:e|en|a|ar)(?:me|nos)\b"
               r"(?:\s+de\s+(?:su|tu|la|vuestra)\s+(?:lista|base))?",
               r"\bdar(?:me)?\s+de\s+baja\b", r"\bbórr(?:en|e|a)me\b", r"\bdarme\s+de\s+baja\b",
               r"\bdejen?\s+de\s+(?:escribir|enviar|contactar)",
@@ -161,7 +174,10 @@ _RETURN_CUE = {
 }
 
 _WRONG_PERSON = {
-    "en": _rx(r"\b(?:i\s+am|i['’]m)\s+not\s+(?:the\s+)?(?:right|correct|best|appropriate)\s+(?:person"
+    "en": _rx(r"\bnot\s+(?:involved\s+in|the\s+decision[- ]maker)\b",
+              r"\b(?:i\s+(?:have\s+)?|i\s+am\s+|i[\'’]m\s+)retired\b",
+              r"\b(?:isn[\'’]t|is\s+not)\s+(?:my|in\s+my)\s+(?:area|department|remit|responsibility|job)\b",
+              r"\b(?:i\s+am|i['’]m)\s+not\s+(?:the\s+)?(?:right|correct|best|appropriate)\s+(?:person"
               r"|contact)",
               r"\bwrong\s+(?:person|contact|address|department)\b", r"\bnot\s+(?:my|in\s+my)\s+(?:area"
                                                                     r"|department|remit)",
@@ -172,12 +188,15 @@ _WRONG_PERSON = {
               r"\bnicht\s+(?:zuständig|der\s+richtige\s+ansprechpartner)", r"\bfalsche[rn]?"
                                                                            r"\s+(?:ansprechpartner|person)",
               r"\bnicht\s+mehr\s+(?:im\s+unternehmen|bei\s+uns|für\s+\w+\s+tätig)"),
-    "fr": _rx(r"\bne\s+suis\s+pas\s+(?:la\s+bonne\s+personne|le\s+bon\s+interlocuteur|la\s+personne"
+    "fr": _rx(r"\bpas\s+moi\s+qui\s+(?:gère|m[\'’]occupe|m[\'’]en\s+occupe|décide)\b",
+              r"\bne\s+suis\s+pas\s+(?:la\s+bonne\s+personne|le\s+bon\s+interlocuteur|la\s+personne"
               r"\s+en\s+charge)",
               r"\bpas\s+(?:la\s+bonne\s+personne|le\s+bon\s+interlocuteur)", r"\bmauvais(?:e)?"
                                                                              r"\s+(?:personne|interlocuteur)",
               r"\bne\s+(?:travaille|fai[st])\s+plus\s+partie", r"\bne\s+m['’]occupe\s+pas\b"),
-    "es": _rx(r"\bno\s+soy\s+(?:la\s+persona\s+(?:adecuada|indicada|correcta)|el\s+contacto\s+adecuado"
+    "es": _rx(r"\bno\s+es\s+(?:de\s+)?mi\s+(?:competencia|área|responsabilidad)\b",
+              r"\bno\s+soy\s+(?:la\s+persona|quien)\b",
+              r"\bno\s+soy\s+(?:la\s+persona\s+(?:adecuada|indicada|correcta)|el\s+contacto\s+adecuado"
               r"|quien)",
               r"\bpersona\s+equivocada\b", r"\bya\s+no\s+trabaj", r"\bno\s+(?:me\s+encargo|es\s+mi\s+área)"),
     "it": _rx(r"\bnon\s+sono\s+la\s+persona\s+giusta\b", r"\bnon\s+(?:mi\s+occupo|lavoro\s+più)"),
@@ -189,7 +208,12 @@ _WRONG_PERSON = {
 _NAME = r"(?-i:[A-ZÀ-Ý][a-zà-ÿ]+)"
 _ADDRESS = r"[\w.+-]+@[\w-]+\.[\w.-]+"
 _REFERRAL = {
-    "en": _rx(rf"\b(?:contact|reach\s+out\s+to|talk\s+to|speak\s+(?:to|with)|write\s+to|e-?mail|get"
+    "en": _rx(r"\bi['’]d\s+suggest\s+(?:reaching|contacting|talking|speaking|emailing|writing)\b",
+              r"\b(?:speak|talk)\s+(?:to|with)\s+(?:our|my)\s+\w+",
+              r"\breaching\s+out\s+to\b",
+              r"\b(?:her|his|their)\s+(?:e-?mail|address)\s+is\b",
+              r"\byou\s+(?:want|need|should)\s+to\s+(?:talk|speak|write)\s+to\b",
+              rf"\b(?:contact|reach\s+out\s+to|talk\s+to|speak\s+(?:to|with)|write\s+to|e-?mail|get"
               rf"\s+in\s+touch\s+"
               rf"with|try|ask)\s+(?:my\s+colleague\s+|our\s+\w+\s+)?(?:{_NAME}|{_ADDRESS})",
               rf"\b(?:cc['’]?(?:ed|ing)|looping\s+in|copying)\s+(?:my\s+colleague\s+)?(?:{_NAME}|{_ADDRESS})",
@@ -198,7 +222,7 @@ _REFERRAL = {
               r"\s+to\s+is)\b",
               rf"\b{_NAME}\s+(?:handles|is\s+responsible\s+for|looks\s+after|takes\s+care\s+of|is\s+the"
               rf"\s+one)\b"),
-    "de": _rx(rf"\b(?:wenden\s+sie\s+sich\s+(?:bitte\s+)?an|kontaktieren\s+sie\s+(?:bitte\s+)?"
+    "de": _rx(rf"\b(?:wenden\s+sie\s+sich\s+(?:bitte\s+)?an\s+|kontaktieren\s+sie\s+(?:bitte\s+)?"
               rf"|schreiben\s+sie\s+"
               rf"(?:bitte\s+)?(?:an\s+)?)(?:meine[nr]?\s+kolleg\w*\s+|herrn?\s+|frau\s+)?(?:{_NAME}"
               rf"|{_ADDRESS})",
@@ -220,7 +244,13 @@ _REFERRAL = {
 }
 
 _NOT_INTERESTED = {
-    "en": _rx(r"\bnot\s+(?:really\s+|currently\s+|at\s+all\s+)?interested\b", r"\bno\s+thanks?\b",
+    "en": _rx(r"\b(?:isn[\'’]t|is\s+not|not)\s+(?:relevant|a\s+need|something\s+we\s+need)\b",
+              r"\b(?:go(?:ing)?|went|gone)\s+(?:in\s+)?(?:another|a\s+different)\s+direction\b",
+              r"\bnot\s+for\s+us\b",
+              r"\bno\s+need\s+for\b",
+              r"\b(?:we[\'’]ll|i[\'’]ll|we\s+will|i\s+will)\s+pass\b",
+              r"\bnot\s+interesting\b",
+              r"\bnot\s+(?:really\s+|currently\s+|at\s+all\s+)?interested\b", r"\bno\s+thanks?\b",
               r"\bno,?\s+thank\s+you\b",
               r"\bnot\s+(?:a\s+(?:good\s+)?fit|relevant|for\s+us|looking|a\s+priority|in\s+the\s+market)\b",
               r"\bwe\s+(?:already\s+)?(?:have|use|work\s+with)\s+(?:a|an|our\s+own)\s+\w*\s*(?:solution"
@@ -228,15 +258,26 @@ _NOT_INTERESTED = {
               r"tool|partner|agency|team)", r"\bwe(?:['’]re|\s+are)\s+(?:all\s+)?(?:set|good|covered)\b",
               r"\bpass\s+on\s+this\b", r"\bno\s+need\b", r"\bnot\s+(?:now|at\s+this\s+time|right\s+now)\b",
               r"\bno\s+budget\b", r"\bwill\s+pass\b", r"\bnot\s+something\s+we\b", r"\bdecline\b"),
-    "de": _rx(r"\bkein(?:e)?\s+(?:interesse|bedarf)\b", r"\bnein,?\s+danke\b", r"\bnicht\s+interessiert\b",
-              r"\binteressiert\s+(?:mich|uns)\s+nicht\b", r"\bhaben\s+(?:bereits|schon)\s+(?:einen|eine"
-                                                          r"|ein)\b",
+    "de": _rx(r"\b(?:sind|bin)\s+(?:bereits\s+|schon\s+|gut\s+)?versorgt\b",
+              r"\bkein\s+thema\b",
+              r"\bkein(?:e|en)?\s+(?:interesse|bedarf)\b",
+              r"\bnicht\s+interessant\b",
+              r"\bkein(?:e)?\s+(?:interesse|bedarf)\b", r"\bnein,?\s+danke\b", r"\bnicht\s+interessiert\b",
+              r"\binteressiert\s+(?:mich|uns)\s+nicht\b",
+              r"\bhaben\s+(?:bereits|schon)\s+(?:einen|eine|ein)\b",
               r"\bderzeit\s+nicht\b", r"\bpasst\s+(?:nicht|leider\s+nicht)\b", r"\bkein\s+thema\s+für\s+uns"),
-    "fr": _rx(r"\bpas\s+(?:intéressée?s?|interessée?)\b", r"\bnon\s+merci\b", r"\bpas\s+de\s+besoin\b",
+    "fr": _rx(r"\bpas\s+d['’]actualité\b",
+              r"\bpas\s+une\s+priorité\b",
+              r"\bpas\s+intéressant\b",
+              r"\bpas\s+(?:intéressée?s?|interessée?)\b", r"\bnon\s+merci\b", r"\bpas\s+de\s+besoin\b",
               r"\bne\s+(?:sommes|suis)\s+pas\s+(?:intéressés?|intéressée?|preneurs?)\b",
               r"\baucun\s+(?:intérêt|besoin)\b",
               r"\bavons\s+déjà\s+(?:un|une)\b", r"\bpas\s+pour\s+(?:le\s+moment|nous)\b"),
-    "es": _rx(r"\bno\s+(?:me|nos)\s+interesa\b", r"\bno\s+estoy\s+interesad", r"\bno\s+estamos\s+interesad",
+    "es": _rx(r"\bno\s+es\s+de\s+nuestro\s+interés\b",
+              r"\bpor\s+ahora\s+no\b",
+              r"\bno\s+(?:estamos|estoy)\s+buscando\b",
+              r"\bno\s+es\s+(?:una\s+)?prioridad\b",
+              r"\bno\s+(?:me|nos)\s+interesa\b", r"\bno\s+estoy\s+interesad", r"\bno\s+estamos\s+interesad",
               r"\bno,?\s+gracias\b", r"\bya\s+(?:tenemos|contamos\s+con|trabajamos\s+con)\b",
               r"\bno\s+es\s+para\s+nosotros",
               r"\bno\s+(?:lo\s+)?necesitamos\b", r"\bsin\s+interés\b"),
@@ -247,7 +288,17 @@ _NOT_INTERESTED = {
 }
 
 _MEETING = {
-    "en": _rx(r"\b(?:let['’]?s|can\s+we|could\s+we|shall\s+we|happy\s+to|glad\s+to)\s+(?:set\s+up\s+a"
+    "en": _rx(r"\b(?:set\s+up|schedule|book|arrange|organi[sz]e)"
+              r"\s+(?:a\s+|an\s+)?(?:\w+\s+){0,2}(?:call|chat|meeting|demo)\b",
+              r"\b(?:grab|book|pick)\s+(?:a\s+)?(?:slot|time)\b",
+              r"\bmy\s+calendar\b",
+              r"\bcall\s+me\b",
+              r"\b\d{1,2}\s+minutes\s+on\s+(?:monday|tuesday|wednesday|thursday|friday)",
+              r"\b\d+[- ]?min(?:ute)?s?\s+(?:call|chat|meeting|demo)\b",
+              r"\blet[\'’]?s\s+meet\b",
+              r"\b(?:call|chat|meeting|demo)"
+              r"\s+(?:on\s+)?(?:monday|tuesday|wednesday|thursday|friday|tomorrow|next\s+week)",
+              r"\b(?:let['’]?s|can\s+we|could\s+we|shall\s+we|happy\s+to|glad\s+to)\s+(?:set\s+up\s+a"
               r"\s+|have\s+a\s+|"
               r"schedule\s+a\s+|book\s+a\s+|jump\s+on\s+a\s+|hop\s+on\s+a\s+)?(?:call|chat|meet|talk"
               r"|meeting|demo|speak)\b",
@@ -258,12 +309,14 @@ _MEETING = {
               r"\b(?:free|available)\s+(?:on\s+)?(?:monday|tuesday|wednesday|thursday|friday|tomorrow"
               r"|next\s+week)",
               r"\b\d{1,2}(?::\d{2})?\s*(?:am|pm)\b", r"\bschedule\s+(?:a|some)\s+(?:call|time|meeting)"),
-    "de": _rx(r"\b(?:termin|telefonat|gespräch|call|videocall|meeting)\b.{0,40}\b(?:vereinbaren|ausmachen|"
+    "de": _rx(r"\b(?:rufen\s+sie\s+mich|ruf\s+mich)\b.{0,40}\ban\b",
+              r"\b(?:termin|telefonat|gespräch|call|videocall|meeting)\b.{0,40}\b(?:vereinbaren|ausmachen|"
               r"machen|finden|vorschlagen|passt|möglich)", r"\bwann\s+(?:passt|haben\s+sie\s+zeit)",
               r"\b(?:montag|dienstag|mittwoch|donnerstag|freitag)\s+um\s+\d",
               r"\bum\s+\d{1,2}(?::\d{2})?\s+uhr\b",
               r"\blassen\s+sie\s+uns\s+(?:telefonieren|sprechen)", r"\bgerne\s+(?:telefonieren|sprechen)\b"),
-    "fr": _rx(r"\b(?:rendez-vous|rdv|appel|call|visio|réunion|créneau)\b.{0,40}\b(?:fixer|caler"
+    "fr": _rx(r"\bappel(?:ez|le)[- ]moi\b",
+              r"\b(?:rendez-vous|rdv|appel|call|visio|réunion|créneau)\b.{0,40}\b(?:fixer|caler"
               r"|organiser|planifier|"
               r"convient|possible|proposer)", r"\b(?:lundi|mardi|mercredi|jeudi|vendredi)\s+à\s+\d",
               r"\b\d{1,2}\s*h(?:\d{2})?\b",
@@ -271,7 +324,8 @@ _MEETING = {
               r"|call|échange)",
               r"\bon\s+peut\s+(?:s['’]appeler|en\s+parler|échanger)",
               r"\bdisponible\s+(?:lundi|mardi|mercredi|jeudi|vendredi|demain|la\s+semaine)"),
-    "es": _rx(r"\b(?:reunión|llamada|cita|videollamada)\b.{0,40}\b(?:agendar|programar|concertar"
+    "es": _rx(r"\bllám(?:e|a)me\b",
+              r"\b(?:reunión|llamada|cita|videollamada)\b.{0,40}\b(?:agendar|programar|concertar"
               r"|organizar|tener|"
               r"podemos|posible|hacer)", r"\b(?:lunes|martes|miércoles|jueves|viernes)\s+a\s+las\s+\d",
               r"\ba\s+las\s+\d{1,2}(?::\d{2})?\b",
@@ -284,22 +338,39 @@ _MEETING = {
 }
 
 _INTERESTED = {
-    "en": _rx(r"\b(?:sounds|looks)\s+(?:interesting|good|great|promising)\b", r"\b(?:i['’]m|we['’]re|i"
-                                                                              r"\s+am|we\s+are)\s+"
-              r"(?:very\s+|quite\s+|definitely\s+)?interested\b", r"\btell\s+me\s+more\b",
+    "en": _rx(r"\b(?:could|might|may)\s+be\s+(?:useful|interesting|helpful|relevant)\b",
+              r"\bhappy\s+to\s+(?:take\s+a\s+look|learn|hear)\b",
+              r"\bi['’]m\s+curious\b",
+              r"\bsend\s+(?:over|me)\s+(?:the\s+)?(?:details|info)\b",
+              r"\binteresting\s+(?:timing|idea|offer|proposal)\b",
+              r"\b(?:i|we)[\'’]?d\s+(?:like|love)\s+to\s+(?:see|learn|hear|know|try|explore)\b",
+              r"\b(?:sounds|looks)\s+(?:interesting|good|great|promising)\b",
+              r"\b(?:i['’]m|we['’]re|i\s+am|we\s+are)\s+(?:very\s+|quite\s+|definitely\s+)?interested\b",
+              r"\btell\s+me\s+more\b",
               r"\bsend\s+(?:me\s+)?(?:more\s+"
               r"(?:info|information|details)|(?:the|a|your)\s+(?:deck|brochure|pricing|proposal))",
               r"\bkeen\s+to\s+(?:learn|hear|know)", r"\bwould\s+(?:love|like)\s+to\s+(?:learn|hear|know"
                                                     r"|see)\s+more\b",
               r"\byes,?\s+please\b", r"\bi['’]d\s+be\s+(?:open|interested)\b", r"\bopen\s+to\s+(?:it"
                                                                                r"|learning|hearing)"),
-    "de": _rx(r"\bklingt\s+(?:interessant|gut|spannend)\b", r"\b(?:bin|sind)\s+(?:sehr\s+)?interessiert\b",
+    "de": _rx(r"\b(?:hört|klingt)\s+sich\s+(?:gut|interessant|spannend)\s+an\b",
+              r"\bsenden\s+sie\s+mir\b",
+              r"\b(?:ist|klingt|wäre)"
+              r"\s+(?:für\s+uns\s+)?(?:grundsätzlich\s+|durchaus\s+|sehr\s+)?interessant\b",
+              r"\bklingt\s+(?:interessant|gut|spannend)\b", r"\b(?:bin|sind)\s+(?:sehr\s+)?interessiert\b",
               r"\bschicken\s+sie\s+(?:mir\s+)?(?:gerne\s+)?(?:mehr|weitere|unterlagen|infos)",
               r"\bmehr\s+(?:dazu\s+)?erfahren\b", r"\bgerne\s+mehr\b"),
-    "fr": _rx(r"\b(?:ça|cela)\s+(?:m['’]intéresse|nous\s+intéresse|semble\s+intéressant)",
+    "fr": _rx(r"\bpourquoi\s+pas\b",
+              r"\benvoyez[- ]moi\b",
+              r"\bm[\'’]intéresse\b",
+              r"\bnous\s+intéresse\b",
+              r"\b(?:ça|cela)\s+(?:m['’]intéresse|nous\s+intéresse|semble\s+intéressant)",
               r"\b(?:je\s+suis|nous\s+sommes)\s+intéressée?s?\b", r"\ben\s+savoir\s+plus\b",
               r"\benvoyez[- ]moi\s+(?:plus\s+d['’]|de\s+la\s+|votre|une)"),
-    "es": _rx(r"\bme\s+interesa\b", r"\bnos\s+interesa\b", r"\bsuena\s+(?:interesante|bien)\b",
+    "es": _rx(r"\bpodría\s+ser\s+interesante\b",
+              r"\benvíe(?:me)?\b",
+              r"\b(?:nos|me)\s+parece\s+(?:muy\s+)?interesante\b",
+              r"\bme\s+interesa\b", r"\bnos\s+interesa\b", r"\bsuena\s+(?:interesante|bien)\b",
               r"\bsaber\s+más\b",
               r"\benvíe(?:me)?\s+(?:más|información)", r"\bestoy\s+interesad", r"\bestamos\s+interesad"),
     "it": _rx(r"\bmi\s+interessa\b", r"\bsembra\s+interessante\b"),
@@ -308,12 +379,13 @@ _INTERESTED = {
 }
 
 _QUESTION = {
-    "en": _rx(r"\b(?:how\s+much|what\s+(?:is|are|does)|how\s+(?:does|do|is)|which|can\s+you|do\s+you|is"
+    "en": _rx(r"\b(?:how\s+much|what['’]s|what\s+(?:is|are|does)|how\s+(?:does|do|is)|which|can\s+you|"
+              r"do\s+you|is"
               r"\s+there|"
               r"who\s+else)\b"),
     "de": _rx(r"\b(?:wie\s+viel|was\s+kostet|wie\s+funktioniert|gibt\s+es|können\s+sie|haben\s+sie)\b"),
     "fr": _rx(r"\b(?:combien|comment|quel(?:le)?s?|est-ce\s+que|pouvez-vous)\b"),
-    "es": _rx(r"\b(?:cuánto|cómo|qué|cuál|dónde|cuándo|puede|tienen)\b"),
+    "es": _rx(r"\b(?:cuánto|cómo|qué|cuál|dónde|cuándo|puede|tienen|funciona)\b"),
     "it": _rx(r"\b(?:quanto|come|quale)\b"),
     "nl": _rx(r"\b(?:hoeveel|hoe\s+werkt|wat\s+kost)\b"),
     "pt": _rx(r"\b(?:quanto|como\s+funciona|qual)\b"),
@@ -323,14 +395,20 @@ _QUESTION = {
 # which language dates are parsed in. A text with none of them is of an unknown language.
 _LANGUAGE_WORDS = {
     "en": {"the", "and", "you", "your", "i", "we", "not", "please", "thanks", "is", "are", "me", "my", "to",
-           "of", "for", "on", "until", "will", "be", "no", "this", "hi", "hello", "am", "it", "with", "can"},
+           "what", "how", "does", "do", "s", "our", "us", "sorry", "would", "this", "that", "in", "at", "was",
+           "have", "has", "last", "who", "where", "if", "from", "but", "by", "an", "a",
+           "of", "for", "on", "until", "will", "be", "no", "hi", "hello", "am", "it", "with", "can"},
     "de": {"der", "die", "das", "und", "sie", "ich", "wir", "nicht", "bitte", "danke", "ist", "mich", "mir",
-           "bis", "am", "kein", "keine", "ihre", "ihnen", "hallo", "mit", "zu", "für", "bin", "uns", "von"},
+           "bis", "am", "kein", "keine", "ihre", "ihnen", "hallo", "mit", "zu", "für", "bin", "uns", "von",
+           "aus", "dem", "den", "des", "ein", "eine", "auch", "es", "wer", "sind", "nach"},
     "fr": {"le", "la", "les", "et", "vous", "je", "nous", "pas", "merci", "est", "moi", "ne", "de", "du",
-           "au", "suis", "bonjour", "pour", "avec", "une", "un", "des", "plus", "votre", "jusqu"},
+           "au", "suis", "bonjour", "pour", "avec", "une", "un", "des", "plus", "votre", "jusqu", "mon",
+           "vos",
+           "ce", "qui", "êtes", "mes", "sont"},
     "es": {"el", "la", "los", "las", "y", "usted", "yo", "no", "gracias", "es", "me", "de", "del", "hasta",
            "estoy", "hola", "para", "con", "una", "un", "por", "su", "nos", "estaré", "muchas", "están",
-           "dónde", "qué", "cómo", "cuánto", "le", "mi", "lo"},
+           "dónde", "qué", "cómo", "cuánto", "le", "mi", "lo", "más", "sus", "quién", "esto", "funciona",
+           "deseo", "quiero"},
     "it": {"il", "lo", "gli", "e", "lei", "io", "non", "grazie", "sono", "mi", "di", "al", "fino", "ciao",
            "per", "con", "una", "buongiorno", "sarò"},
     "nl": {"de", "het", "een", "en", "ik", "wij", "niet", "bedankt", "is", "mij", "tot", "van", "met", "voor",
@@ -512,27 +590,34 @@ MAX_AHEAD = timedelta(days=366)
 
 
 def _return_date(body: str, lang: str, received_at: datetime | None) -> date | None:
-    """The day the person is back: after a "back on" cue the date named, after an
-    "until" cue the day after it. Parsed in the reply's language (dateparser)."""
+    """The day the person is back, parsed in the reply's language (dateparser). A date
+    said to be the day back ("back on", "ab dem ... wieder") wins over one the absence
+    runs until ("vom 2. bis 13. März im Urlaub und ab dem 16. März wieder erreichbar")."""
     base = (received_at or datetime.now()).replace(tzinfo=None)
     cues = [lang, *(other for other in _RETURN_CUE if other not in (lang, "en")), "en"]
+    found: list[tuple[bool, date]] = []
     for cue_lang in dict.fromkeys(cues):
         cue = _RETURN_CUE.get(cue_lang)
         if cue is None:
             continue
         for match in cue.finditer(body):
             phrase = _DATE_WORDS.match(body[match.end():match.end() + 60])
-            if phrase is None:
-                continue
-            day = _parse_day(phrase.group(1), cue_lang, base)
-            if day is None:
+            day = _parse_day(phrase.group(1), cue_lang, base) if phrase is not None else None
+            if phrase is None or day is None:
                 continue
             # "until the 14th" may mean back on the 14th or the 15th: the 14th, and the
             # buffer covers the rest; "through the 14th" says the 14th is still away.
             after = body[match.end() + phrase.end():match.end() + phrase.end() + 12]
             inclusive = _INCLUSIVE.search(match.group(0) + " " + after) is not None
-            return day + timedelta(days=1) if inclusive else day
-    return None
+            is_back = _UNTIL.search(match.group(0)) is None
+            found.append((is_back, day + timedelta(days=1) if inclusive else day))
+        if found:
+            break
+    back = [day for is_back, day in found if is_back] or [day for _, day in found]
+    return back[0] if back else None
+
+
+_UNTIL = re.compile(r"until|till|through|thru|\bbis\b|jusqu|hasta|fino|\btot\b|até|till\s+och|\bdo\b", re.I)
 
 
 def _parse_day(phrase: str, lang: str, base: datetime) -> date | None:
