@@ -110,7 +110,7 @@ async def poll_all(
 
     results = list(await asyncio.gather(*(one(mid) for mid in ids)))
     await inbound.forget_old_sent(pool, limits.match_window)
-    await webhook_events.forget_delivered(pool, limits.match_window)
+    await webhook_events.forget_old(pool, limits.match_window)
     return results
 
 

@@ -62,9 +62,11 @@ async def window(pool: asyncpg.Pool, since: datetime, until: datetime | None, af
     return [payload(r, include_address) for r in rows], (rows[-1]["seq"] if rows else after_seq)
 
 
-async def forget_delivered(pool: asyncpg.Pool, older_than: timedelta, batch: int = 5000) -> int:
-    """Delivered events past the replay window (OUTREACH_REPLY_MATCH_DAYS) go."""
+async def forget_old(pool: asyncpg.Pool, older_than: timedelta, batch: int = 5000) -> int:
+    """Events past the replay window (OUTREACH_REPLY_MATCH_DAYS) go, delivered or not:
+    without a webhook nothing is ever delivered, and the table must not grow with every
+    send for ever; a receiver down longer than the window misses what is older."""
     status = await pool.execute(
         "DELETE FROM webhook_events WHERE seq IN (SELECT seq FROM webhook_events"
-        " WHERE delivered_at IS NOT NULL AND occurred_at < now() - $1::interval LIMIT $2)", older_than, batch)
+        " WHERE occurred_at < now() - $1::interval ORDER BY seq LIMIT $2)", older_than, batch)
     return int(status.rsplit(" ", 1)[1])

@@ -71,6 +71,8 @@ CREATE TABLE webhook_events (
     delivered_at  timestamptz
 );
 CREATE INDEX webhook_events_undelivered ON webhook_events (seq) WHERE delivered_at IS NULL;
+-- What `webhook replay` reads, and what the inbox pass forgets after the reply-matching
+-- window (delivered or not: without a webhook, events are never delivered).
 CREATE INDEX webhook_events_occurred ON webhook_events (occurred_at);
 
 CREATE FUNCTION webhook_event_sent() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -26,7 +26,7 @@ from config.names import DELIVER_WEBHOOK
 from config.settings import Settings
 from inbox.webhook import signature
 from mail.unsubscribe import SendKey
-from store import inbound
+from store import inbound, webhook_events
 from store.inbound import Inbound, Match
 from store.unsubscribes import unsubscribe
 from tests.factories import add_campaign, add_mailbox, settings_ring
@@ -131,6 +131,14 @@ async def test_replay_sends_a_chosen_window_again_under_the_same_ids(
     receiver.bodies.clear()
     ran = await outreach(settings, "webhook", "replay", "--since", "2000-01-01")
     assert [e["id"] for e in verified(receiver)] == [e["id"] for e in first]  # all, in the same order
+
+
+async def test_events_older_than_the_window_are_forgotten_delivered_or_not(db: asyncpg.Pool) -> None:
+    await every_kind(db)
+    await db.execute("UPDATE webhook_events SET occurred_at = now() - interval '91 days' WHERE type = 'sent'")
+    assert await webhook_events.forget_old(db, timedelta(days=90)) == 4  # never delivered: no webhook
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE type = 'sent'") == 0
+    assert await db.fetchval("SELECT count(*) FROM webhook_events") == 5
 
 
 class DownForTenMinutes:
