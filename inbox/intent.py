@@ -37,6 +37,11 @@ from mailparser_reply import EmailReplyParser
 __all__ = ["Intent", "IntentClass", "judge", "latest_text"]
 
 TEXT_LIMIT = 8_000  # characters of the latest reply judged: a reply's meaning is in its start
+# Characters given to mail-parser-reply, after runs of blank lines are folded: its
+# regular expressions are quadratic on some inputs (thousands of blank lines took
+# seconds), and a stranger chooses the input (decision 0050: bounded cost per message).
+PARSE_LIMIT = 6_000
+_BLANK_RUNS = re.compile(r"\n[ \t\r\f\v]*(?:\n[ \t\r\f\v]*)+")
 
 
 class IntentClass(StrEnum):
@@ -441,7 +446,7 @@ _QUOTE_HEADER = re.compile(
 )
 # Lines a phone or a mail program adds, which say nothing about the sender's intent.
 _FOOTER = re.compile(
-    r"^\s*(?:sent\s+from\s+my\s+\w+|get\s+outlook\s+for\s+\w+|envoyé\s+de\s+mon\s+\w+|von\s+meinem"
+    r"^[ \t]*(?:sent\s+from\s+my\s+\w+|get\s+outlook\s+for\s+\w+|envoyé\s+de\s+mon\s+\w+|von\s+meinem"
     r"\s+\w+\s+gesendet"
     r"|gesendet\s+von\s+(?:meinem\s+)?\w+|enviado\s+desde\s+mi\s+\w+|inviato\s+da(?:l\s+mio)?\s+\w+"
     r"|verzonden\s+vanaf\s+mijn\s+\w+|enviado\s+do\s+meu\s+\w+|skickat\s+från\s+min\s+\w+).*$",
@@ -488,7 +493,7 @@ def _parser() -> EmailReplyParser:
 def latest_text(text: str) -> str:
     """What the person wrote this time: quoted history, signature, disclaimers and
     mobile footers cut (mail-parser-reply, then ``>`` lines and footers)."""
-    text = text.replace("\r\n", "\n")[:50_000]
+    text = _BLANK_RUNS.sub("\n\n", text[:50_000].replace("\r\n", "\n"))[:PARSE_LIMIT]
     try:
         replies = _parser().read(text).replies
         latest = str(replies[0].body) if replies else text

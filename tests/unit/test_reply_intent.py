@@ -3,6 +3,7 @@ tests/fixtures/replies, and the behaviours the set does not show on its own."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -116,3 +117,16 @@ def test_a_bounce_has_no_intent() -> None:
                    "I'm out of the office until 16 March.")
     found = classify(dsn)
     assert found.kind is InboundClass.BOUNCE and found.intent is None
+
+
+@pytest.mark.parametrize("shape", [" \n" * 25_000, "x\n" * 25_000, "_\n" * 25_000, "> " * 25_000,
+                                   "From: a\nSent: b\n" * 3_000, "a " * 25_000])
+def test_a_strangers_text_costs_a_bounded_amount(shape: str) -> None:
+    """mail-parser-reply is quadratic on thousands of blank lines (" \\n" * 25,000 took
+    75 s): the text it gets is folded and cut first (inbox/intent.py PARSE_LIMIT). Under a
+    tenth of a second here; the bound asserted is loose, for a shared machine."""
+    started = time.process_time()
+    found = judge(shape)
+    spent = time.process_time() - started
+    print(f"{shape[:12]!r}: {spent:.3f} s CPU")
+    assert found.kind in IntentClass and spent < 5.0
