@@ -592,6 +592,7 @@ _DATE_WORDS = re.compile(
 )
 _INCLUSIVE = re.compile(r"through|thru|einschließlich|inclus|tot\s+en\s+met|till\s+och\s+med|incluido", re.I)
 MAX_AHEAD = timedelta(days=366)
+MAX_DATE_TRIES = 20  # cue phrases read for a date, per reply: a stranger chooses how many there are
 
 
 def _return_date(body: str, lang: str, received_at: datetime | None) -> date | None:
@@ -601,11 +602,15 @@ def _return_date(body: str, lang: str, received_at: datetime | None) -> date | N
     base = (received_at or datetime.now()).replace(tzinfo=None)
     cues = [lang, *(other for other in _RETURN_CUE if other not in (lang, "en")), "en"]
     found: list[tuple[bool, date]] = []
+    tries = 0
     for cue_lang in dict.fromkeys(cues):
         cue = _RETURN_CUE.get(cue_lang)
         if cue is None:
             continue
         for match in cue.finditer(body):
+            tries += 1
+            if tries > MAX_DATE_TRIES:  # each try may cost dateparser a few calls
+                break
             phrase = _DATE_WORDS.match(body[match.end():match.end() + 60])
             day = _parse_day(phrase.group(1), cue_lang, base) if phrase is not None else None
             if phrase is None or day is None:
