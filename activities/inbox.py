@@ -22,8 +22,8 @@ from config.secrets import KeyRing
 from inbox.poll import PassResult, PollLimits, TokenSource, poll_all
 from inbox.webhook import WebhookMisconfigured, check_config, post_events
 from mail.oauth import HttpTokenEndpoint, TokenEndpoint
-from store import StoreError, accounts
-from store.inbound import complaint_rate, mark_delivered, undelivered_events
+from store import StoreError, accounts, webhook_events
+from store.inbound import complaint_rate
 from telemetry import metrics
 
 log = structlog.get_logger(__name__)
@@ -44,14 +44,15 @@ def oauth_token_source(pool: asyncpg.Pool, tokens: TokenEndpoint, ring: KeyRing)
 class InboxActivities:
     def __init__(self, pool: asyncpg.Pool, ring: KeyRing, webhook_url: str = "",
                  webhook_secret: str = "", tokens: TokenEndpoint | None = None,
-                 guard: BounceGuard | None = None) -> None:
+                 guard: BounceGuard | None = None, webhook_include_address: bool = False) -> None:
         self._pool = pool
         self._ring = ring
         self._guard = guard  # hard DSNs count toward the mailbox's bounce rate
-        self._tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
+        self.tokens = oauth_token_source(pool, tokens or HttpTokenEndpoint(), ring)
         # From the worker's own settings: a URL may hold a token, and neither belongs in
         # a workflow's input or history.
         self._webhook = (webhook_url, webhook_secret)
+        self._include_address = webhook_include_address
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver_webhook(self, inp: WebhookInput) -> WebhookResult:
@@ -66,9 +67,9 @@ class InboxActivities:
             # This worker's own settings: every retry would fail the same way.
             raise ApplicationError(str(exc), type="WebhookMisconfigured", non_retryable=True) from None
         delivered = 0
-        while events := await undelivered_events(self._pool, inp.batch_size):
+        while events := await webhook_events.undelivered(self._pool, inp.batch_size, self._include_address):
             await post_events(url, secret, events)
-            await mark_delivered(self._pool, [int(str(e["id"])) for e in events])
+            await webhook_events.mark_delivered(self._pool, [str(e["id"]) for e in events])
             delivered += len(events)
             activity.heartbeat(delivered)
         return WebhookResult(delivered=delivered)
@@ -78,15 +79,9 @@ class InboxActivities:
         limits = PollLimits(max_message_bytes=inp.max_message_bytes, match_window=inp.match_window,
                             timeout=inp.imap_timeout_seconds)
         results = await poll_all(self._pool, self._ring, limits, concurrency=inp.concurrency,
-                                 tokens=self._tokens)
+                                 tokens=self.tokens)
         for r in results:
-            await self._export(r)
-            # A hard bounce (recorded and acted on) or a block (counted only) may take
-            # the mailbox over the guard's rates.
-            if self._guard is not None and any(
-                    f.kind == "bounce" and ((f.verdict == "hard" and f.stopped) or f.verdict == "blocked")
-                    for f in r.found):
-                await self._guard.after_bounce(r.mailbox_id)
+            await self.after_pass(r)
         found = Counter(f.kind for r in results for f in r.found)
         result = InboxPollResult(
             mailboxes=len(results), found=dict(found),
@@ -95,6 +90,17 @@ class InboxActivities:
         )
         log.info("inbox_poll", **result.model_dump())
         return result
+
+    async def after_pass(self, r: PassResult) -> None:
+        """What follows one mailbox's pass, from the schedule or from IDLE (inbox/listen.py):
+        metrics, and the deliverability guard's judgement."""
+        await self._export(r)
+        # A hard bounce (recorded and acted on) or a block (counted only) may take
+        # the mailbox over the guard's rates.
+        if self._guard is not None and any(
+                f.kind == "bounce" and ((f.verdict == "hard" and f.stopped) or f.verdict == "blocked")
+                for f in r.found):
+            await self._guard.after_bounce(r.mailbox_id)
 
     async def _export(self, r: PassResult) -> None:
         if r.error:
@@ -107,4 +113,8 @@ class InboxActivities:
                 metrics.INBOUND_BOUNCES.labels(r.mailbox_id, f.verdict or "unread").inc()
             if f.stop_latency is not None:
                 metrics.REPLY_TO_STOP.observe(f.stop_latency)
+            if f.intent is not None and f.send_key is not None:
+                metrics.REPLY_INTENTS.labels(r.mailbox_id, f.intent, f.action or "none").inc()
+            if f.postponed_to is not None:
+                metrics.POSTPONEMENTS.labels(r.mailbox_id).inc()
         metrics.COMPLAINT_RATE.labels(r.mailbox_id).set(await complaint_rate(self._pool, r.mailbox_id))

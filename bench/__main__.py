@@ -9,6 +9,7 @@ PostgreSQL database, `outreach worker` processes, and the in-process provider
     python -m bench scale-out --runs 3 --prospects 3000 --json docs/benchmarks/scale-out.json
     python -m bench scale     --runs 1 --sizes 10000,100000,1000000 --json docs/benchmarks/scale.json
     python -m bench variants  --campaigns 1000 --json docs/benchmarks/variants.json  (the winner rule)
+    python -m bench replies   # the reply rules against the labelled set (no services)
 
 They print figures and assert nothing.
 """
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, precision, scale, scale_out
+from bench import capacity, precision, replies, scale, scale_out
 from bench.report import Figure, table, write_json
 
 RunResult = tuple[dict[str, float], dict[str, Any]]
@@ -60,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     out = scenarios.add_parser("scale-out", parents=[common], help="1 vs 2 worker processes")
     out.add_argument("--prospects", type=int, default=3000)
     out.add_argument("--mailboxes", type=int, default=20)
+
+    rep = scenarios.add_parser("replies", help="reply intent rules against the labelled set (in-process)")
+    rep.add_argument("--quiet", action="store_true", help="figures only, not each mistake")
+    rep.add_argument("--held-out", action="store_true",
+                     help="the held-out set (tests/fixtures/replies/holdout), never tuned on")
 
     sca = scenarios.add_parser("scale", parents=[common], help="cost per email at 10k, 100k, 1M prospects")
     sca.add_argument("--sizes", default="10000,100000,1000000", help="campaign sizes, comma-separated")
@@ -122,6 +128,10 @@ def _scenario(args: argparse.Namespace) -> tuple[list[Figure], Callable[[], Awai
 
 async def main(argv: list[str] | None = None) -> list[RunResult]:
     args = _parser().parse_args(argv)
+    if args.scenario == "replies":
+        corpus = replies.CORPUS / "holdout" if args.held_out else replies.CORPUS
+        print(replies.report(replies.measure(replies.load(corpus)), show_mistakes=not args.quiet))
+        return []
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     if args.scenario == "scale":

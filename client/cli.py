@@ -25,6 +25,7 @@ from client.prospects_cli import prospects
 from client.suppress_cli import suppress
 from client.unsubscribe_server import unsubscribe_server
 from client.variants_cli import campaigns_variants, variant_lines, winner_line
+from client.webhook_cli import webhook
 from client.workflows_cli import workflows
 from config.logs import configure_logging
 from config.secrets import SecretKeyError, key_ring
@@ -263,6 +264,7 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
     echo("  prospects: " + ", ".join(f"{k} {v}" for k, v in prospects.items() if v or k == "active"))
     replies = {r["step"]: r for r in status.get("replies", [])}
     waits = {w["step"]: w for w in status.get("waiting", [])}
+    classes = {r["step"]: r["classes"] for r in status.get("reply_classes", [])}
     for step, done in zip(status["steps"], progress["steps"], strict=True):
         counts = ", ".join(f"{k} {v}" for k, v in step.items() if k != "step" and v)
         bar = f"{_bar(done['done'], done['total'])} " if tty else ""
@@ -270,6 +272,8 @@ def _echo_status(status: dict[str, Any], *, tty: bool, clear: bool) -> None:
         reply = ""
         if answered.get("replies"):
             reply = f"; replies {answered['replies']} ({answered['reply_rate']:.1%})"
+        if classes.get(step["step"]):
+            reply += " [" + ", ".join(f"{k} {v}" for k, v in classes[step["step"]].items()) + "]"
         echo(f"  step {step['step']}: {bar}{done['done']}/{done['total']} done;"
              f" {counts or 'nothing yet'}{reply}")
         wait = waits.get(step["step"], {})
@@ -405,8 +409,9 @@ async def trace(target: str) -> None:
 
 
 async def _echo_inbound(prospect_ids: list[int]) -> None:
-    """What the inboxes held from these prospects, with its class (issue 14)."""
-    from store.inbound import inbound_of
+    """What the inboxes held from these prospects, with its class (issue 14), what it
+    means and what on_reply did, and each postponement of a next step (issue 25)."""
+    from store.inbound import inbound_of, postponements_of
 
     for m in await with_pool(lambda pool: inbound_of(pool, prospect_ids)):
         verdict = f" ({m['verdict']})" if m["verdict"] else ""
@@ -414,6 +419,14 @@ async def _echo_inbound(prospect_ids: list[int]) -> None:
              f"  {m['recorded_at']:%Y-%m-%d %H:%M:%S}  mailbox {m['mailbox_id']} {m['folder']}"
              f" uid {m['uid']}  answers {m['campaign_id']}:{m['step']}:{m['prospect_id']}"
              f" (by {m['matched_by']})" + ("" if m["proven"] else f"  {m['detail']}"))
+        if m["intent"]:
+            back = f", back {m['return_date']}" if m["return_date"] else ""
+            echo(f"    intent {m['intent']} ({m['intent_confidence']:.2f}: {m['intent_reason']}{back})"
+                 f"  action {m['action'] or '-'}")
+    for p in await with_pool(lambda pool: postponements_of(pool, prospect_ids)):
+        echo(f"  postponed prospect {p['prospect_id']} step {p['step']}: {p['due_before']:%Y-%m-%d %H:%M:%S}"
+             f" -> {p['due_after']:%Y-%m-%d %H:%M:%S} UTC ({p['reason']})"
+             f"  at {p['created_at']:%Y-%m-%d %H:%M:%S}")
 
 
 async def _temporal_or_none() -> Any:
@@ -535,6 +548,7 @@ mailboxes.add_command(check_dns)
 register_campaign_controls(main, campaigns, mailboxes, prospects)
 campaigns.add_command(campaigns_variants)
 main.add_command(inbox)
+main.add_command(webhook)
 main.add_command(workflows)
 
 

@@ -6,7 +6,10 @@ inbox-poll schedule runs (docs/decisions/0034).
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -15,7 +18,8 @@ from client.output import echo, echo_json
 from config.secrets import SecretKeyError, key_ring
 from config.settings import get_settings
 from inbox.poll import PollLimits, poll_all
-from store.inbound import events_since
+from specs.csv_cells import neutral_row
+from store.inbound import events_since, list_inbound, referrals
 
 
 def poll_limits() -> PollLimits:
@@ -76,3 +80,61 @@ def inbox_export(since: datetime, as_json: bool) -> None:
         short = "" if e["proven"] else f" ({e['detail']})"
         echo(f"{e['recorded_at']:%Y-%m-%dT%H:%M:%S}Z {e['class']}{verdict} {e['mailbox_id']}"
              f" {e['send_key'] or 'unmatched'}{short}")
+
+
+_INTENTS = ("interested", "meeting", "question", "not_interested", "unsubscribe", "wrong_person", "referral",
+            "out_of_office", "other")
+_WHEN = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+@inbox.command("list")
+@click.option("--class", "intent", type=click.Choice(_INTENTS), help="Only replies of this intent.")
+@click.option("--campaign", "campaign_id", help="Only messages matched to this campaign.")
+@click.option("--since", type=_WHEN, help="UTC date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SS).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def inbox_list(intent: str | None, campaign_id: str | None, since: datetime | None, limit: int,
+               as_json: bool) -> None:
+    """Messages read from the inboxes, newest first: time, mailbox, prospect, class
+    (the reply's intent), confidence, campaign, step and what on_reply did. No text."""
+    rows = run_on_database(lambda pool: list_inbound(
+        pool, intent=intent, campaign_id=campaign_id, since=since.replace(tzinfo=UTC) if since else None,
+        limit=limit))
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        echo(_list_line(r))
+
+
+def _list_line(r: dict[str, Any]) -> str:
+    what = r["intent"] or r["class"]
+    confidence = f" {r['intent_confidence']:.2f}" if r["intent_confidence"] is not None else ""
+    where = f" {r['campaign_id']} step {r['step']}" if r["campaign_id"] else " unmatched"
+    prospect = f" prospect {r['prospect_id']}" if r["prospect_id"] is not None else ""
+    action = f" -> {r['action']}" if r["action"] else ""
+    back = f" (back {r['return_date']})" if r["return_date"] else ""
+    when = f"{r['recorded_at']:%Y-%m-%dT%H:%M:%S}Z"
+    return f"{when} {r['mailbox_id']}{prospect} {what}{confidence}{where}{action}{back}"
+
+
+@inbox.command("referrals")
+@click.option("--campaign", "campaign_id", help="Only this campaign's.")
+@click.option("--workspace", "workspace_id", help="Only this workspace's.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def inbox_referrals(campaign_id: str | None, workspace_id: str | None, as_json: bool) -> None:
+    """The people replies named instead of the prospect, for export: time, campaign,
+    the prospect who named them, and the address when the reply gave one (CSV)."""
+    rows = run_on_database(lambda pool: referrals(pool, campaign_id, workspace_id))
+    if as_json:
+        echo_json(rows)
+        return
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["created_at", "workspace_id", "campaign_id", "prospect_id", "referred_email"])
+    for r in rows:
+        # The address is a stranger's text: no cell of it runs as a spreadsheet formula.
+        writer.writerow(neutral_row([f"{r['created_at']:%Y-%m-%dT%H:%M:%S}Z", str(r["workspace_id"]),
+                                     str(r["campaign_id"]), str(r["prospect_id"]),
+                                     str(r["referred_email"] or "")]))
+    echo(out.getvalue().rstrip("\n"))

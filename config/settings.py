@@ -209,10 +209,17 @@ class Settings(BaseSettings):
     inbox_max_message_bytes: int = Field(default=2 * 2**20, ge=1024)
     reply_match_days: float = Field(default=90.0, gt=0)
     imap_timeout_seconds: float = Field(default=30.0, gt=0)
+    # IMAP IDLE (inbox/listen.py): each worker process keeps one connection per mailbox
+    # folder (at most inbox_idle_connections) where the server offers IDLE, and reads a
+    # mailbox within seconds of an arrival; false: only the poll schedule reads.
+    inbox_idle: bool = True
+    inbox_idle_connections: int = Field(default=50, ge=1)
     # Replies, bounces, unsubscribes and complaints POSTed here (HMAC-SHA256 of the body
     # with the secret in X-Outreach-Signature) by the `webhook` schedule; empty: none.
     webhook_url: str = Field(default="", repr=False)
     webhook_secret: str = Field(default="", repr=False)
+    # Events carry ids only; true adds the prospect's address for receivers that need it.
+    webhook_include_address: bool = False
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -11,6 +11,9 @@ The rules, first match wins:
 5. Anything else written by a person: a reply *candidate*; it is a reply only if the
    matching (inbox/evidence.py) finds the send it answers, else ``other``.
 
+A person's message (3-5) also gets its intent (inbox/intent.py): interested, meeting,
+not_interested, out_of_office, ..., from its latest text with quotes and signature cut.
+
 A class is not a proof: what a message may change is decided from what it carries
 (inbox/evidence.py, docs/decisions/0050). This module only reads, at a bounded cost
 (inbox/headers.py), and never raises: a message it cannot read is ``other`` with the
@@ -30,7 +33,8 @@ from typing import Any
 from inbox import dsn
 from inbox.authentication import vouched
 from inbox.dsn import Failure, Verdict, judge_failure
-from inbox.headers import first_id, from_address, message_ids, parse, raw_value, text
+from inbox.headers import first_id, from_address, message_ids, parse, raw_value, text, walk
+from inbox.intent import Intent, IntentClass, html_text, judge
 from mail.unsubscribe import token_in_subject
 
 __all__ = ["Classified", "Failure", "InboundClass", "Verdict", "classify", "judge_failure"]
@@ -63,6 +67,7 @@ class Classified:
     # The mailbox provider's Authentication-Results vouch for From ('dmarc', 'dkim',
     # 'spf'), or None (inbox/authentication.py).
     authenticated: str | None = None
+    intent: Intent | None = None  # a person's message: what it means (inbox/intent.py)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -117,12 +122,33 @@ def _classify(msg: email.message.Message, headers_only: bool, authserv_id: str |
     if report == "delivery-status" or _looks_like_bounce(msg, base):
         return _bounce(msg, base)
     if _automatic(msg, base.subject):
-        return _with(base, InboundClass.AUTO_REPLY, references=_references(msg))
+        return _with(base, InboundClass.AUTO_REPLY, references=_references(msg),
+                     intent=_intent(msg, base, automatic=True))
     token = _unsubscribe(msg, base.subject, headers_only)
     if token is not None:
         return _with(base, InboundClass.UNSUBSCRIBE, references=_references(msg),
-                     unsubscribe_token=token or None)
-    return _with(base, InboundClass.REPLY, references=_references(msg))
+                     unsubscribe_token=token or None,
+                     intent=Intent(IntentClass.UNSUBSCRIBE, 1.0, "unsubscribe subject or first line"))
+    return _with(base, InboundClass.REPLY, references=_references(msg), intent=_intent(msg, base))
+
+
+def _intent(msg: email.message.Message, base: Classified, automatic: bool = False) -> Intent:
+    body = "" if base.headers_only else (dsn.body_text(msg) or _html_body(msg))
+    return judge(body, subject=base.subject, automatic=automatic, received_at=base.received_at)
+
+
+def _html_body(msg: email.message.Message, limit: int = 100_000) -> str:
+    """The visible text of the first text/html part, for replies sent as HTML only."""
+    for part in walk(msg):
+        if part.get_content_type() == "text/html" and not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                try:
+                    decoded = payload[:limit].decode(part.get_content_charset() or "utf-8", "replace")
+                except LookupError:  # a charset Python does not know
+                    decoded = payload[:limit].decode("utf-8", "replace")
+                return html_text(decoded)
+    return ""
 
 
 def _with(base: Classified, kind: InboundClass, **changes: Any) -> Classified:

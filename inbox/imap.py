@@ -1,8 +1,9 @@
 """Reading a mailbox over IMAP without changing it (aioimaplib).
 
 Only commands that change nothing are sent: LOGIN, EXAMINE (the folder opened
-read-only, RFC 3501 6.3.2), UID SEARCH, and UID FETCH of RFC822.SIZE and
-BODY.PEEK[...] (PEEK: the \\Seen flag is not set). No STORE, COPY, MOVE, EXPUNGE.
+read-only, RFC 3501 6.3.2), UID SEARCH, UID FETCH of RFC822.SIZE and
+BODY.PEEK[...] (PEEK: the \\Seen flag is not set), and IDLE (RFC 2177: the server
+says when a message arrives). No STORE, COPY, MOVE, EXPUNGE.
 A message above ``max_bytes`` is fetched as its header only, and of that header at
 most HEADER_BYTES (a partial FETCH): a stranger chooses a message's size.
 """
@@ -159,6 +160,28 @@ class ImapReader:
             if match:
                 return int(match.group(1))
         raise ImapError(f"EXAMINE {folder}: no UIDVALIDITY in the answer")
+
+    @property
+    def supports_idle(self) -> bool:
+        return bool(self._client is not None and self._client.has_capability("IDLE"))
+
+    async def wait_for_new(self, seconds: float) -> bool:
+        """IDLE on the examined folder for at most ``seconds`` (servers drop an IDLE after
+        30 minutes: RFC 2177 asks clients to end it sooner); True when the server said a
+        message arrived (EXISTS)."""
+        imap = self._imap
+        try:
+            idle = await asyncio.wait_for(imap.idle_start(timeout=seconds + self._timeout), self._timeout)
+            try:
+                pushed = await imap.wait_server_push(timeout=seconds)
+            except TimeoutError:
+                pushed = []
+            imap.idle_done()
+            await asyncio.wait_for(idle, self._timeout)
+        except (TimeoutError, OSError, aioimaplib.AioImapException) as exc:
+            raise ImapError(f"IDLE: {exc or type(exc).__name__}") from exc
+        lines = pushed if isinstance(pushed, list) else []
+        return any(isinstance(line, bytes | bytearray) and line.endswith(b"EXISTS") for line in lines)
 
     async def uids_after(self, last_uid: int) -> list[int]:
         # "n:*" always includes the last message, even when its UID is below n.

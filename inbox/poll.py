@@ -31,7 +31,7 @@ from inbox.classify import Classified, InboundClass, classify
 from inbox.evidence import Evidence, weigh
 from inbox.imap import ImapError, ImapReader
 from mail.oauth import TokenRefreshFailed
-from store import StoreError, inbound
+from store import StoreError, inbound, webhook_events
 from store.inbound import Inbound
 from store.inbox_settings import ImapAccount, imap_account, imap_mailboxes
 from telemetry import metrics
@@ -63,13 +63,18 @@ class Found:
     detail: str
     stop_latency: float | None = None  # seconds from arrival in the inbox to the stop
     proven: bool = True  # proof enough to act in full (inbox/evidence.py)
+    intent: str | None = None  # a person's message: what it means (inbox/intent.py)
+    action: str | None = None  # what the campaign's on_reply did about it
+    postponed_to: str | None = None  # an out-of-office: when the prospect's next step now goes
 
     def line(self) -> str:
-        what = self.kind + (f" ({self.verdict})" if self.verdict else "")
+        what = self.kind + (f" ({self.verdict})" if self.verdict else "") + (
+            f" [{self.intent}]" if self.intent else "")
         matched = self.send_key or "unmatched"
         stopped = f" stopped {','.join(map(str, self.stopped))}" if self.stopped else ""
         short = "" if self.proven or self.send_key is None or self.verdict == "unproven" else " unproven"
-        return f"{self.mailbox_id} {self.folder} uid {self.uid} {what} {matched}{short}{stopped}"
+        later = f" postponed to {self.postponed_to}" if self.postponed_to else ""
+        return f"{self.mailbox_id} {self.folder} uid {self.uid} {what} {matched}{short}{stopped}{later}"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -105,6 +110,7 @@ async def poll_all(
 
     results = list(await asyncio.gather(*(one(mid) for mid in ids)))
     await inbound.forget_old_sent(pool, limits.match_window)
+    await webhook_events.forget_old(pool, limits.match_window)
     return results
 
 
@@ -194,10 +200,17 @@ async def _apply(
             kind = InboundClass.OTHER  # a person wrote, but not in answer to one of our sends
         verdict = evidence.verdict.value if evidence.verdict else None
         detail = "; ".join(filter(None, [evidence.reason(), c.detail]))
+        intent = c.intent
         found = Inbound(mailbox_id, folder, uidvalidity, uid, c.message_id, kind.value, verdict, match,
-                        detail, c.received_at, proven=evidence.proven)
+                        detail, c.received_at, proven=evidence.proven,
+                        intent=intent.kind.value if intent else None,
+                        intent_confidence=intent.confidence if intent else None,
+                        intent_reason=intent.reason if intent else None,
+                        return_date=intent.return_date if intent else None,
+                        referred=intent.referred if intent else None)
         row_id = await inbound.record(conn, found)
-        stopped = await inbound.act(conn, row_id, found) if row_id is not None else []
+        acted = await inbound.act_on(conn, row_id, found) if row_id is not None else inbound.Acted([])
+        stopped = acted.stopped
         await inbound.advance(conn, mailbox_id, folder, uidvalidity, uid)
     if row_id is None:
         return None
@@ -210,7 +223,8 @@ async def _apply(
     # deliverability guard's trigger, outreach_inbound_bounces) takes its claim.
     shown = verdict if evidence.proven else ("unproven" if kind is InboundClass.BOUNCE else None)
     return Found(mailbox_id, folder, uid, kind.value, shown, key, match.prospect_id if match else None,
-                 stopped, detail, latency, proven=evidence.proven)
+                 stopped, detail, latency, proven=evidence.proven, intent=found.intent, action=acted.action,
+                 postponed_to=acted.postponed_to.isoformat() if acted.postponed_to else None)
 
 
 def _count_unproven(mailbox_id: str, kind: InboundClass, evidence: Evidence) -> None:

@@ -1,8 +1,8 @@
-"""Telling other systems: inbound events POSTed to OUTREACH_WEBHOOK_URL, signed.
+"""Telling other systems: events POSTed to OUTREACH_WEBHOOK_URL, signed.
 
-Body: ``{"events": [{"id", "class", "verdict", "mailbox_id", "campaign_id", "step",
-"prospect_id", "recorded_at"}, ...]}`` (ids, class and time; no address or
-content). Headers: ``X-Outreach-Timestamp`` (Unix seconds) and
+Body: ``{"events": [{"id", "type", "occurred_at", "campaign_id", "step", "prospect_id",
+"mailbox_id", "proven", ...}, ...]}`` (store/webhook_events.py: ids, type and time; no
+address unless the operator opts in, never content). Headers: ``X-Outreach-Timestamp`` (Unix seconds) and
 ``X-Outreach-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with
 OUTREACH_WEBHOOK_SECRET>``; a receiver recomputes it and refuses old timestamps.
 Delivery is at least once: a batch is marked delivered only after a 2xx, so a

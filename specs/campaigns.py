@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from specs import BadTemplate, Problem, SpecError
 from specs.bounds import InputBounds, over
 from specs.durations import parse_delay
+from specs.on_reply import OnReplySpec, ReplyPolicy
 from specs.prospects import Prospect, deduplicate, inline_rows, read_csv, to_prospect
 from specs.scalars import DisplayName, OneLine, Slug, SpecModel, forbid_controls, forbid_line_breaks
 from specs.schedule import ScheduleSpec, business_days, business_days_floor, check_zone
@@ -123,6 +124,14 @@ class CampaignSpec(SpecModel):
     @classmethod
     def _default_zone(cls, value: str | None) -> str | None:
         return None if value is None else check_zone(value)
+
+    # What each kind of reply does (specs/on_reply.py): postpone on out-of-office,
+    # suppress on an opt-out in words, ...; unset classes follow stop_on_reply.
+    on_reply: OnReplySpec = Field(default_factory=OnReplySpec)
+
+    @property
+    def reply_policy(self) -> ReplyPolicy:
+        return self.on_reply.policy(self.reply_stops, self.stop_on_auto_reply)
 
     @property
     def reply_stops(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from store import StoreError, UnknownRecord
-from store.inbound import replies_by_step
+from store.inbound import intents_by_step, replies_by_step
 from store.ledger import ALL_STATES, FINAL_STATES
 from store.variant_stats import step_winners
 
@@ -136,6 +136,9 @@ async def campaign_status(pool: asyncpg.Pool, campaign_id: str) -> dict[str, Any
         "replies": await _replies(pool, campaign_id, info.steps),
         "winners": await step_winners(pool, campaign_id),
         "waiting": await waiting(pool, campaign_id, info.steps),
+        # Per step, the replies it drew by intent class (inbox/intent.py); steps without any left out.
+        "reply_classes": [{"step": k, "classes": v}
+                          for k, v in (await intents_by_step(pool, campaign_id)).items()],
     }
 
 

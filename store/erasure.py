@@ -89,6 +89,13 @@ async def forget(pool: asyncpg.Pool, ring: KeyRing, address: str, workspace: str
         # inbound messages (their Message-IDs name the person's domain).
         await conn.execute("DELETE FROM sent_messages WHERE prospect_id = ANY($1::bigint[])", ids)
         await conn.execute("DELETE FROM inbound_messages WHERE prospect_id = ANY($1::bigint[])", ids)
+        # What their replies said (issue 25): postponements, and referrals they made or
+        # that name the address itself.
+        await conn.execute("DELETE FROM postponements WHERE prospect_id = ANY($1::bigint[])", ids)
+        await conn.execute(
+            "DELETE FROM referrals WHERE prospect_id = ANY($1::bigint[])"
+            " OR (lower(referred_email) = ANY($2::text[])"
+            "     AND ($3::text IS NULL OR workspace_id = $3))", ids, spellings, workspace)
         removed = await conn.execute(
             "DELETE FROM suppressions WHERE entry = $1 AND ($2::text IS NULL OR workspace_id = $2)",
             entry, workspace)

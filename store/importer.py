@@ -155,9 +155,10 @@ async def create_campaign(pool: asyncpg.Pool, loaded: LoadedCampaign) -> Campaig
         )
         await conn.execute(
             "UPDATE campaigns SET stop_on_reply = $2, stop_on_auto_reply = $3, schedule = $4,"
-            " default_timezone = $5 WHERE id = $1",
+            " default_timezone = $5, on_reply = $6 WHERE id = $1",
             campaign_id, spec.reply_stops, spec.stop_on_auto_reply,
             spec.schedule.schedule().as_json() if spec.schedule else None, spec.default_timezone,
+            spec.reply_policy.stored(),
         )
         await conn.executemany(
             "INSERT INTO steps (campaign_id, step, subject, body, delay_seconds, delay_business_days)"

@@ -9,13 +9,15 @@ of the same message a no-op (docs/decisions/0035).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from mail.unsubscribe import SendKey
+from specs.on_reply import Action, ReplyPolicy, action_for, postpone_until
 from store import suppressions
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -165,6 +167,12 @@ class Inbound:
     # Proof enough to act in full (inbox/evidence.py, decision 0050); when not, only the
     # one sequence a message names may stop, and the message counts in no rate.
     proven: bool = True
+    # A person's message: what it means (inbox/intent.py); never its text.
+    intent: str | None = None
+    intent_confidence: float | None = None
+    intent_reason: str | None = None
+    return_date: date | None = None
+    referred: str | None = None  # a referral's address, kept only in `referrals`
 
 
 async def record(conn: Conn, found: Inbound) -> int | None:
@@ -173,13 +181,15 @@ async def record(conn: Conn, found: Inbound) -> int | None:
     m = found.match
     row_id: int | None = await conn.fetchval(
         "INSERT INTO inbound_messages (mailbox_id, folder, uidvalidity, uid, message_id, class, verdict,"
-        " campaign_id, step, prospect_id, matched_by, detail, received_at, proven)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        " campaign_id, step, prospect_id, matched_by, detail, received_at, proven, intent,"
+        " intent_confidence, intent_reason, return_date)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         " ON CONFLICT DO NOTHING RETURNING id",
         found.mailbox_id, found.folder, found.uidvalidity, found.uid, found.message_id, found.kind,
         found.verdict, m.campaign_id if m else None, m.step if m else None,
         m.prospect_id if m else None, m.how if m else None, found.detail[:500] or None, found.received_at,
-        found.proven,
+        found.proven, found.intent, found.intent_confidence,
+        found.intent_reason[:200] if found.intent_reason else None, found.return_date,
     )
     return row_id
 
@@ -213,48 +223,143 @@ async def stop_prospects(conn: Conn, prospect_ids: list[int], status: str, reaso
     return changed
 
 
+@dataclass(frozen=True)
+class Acted:
+    """What one recorded message changed."""
+
+    stopped: list[int]
+    action: str | None = None  # on_reply's action (specs/on_reply.py), None: nothing to decide
+    postponed_to: datetime | None = None
+
+
 async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
     """Apply one recorded message; return the prospects it stopped."""
+    return (await act_on(conn, row_id, found)).stopped
+
+
+async def act_on(conn: Conn, row_id: int, found: Inbound) -> Acted:
+    """Apply one recorded message: a bounce or complaint as before, a person's message
+    by the campaign's on_reply action for its intent (docs/decisions/0053)."""
     m = found.match
     if m is None:
-        return []
+        return Acted([])
     options = await conn.fetchrow(
-        "SELECT workspace_id, stop_on_reply, stop_on_auto_reply FROM campaigns WHERE id = $1", m.campaign_id
+        "SELECT workspace_id, stop_on_reply, stop_on_auto_reply, on_reply FROM campaigns WHERE id = $1",
+        m.campaign_id,
     )
     if options is None:
-        return []
-    stopped: list[int] = []
-    kind = found.kind
-    if kind == "auto_reply" and options["stop_on_auto_reply"]:
-        kind = "reply"
-    if not found.proven:
-        stopped = await _stop_unproven(conn, m, kind, options["stop_on_reply"])
-    elif kind == "reply" and options["stop_on_reply"] != "none":
-        stopped = await stop_prospects(conn, [m.prospect_id], "replied", "prospect replied")
-        if options["stop_on_reply"] == "workspace":
-            others = [r["id"] for r in await conn.fetch(
-                "SELECT p.id FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
-                " WHERE c.workspace_id = $1 AND lower(p.email) = lower($2) AND p.id <> $3",
-                options["workspace_id"], m.recipient, m.prospect_id,
-            )]
-            stopped += await stop_prospects(conn, others, "stopped", "prospect replied in another campaign")
-    elif kind == "bounce" and found.verdict == "hard":
-        stopped = await stop_prospects(conn, [m.prospect_id], "hard_bounced", "hard bounce (DSN)")
-        await _suppress(conn, options["workspace_id"], m.recipient, "hard_bounce", found.detail)
-        # The send bounced after all: its ledger row says so (while retention keeps it),
-        # which is what the deliverability guard counts (decision 0033).
-        await conn.execute(
-            "UPDATE sends SET state = 'hard_bounced', last_reply = $4, updated_at = now()"
-            " WHERE campaign_id = $1 AND step = $2 AND prospect_id = $3 AND state = 'sent'",
-            m.campaign_id, m.step, m.prospect_id, f"DSN: {found.detail}"[:500],
-        )
-    elif kind in ("unsubscribe", "complaint"):
-        status = "unsubscribed" if kind == "unsubscribe" else "suppressed"
-        stopped = await stop_prospects(conn, [m.prospect_id], status, f"prospect {kind}")
-        await _suppress(conn, options["workspace_id"], m.recipient, kind, f"inbox of {found.mailbox_id}")
-    if stopped:
+        return Acted([])
+    if found.kind in ("bounce", "complaint"):
+        acted = Acted(await _act_on_report(conn, found, m, options["workspace_id"]))
+    else:
+        acted = await _act_on_person(conn, row_id, found, m, options)
+    if acted.stopped or acted.postponed_to is not None:
         await conn.execute("UPDATE inbound_messages SET acted = true WHERE id = $1", row_id)
+    if acted.action is not None:
+        await conn.execute("UPDATE inbound_messages SET action = $2 WHERE id = $1", row_id, acted.action)
+    return acted
+
+
+async def _act_on_report(conn: Conn, found: Inbound, m: Match, workspace_id: str) -> list[int]:
+    if not found.proven:
+        return []  # a report without proof changes nothing (decision 0050)
+    if found.kind == "complaint":
+        stopped = await stop_prospects(conn, [m.prospect_id], "suppressed", "prospect complaint")
+        await _suppress(conn, workspace_id, m.recipient, "complaint", f"inbox of {found.mailbox_id}")
+        return stopped
+    if found.verdict != "hard":
+        return []
+    stopped = await stop_prospects(conn, [m.prospect_id], "hard_bounced", "hard bounce (DSN)")
+    await _suppress(conn, workspace_id, m.recipient, "hard_bounce", found.detail)
+    # The send bounced after all: its ledger row says so (while retention keeps it),
+    # which is what the deliverability guard counts (decision 0033).
+    await conn.execute(
+        "UPDATE sends SET state = 'hard_bounced', last_reply = $4, updated_at = now()"
+        " WHERE campaign_id = $1 AND step = $2 AND prospect_id = $3 AND state = 'sent'",
+        m.campaign_id, m.step, m.prospect_id, f"DSN: {found.detail}"[:500],
+    )
     return stopped
+
+
+async def _act_on_person(conn: Conn, row_id: int, found: Inbound, m: Match, options: asyncpg.Record) -> Acted:
+    stored = options["on_reply"]
+    policy = ReplyPolicy.from_stored(json.loads(stored) if isinstance(stored, str) else stored,
+                                     options["stop_on_reply"], options["stop_on_auto_reply"])
+    action = action_for(found.kind, found.intent, policy, options["stop_on_auto_reply"])
+    if found.intent == "referral" and found.proven:
+        await _record_referral(conn, row_id, found, m, options["workspace_id"])
+    if not found.proven:
+        # Short of proof, a message may stop the one sequence it names and nothing more.
+        kind = "unsubscribe" if action is Action.SUPPRESS else "reply"
+        stops = action in (Action.STOP, Action.STOP_WORKSPACE, Action.SUPPRESS)
+        return Acted(await _stop_unproven(conn, m, kind, "campaign" if stops else "none"), action.value)
+    if action is Action.POSTPONE:
+        return await _postpone(conn, row_id, found, m, policy)
+    if action is Action.SUPPRESS:
+        opt_out = found.kind == "unsubscribe" or found.intent == "unsubscribe"
+        status, source = ("unsubscribed", "unsubscribe") if opt_out else ("replied", "reply")
+        why = f"prospect {found.intent or found.kind}"
+        stopped = await stop_prospects(conn, [m.prospect_id], status, why)
+        await _suppress(conn, options["workspace_id"], m.recipient, source, f"inbox of {found.mailbox_id}")
+        return Acted(stopped, action.value)
+    if action in (Action.STOP, Action.STOP_WORKSPACE):
+        return Acted(await _stop_replied(conn, m, options["workspace_id"], action is Action.STOP_WORKSPACE),
+                     action.value)
+    return Acted([], action.value)
+
+
+async def _stop_replied(conn: Conn, m: Match, workspace_id: str, workspace: bool) -> list[int]:
+    stopped = await stop_prospects(conn, [m.prospect_id], "replied", "prospect replied")
+    if workspace:
+        others = [r["id"] for r in await conn.fetch(
+            "SELECT p.id FROM prospects p JOIN campaigns c ON c.id = p.campaign_id"
+            " WHERE c.workspace_id = $1 AND lower(p.email) = lower($2) AND p.id <> $3",
+            workspace_id, m.recipient, m.prospect_id,
+        )]
+        stopped += await stop_prospects(conn, others, "stopped", "prospect replied in another campaign")
+    return stopped
+
+
+async def _postpone(conn: Conn, row_id: int, found: Inbound, m: Match, policy: ReplyPolicy) -> Acted:
+    """Move the prospect's next step to the return date plus the buffer (or by
+    postpone_default), at most ``max_postpones`` times; past that the reply is ignored."""
+    row = await conn.fetchrow(
+        "SELECT p.next_step, p.next_due_at, p.status, mb.timezone, now() AS now,"
+        " (SELECT count(*) FROM postponements pp WHERE pp.prospect_id = p.id) AS done"
+        " FROM prospects p JOIN mailboxes mb ON mb.id = p.mailbox_id WHERE p.id = $1 FOR UPDATE OF p",
+        m.prospect_id,
+    )
+    if row is None or row["status"] != "active" or row["next_step"] is None:
+        return Acted([], "postpone")  # nothing left to move: the sequence ended
+    if row["done"] >= policy.max_postpones:
+        await _note(conn, row_id, f"postpone_max ({policy.max_postpones}) reached: ignored")
+        return Acted([], Action.IGNORE.value)
+    until, why = postpone_until(found.return_date, row["now"], row["timezone"], policy)
+    due_before: datetime = row["next_due_at"]
+    due_after = until if due_before < until else due_before
+    await conn.execute("UPDATE prospects SET next_due_at = $2 WHERE id = $1", m.prospect_id, due_after)
+    await conn.execute(
+        "INSERT INTO postponements"
+        " (inbound_id, campaign_id, prospect_id, step, due_before, due_after, reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        row_id, m.campaign_id, m.prospect_id, row["next_step"], due_before, due_after, why,
+    )
+    return Acted([], Action.POSTPONE.value, due_after)
+
+
+async def _note(conn: Conn, row_id: int, note: str) -> None:
+    await conn.execute(
+        "UPDATE inbound_messages SET detail = left(concat_ws('; ', detail, $2::text), 500) WHERE id = $1",
+        row_id, note,
+    )
+
+
+async def _record_referral(conn: Conn, row_id: int, found: Inbound, m: Match, workspace_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO referrals (inbound_id, workspace_id, campaign_id, prospect_id, referred_email)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (inbound_id) DO NOTHING",
+        row_id, workspace_id, m.campaign_id, m.prospect_id, found.referred,
+    )
 
 
 async def _stop_unproven(conn: Conn, m: Match, kind: str, stop_on_reply: str) -> list[int]:
@@ -317,7 +422,8 @@ async def inbound_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncp
     """The inbound messages matched to these prospects, oldest first (for `outreach trace`)."""
     return list(await pool.fetch(
         "SELECT prospect_id, recorded_at, received_at, class, verdict, mailbox_id, folder, uid,"
-        " campaign_id, step, matched_by, detail, proven FROM inbound_messages"
+        " campaign_id, step, matched_by, detail, proven, intent, intent_confidence, intent_reason,"
+        " return_date, action FROM inbound_messages"
         " WHERE prospect_id = any($1::bigint[]) ORDER BY recorded_at, id",
         prospect_ids,
     ))
@@ -343,23 +449,56 @@ async def events_since(pool: asyncpg.Pool, since: datetime) -> list[dict[str, ob
     ]
 
 
-async def undelivered_events(pool: asyncpg.Pool, limit: int) -> list[dict[str, object]]:
-    """The oldest events the webhook has not accepted yet (ids, class, time)."""
+# -- what operators look at (issue 25) ------------------------------------------------
+
+
+async def list_inbound(
+    pool: asyncpg.Pool, *, intent: str | None = None, campaign_id: str | None = None,
+    since: datetime | None = None, limit: int = 500,
+) -> list[dict[str, object]]:
+    """Newest first: time, mailbox, prospect, class, intent, confidence, campaign, step,
+    what on_reply did. No text: the reason names a rule, never words of the message."""
     rows = await pool.fetch(
-        "SELECT id, recorded_at, class, verdict, mailbox_id, campaign_id, step, prospect_id, proven"
-        " FROM inbound_messages WHERE webhook_sent_at IS NULL AND class = any($1::text[])"
-        " ORDER BY id LIMIT $2",
-        list(EVENT_CLASSES), limit,
+        "SELECT id, recorded_at, mailbox_id, prospect_id, class, intent, intent_confidence, campaign_id,"
+        " step, action, return_date, proven FROM inbound_messages"
+        " WHERE ($1::text IS NULL OR intent = $1) AND ($2::text IS NULL OR campaign_id = $2)"
+        " AND ($3::timestamptz IS NULL OR recorded_at >= $3) ORDER BY recorded_at DESC, id DESC LIMIT $4",
+        intent, campaign_id, since, limit,
     )
-    return [
-        {"id": r["id"], "class": r["class"], "verdict": r["verdict"], "mailbox_id": r["mailbox_id"],
-         "campaign_id": r["campaign_id"], "step": r["step"], "prospect_id": r["prospect_id"],
-         "proven": r["proven"], "recorded_at": r["recorded_at"].isoformat()}
-        for r in rows
-    ]
+    return [{**dict(r), "intent_confidence": round(r["intent_confidence"], 2)
+             if r["intent_confidence"] is not None else None} for r in rows]
 
 
-async def mark_delivered(pool: asyncpg.Pool, ids: list[int]) -> None:
-    await pool.execute(
-        "UPDATE inbound_messages SET webhook_sent_at = now() WHERE id = any($1::bigint[])", ids
+async def referrals(pool: asyncpg.Pool, campaign_id: str | None = None,
+                    workspace_id: str | None = None) -> list[dict[str, object]]:
+    """The people replies named instead (for export): who named them, where, when."""
+    rows = await pool.fetch(
+        "SELECT r.created_at, r.workspace_id, r.campaign_id, r.prospect_id, r.referred_email,"
+        " i.mailbox_id, i.step FROM referrals r LEFT JOIN inbound_messages i ON i.id = r.inbound_id"
+        " WHERE ($1::text IS NULL OR r.campaign_id = $1) AND ($2::text IS NULL OR r.workspace_id = $2)"
+        " ORDER BY r.created_at, r.inbound_id",
+        campaign_id, workspace_id,
     )
+    return [dict(r) for r in rows]
+
+
+async def intents_by_step(pool: asyncpg.Pool, campaign_id: str) -> dict[int, dict[str, int]]:
+    """Per step, how many matched replies of each intent class it drew."""
+    rows = await pool.fetch(
+        "SELECT step, intent, count(*) AS n FROM inbound_messages WHERE campaign_id = $1"
+        " AND intent IS NOT NULL AND step IS NOT NULL GROUP BY step, intent ORDER BY step, intent",
+        campaign_id,
+    )
+    found: dict[int, dict[str, int]] = {}
+    for r in rows:
+        found.setdefault(r["step"], {})[r["intent"]] = r["n"]
+    return found
+
+
+async def postponements_of(pool: asyncpg.Pool, prospect_ids: list[int]) -> list[asyncpg.Record]:
+    """Each move of these prospects' next step by an out-of-office reply (for `trace`)."""
+    return list(await pool.fetch(
+        "SELECT prospect_id, created_at, step, due_before, due_after, reason FROM postponements"
+        " WHERE prospect_id = any($1::bigint[]) ORDER BY created_at, id",
+        prospect_ids,
+    ))

@@ -69,6 +69,17 @@ INBOUND_UNPROVEN = Counter(
     "Inbound messages that were not proof enough to act in full, by mailbox, class and why.",
     ["mailbox", "class", "why"],
 )
+# What replies mean (inbox/intent.py, issue 25): intent is one of nine classes and action
+# one of five on_reply actions, so the series stay bounded by the mailbox set.
+REPLY_INTENTS = Counter(
+    "outreach_reply_intents",
+    "Matched replies by mailbox, intent class and the on_reply action taken.",
+    ["mailbox", "intent", "action"],
+)
+POSTPONEMENTS = Counter(
+    "outreach_postponements", "Prospects' next steps moved by an out-of-office reply, by mailbox.",
+    ["mailbox"],
+)
 IMAP_ERRORS = Counter("outreach_imap_errors", "Inbox passes that failed, by mailbox.", ["mailbox"])
 INBOX_LAST_READ = Gauge(
     "outreach_inbox_last_read_timestamp_seconds", "When the mailbox's inbox was last read in full.",
@@ -104,7 +115,8 @@ def exported_names() -> set[str]:
     for metric in (SENDS, SMTP_DURATION, GATE_WAITS, CIRCUIT_OPEN, MAILBOXES_PAUSED,
                    SENDS_IN_FLIGHT, BACKLOG, UNKNOWN_SENDS, LIMIT_STORE_RESTORES,
                    BOUNCE_GUARD_PAUSES, SENDER_DNS_PROBLEMS, INBOUND, REPLY_TO_STOP, INBOUND_BOUNCES,
-                   INBOUND_UNPROVEN, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE, VARIANT_FIGURES):
+                   INBOUND_UNPROVEN, IMAP_ERRORS, INBOX_LAST_READ, COMPLAINT_RATE, VARIANT_FIGURES,
+                   REPLY_INTENTS, POSTPONEMENTS):
         for family in metric.collect():
             for sample in family.samples:
                 names.add(sample.name)

@@ -126,6 +126,7 @@ _SLOW_FILES = {
     "test_operator_controls.py", "test_redis_outage.py", "test_campaign_pause.py",
     "test_idle_waiting.py", "test_record_histories.py", "test_suppress_cli.py", "test_gate_outage.py",
     "test_worker_crash.py", "test_send_retry_crash.py", "test_variants.py", "test_variants_winner.py",
+    "test_reply_actions.py", "test_inbox_idle.py",
 }
 
 

@@ -31,6 +31,7 @@ from telemetry.log_context import ActivityLogContext
 from workers.registry import (
     WORKFLOWS,
     build_activities,
+    build_inbox_listener,
     build_maintenance_activities,
     build_transport,
     maintenance_workflows,
@@ -67,6 +68,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         with no_collection():
             worker, maintenance = _workers(settings, client, pool, redis, transport, queue)
         gauges = asyncio.create_task(LedgerGauges(pool, redis, settings.task_queue).run(stop))
+        listener = build_inbox_listener(settings, pool)
+        listening = asyncio.create_task(listener.run(stop)) if listener is not None else None
         if not settings.unsubscribe_base_url:
             # Gmail and Yahoo ask bulk senders for one-click (RFC 8058), which needs the URL.
             log.warning("unsubscribe_base_url_unset", effect="messages carry only the mailto"
@@ -77,6 +80,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await stop.wait()
             log.info("worker_stopping")
         await gauges
+        if listening is not None:
+            await listening
     finally:
         if metrics is not None:
             metrics.shutdown()

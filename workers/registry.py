@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -24,6 +24,9 @@ from workflows.campaign import CampaignWorkflow
 from workflows.campaign_step import CampaignStepWorkflow
 from workflows.mailbox import MailboxWorkflow
 from workflows.send_retry import SendRetryWorkflow
+
+if TYPE_CHECKING:
+    from inbox.listen import InboxListener
 
 WORKFLOWS: Sequence[type] = (CampaignWorkflow, CampaignStepWorkflow, MailboxWorkflow, SendRetryWorkflow)
 
@@ -98,6 +101,33 @@ def build_maintenance_activities(
                             settings.webhook_secret, tokens,
                             BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
                                         settings.bounce_guard_rate,
-                                        block_rate=settings.bounce_guard_block_rate))
+                                        block_rate=settings.bounce_guard_block_rate),
+                            webhook_include_address=settings.webhook_include_address)
     return [ledger.cleanup_ledger, ledger.reconcile_sends, health.check_mailboxes, inbox.poll_inboxes,
             inbox.deliver_webhook, VariantJudge(pool).judge_variants]
+
+
+def build_inbox_listener(
+    settings: Settings, pool: asyncpg.Pool, tokens: TokenEndpoint | None = None
+) -> InboxListener | None:
+    """The IMAP IDLE watchers of this process (inbox/listen.py), or None when
+    OUTREACH_INBOX_IDLE is false. Each pass they start is followed like a scheduled one
+    (metrics, the deliverability guard)."""
+    if not settings.inbox_idle:
+        return None
+    from datetime import timedelta
+
+    from activities.inbox import InboxActivities
+    from inbox.listen import InboxListener, ListenLimits
+    from inbox.poll import PollLimits
+
+    ring = key_ring(settings.secret_keys)
+    inbox = InboxActivities(pool, ring, tokens=tokens,
+                            guard=BounceGuard(pool, settings.task_queue, settings.bounce_guard_window,
+                                              settings.bounce_guard_rate,
+                                              block_rate=settings.bounce_guard_block_rate))
+    limits = PollLimits(max_message_bytes=settings.inbox_max_message_bytes,
+                        match_window=timedelta(days=settings.reply_match_days),
+                        timeout=settings.imap_timeout_seconds)
+    return InboxListener(pool, ring, limits, inbox.after_pass,
+                         ListenLimits(max_connections=settings.inbox_idle_connections), tokens=inbox.tokens)

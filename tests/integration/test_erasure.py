@@ -197,3 +197,29 @@ async def test_an_erasure_entry_stops_a_send_before_data_by_its_hash_alone(
     row = await send_row(db, campaign_id, 1, prospect)
     assert (row["state"], row["last_reply"], row["data_started_at"]) == ("skipped", "suppressed", None)
     assert "DATA" not in inbox.commands and inbox.messages == []
+
+
+async def test_erasure_forgets_the_referrals_a_prospect_made_and_those_naming_the_address(
+    db: asyncpg.Pool,
+) -> None:
+    """Issue 25: a referral keeps an address someone else wrote; erasing that address, or
+    the prospect who wrote it, forgets the row, and the postponements go with the prospect."""
+    from tests.factories import add_campaign, add_mailbox
+
+    await add_mailbox(db, "mb", 2525)
+    campaign_id, (ada, ben) = await add_campaign(db, ["mb"], ["ada@a.example.org", "ben@b.example.org"],
+                                                 [("Hi", "x", 0)])
+    await db.executemany(
+        "INSERT INTO referrals (inbound_id, workspace_id, campaign_id, prospect_id, referred_email)"
+        " VALUES ($1, 'ws', $2, $3, $4)",
+        [(1, campaign_id, ada, "Jane.Doe@c.example.org"), (2, campaign_id, ben, "sam@b.example.org")])
+    await db.execute(
+        "INSERT INTO postponements (inbound_id, campaign_id, prospect_id, step, due_before, due_after,"
+        " reason) VALUES (3, $1, $2, 2, now(), now() + interval '1 day', 'no return date: 604800s')",
+        campaign_id, ben)
+    ring = key_ring(TEST_SECRET_KEYS)
+    await erasure.forget(db, ring, "jane.doe@c.example.org", "ws")
+    assert [r["inbound_id"] for r in await db.fetch("SELECT inbound_id FROM referrals")] == [2]
+    await erasure.forget(db, ring, "ben@b.example.org", "ws")
+    assert await db.fetchval("SELECT count(*) FROM referrals") == 0
+    assert await db.fetchval("SELECT count(*) FROM postponements") == 0

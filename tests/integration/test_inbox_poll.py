@@ -125,13 +125,15 @@ async def test_each_class_is_found_once_and_acted_on(
     result = await poll(db)
 
     assert result.error is None
+    # B's out-of-office gives no date: its next step moves by postpone_default (7 days).
+    postponed = (await db.fetchval("SELECT next_due_at FROM prospects WHERE id = $1", b)).isoformat()
     lines = [f.line() for f in result.found]
     assert lines == [
-        f"{MAILBOX} INBOX uid 1 reply {campaign_id}:1:{a} stopped {a}",
-        f"{MAILBOX} INBOX uid 2 auto_reply {campaign_id}:1:{b}",
+        f"{MAILBOX} INBOX uid 1 reply [not_interested] {campaign_id}:1:{a} stopped {a}",
+        f"{MAILBOX} INBOX uid 2 auto_reply [out_of_office] {campaign_id}:1:{b} postponed to {postponed}",
         f"{MAILBOX} INBOX uid 3 bounce (hard) {campaign_id}:1:{c} stopped {c}",
-        f"{MAILBOX} INBOX uid 4 reply {campaign_id}:1:{d} stopped {d}",
-        f"{MAILBOX} INBOX uid 5 other unmatched",
+        f"{MAILBOX} INBOX uid 4 reply [not_interested] {campaign_id}:1:{d} stopped {d}",
+        f"{MAILBOX} INBOX uid 5 other [not_interested] unmatched",
     ]
     assert [await status(db, p) for p in (a, b, c, d)] == ["replied", "active", "hard_bounced", "replied"]
     assert await suppressed(db) == {"c@gamma.example.org": "hard_bounce"}
@@ -319,7 +321,8 @@ async def test_cli_poll_prints_one_line_per_new_message_and_json(
     imap.append(ADDRESS, mail(f"From: a@acme.example.org\nMessage-ID: <ra@acme>\nIn-Reply-To: {a1}"))
     ran = await outreach(settings, "inbox", "poll", MAILBOX)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.splitlines() == [f"{MAILBOX} INBOX uid 1 reply {campaign_id}:1:{a} stopped {a}"]
+    assert ran.stdout.splitlines() == [
+        f"{MAILBOX} INBOX uid 1 reply [not_interested] {campaign_id}:1:{a} stopped {a}"]
 
     imap.append(ADDRESS, mail(f"From: b@beta.example.org\nSubject: Out of office\nIn-Reply-To: {b1}"))
     ran = await outreach(settings, "inbox", "poll", "--json")

@@ -1,8 +1,8 @@
 """What issue 14 must show, end to end: real dovecot, the real send worker, the inbox
 poll workflow on the maintenance worker, a 3-step campaign.
 
-A replies (threaded) after step 1 and gets no step 2 or 3; B's out-of-office changes
-nothing, so B's step 2 goes to the gate; C's DSN (hard) stops C and lists the
+A replies (threaded) after step 1 and gets no step 2 or 3; B's automatic reply (not an
+absence) changes nothing, so B's step 2 goes to the gate; C's DSN (hard) stops C and lists the
 address; D replies without threading headers and is stopped by the From fallback.
 Then B really replies while B's step 2 is held between the gate and DATA (at RCPT,
 by the SMTP server): the check before DATA stops it.
@@ -107,7 +107,8 @@ async def test_replies_and_bounces_stop_the_sequence(
     await inbox.wait_for(lambda: len(inbox.messages) == 4, timeout=60)
     first = {m.rcpt_tos[0]: m for m in inbox.messages}
     imap.append(SENDER, reply_to(first[A], "Not interested, thanks."))
-    imap.append(SENDER, reply_to(first[B], "I am out of the office until Monday.",
+    # An automatic reply that is no absence (an out-of-office would postpone: issue 25).
+    imap.append(SENDER, reply_to(first[B], "Thank you for your message, we will answer it shortly.",
                                  extra="Auto-Submitted: auto-replied\r\n"))
     imap.append(SENDER, bounce_of(first[C]))
     # Without thread headers: matched by its From, which the mailbox's provider vouches for.

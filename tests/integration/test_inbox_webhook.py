@@ -61,7 +61,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def add_events(db: asyncpg.Pool) -> tuple[str, int]:
-    await db.execute("TRUNCATE inbound_messages")
+    await db.execute("TRUNCATE inbound_messages, webhook_events")
     await add_mailbox(db, "mb", 2525)
     campaign_id, (p,) = await add_campaign(db, ["mb"], ["p@x.example.org"], [("Hi", "x", 0)])
     rows = [("reply", None), ("auto_reply", None), ("bounce", "hard"), ("other", None)]
@@ -97,12 +97,12 @@ async def test_events_are_signed_retried_and_sent_once(
     assert hmac.compare_digest(headers["X-Outreach-Signature"], expected)
     assert abs(int(headers["X-Outreach-Timestamp"]) - time.time()) < 300
     events: list[dict[str, Any]] = json.loads(body)["events"]
-    assert [(e["class"], e["verdict"], e["campaign_id"], e["prospect_id"]) for e in events] == [
-        ("reply", None, campaign_id, prospect), ("bounce", "hard", campaign_id, prospect)]
+    assert [(e["type"], e.get("class"), e["campaign_id"], e["prospect_id"]) for e in events] == [
+        ("replied", "other", campaign_id, prospect), ("hard_bounced", None, campaign_id, prospect)]
     assert "p@x.example.org" not in body.decode()  # ids only, no address
 
 
 async def test_without_a_url_nothing_is_sent(db: asyncpg.Pool) -> None:
     await add_events(db)
     assert (await InboxActivities(db, settings_ring()).deliver_webhook(WebhookInput())).delivered == 0
-    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE webhook_sent_at IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE delivered_at IS NOT NULL") == 0

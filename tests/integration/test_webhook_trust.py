@@ -96,9 +96,9 @@ async def test_redirects_are_failures_retried_until_the_receiver_answers_2xx(
     # (a 301/302 would have become a GET there, a 307 a POST with the body and signature).
     assert [(s.method, s.path) for s in receiver.seen] == [("POST", "/hook")] * 4
     assert len({s.body for s in receiver.seen}) == 1 and all(s.signature for s in receiver.seen)
-    assert [e["class"] for e in json.loads(receiver.seen[-1].body)["events"]] == ["reply", "bounce"]
+    assert [e["type"] for e in json.loads(receiver.seen[-1].body)["events"]] == ["replied", "hard_bounced"]
     assert elsewhere.seen == []
-    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE webhook_sent_at IS NOT NULL") == 2
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE delivered_at IS NOT NULL") == 2
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -136,7 +136,7 @@ async def test_a_malformed_url_fails_the_run_without_retries_and_without_its_que
     assert cause.message == ("OUTREACH_WEBHOOK_URL (http://127.0.0.1:99999/hook) is not an http(s) URL"
                              " with a host")
     assert cause.cause is None  # no chained exception that would carry the URL whole
-    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE webhook_sent_at IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE delivered_at IS NOT NULL") == 0
 
 
 @pytest.mark.parametrize("secret", ["", "  "])
@@ -150,7 +150,7 @@ async def test_the_activity_refuses_to_post_without_a_secret(
         await ActivityEnvironment().run(inbox.deliver_webhook, WebhookInput())
     assert refused.value.non_retryable
     assert receiver.seen == []  # nothing signed with a key anyone knows
-    assert await db.fetchval("SELECT count(*) FROM inbound_messages WHERE webhook_sent_at IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE delivered_at IS NOT NULL") == 0
 
 
 async def schedules_apply(settings: Settings, **env: str | None) -> Ran:

@@ -66,7 +66,8 @@ def test_the_dashboard_shows_every_metric_we_export() -> None:
     shown = metrics_in(dashboard_exprs())
     families = {"outreach_sends_total", "outreach_smtp_duration_seconds_bucket", "outreach_gate_waits_total",
                 "outreach_circuit_open", "outreach_mailboxes_paused", "outreach_sends_in_flight",
-                "outreach_backlog_sends", "outreach_unknown_sends"}
+                "outreach_backlog_sends", "outreach_unknown_sends", "outreach_reply_intents_total",
+                "outreach_postponements_total"}
     assert families <= shown, families - shown
 
 
