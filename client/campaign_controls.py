@@ -201,8 +201,9 @@ class CampaignControls:
 
     async def variant_stats(self, campaign_id: str) -> list[dict[str, Any]]:
         """Per step and variant: weight, retired, sent, delivered, hard_bounced, replied,
-        positive_replied, unsubscribed, complained and the two reply rates, counted from
-        the ledger and the inbound messages (store/variant_stats.py, decision 0052)."""
+        positive_replied, unsubscribed, complained, the two reply rates and
+        ``reply_classes`` (prospects per intent class: interested, meeting, ...), counted
+        from the ledger and the inbound messages (store/variant_stats.py, decision 0052)."""
         await campaigns.campaign_info(self.pool, campaign_id)  # UnknownRecord if there is none
         return await variant_stats.variant_stats(self.pool, campaign_id)
 

@@ -227,7 +227,8 @@ async def campaigns_start(campaign_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until the campaign ends (Ctrl-C stops).")
 @click.option("--by-variant", is_flag=True,
-              help="Also the figures per step variant: sent, delivered, bounced, replied, ...")
+              help="Also the figures per step variant: sent, delivered, bounced, replied, ...,"
+              " and its replies per intent class.")
 @run_async
 async def campaigns_status(campaign_id: str, as_json: bool, watch: bool, by_variant: bool) -> None:
     """Show a campaign's state and, per step, its sends by ledger state, progress,

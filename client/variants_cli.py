@@ -31,15 +31,19 @@ def campaigns_variants(campaign_id: str, step: int, name: str | None, reset: boo
 
 
 def variant_lines(rows: list[dict[str, Any]], winners: list[dict[str, Any]]) -> list[str]:
-    """The table of ``status --by-variant``: a line per step variant, then each decision."""
+    """The table of ``status --by-variant``: a line per step variant (its replies by
+    intent class at the end, as ``campaigns status`` shows them per step), then each
+    decision. ``rate`` is the positive reply rate."""
     lines = [f"  {'step':>4} {'variant':<16} {'weight':>6} {'sent':>7} {'deliv.':>7} {'bounced':>7}"
              f" {'replied':>7} {'positive':>8} {'unsub.':>6} {'compl.':>6}  rate"]
     for r in rows:
         name = (r["variant"] or "-") + (" (retired)" if r["retired"] else "")
         weight = f"{r['weight']:g}" if r["weight"] is not None else "-"
+        classes = ", ".join(f"{k} {v}" for k, v in r.get("reply_classes", {}).items() if v)
         lines.append(f"  {r['step']:>4} {name:<16} {weight:>6} {r['sent']:>7} {r['delivered']:>7}"
                      f" {r['hard_bounced']:>7} {r['replied']:>7} {r['positive_replied']:>8}"
-                     f" {r['unsubscribed']:>6} {r['complained']:>6}  {r['positive_reply_rate']:.2%}")
+                     f" {r['unsubscribed']:>6} {r['complained']:>6}  {r['positive_reply_rate']:.2%}"
+                     + (f" [{classes}]" if classes else ""))
     return lines + [winner_line(w) for w in winners]
 
 

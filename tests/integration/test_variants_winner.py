@@ -1,8 +1,9 @@
 """What issue 24 must show end to end: real dovecot, the send worker, the inbox poll and
-variants workflows on the maintenance worker. Two variants; replies appended for one;
-the variants workflow (what its schedule runs) declares it the winner once the sends are
-older than the reply window; prospects added later all get it; the figures per variant
-equal the SMTP server's messages and the replies appended."""
+variants workflows on the maintenance worker. Two variants; interested replies appended
+for one, declines and a question for the other; the variants workflow (what its schedule
+runs) declares the first the winner on positive replies once the sends are older than
+the reply window; prospects added later all get it; the figures per variant, by intent
+class too, equal the SMTP server's messages and the replies appended."""
 
 from __future__ import annotations
 
@@ -91,10 +92,15 @@ async def test_replies_choose_the_winner_and_later_prospects_all_get_it(
 
     first = {m.rcpt_tos[0]: m for m in inbox.messages}
     story = [m for m in first.values() if variant_of(body_of(m)) == "story"]
-    replied = story[: len(story) // 2]  # half the story prospects answer; nobody else does
+    plain = [m for m in first.values() if variant_of(body_of(m)) == "plain"]
+    replied = story[: len(story) // 2]  # half the story prospects answer, all interested
+    declined, asked = plain[:3], plain[3]  # of plain, three decline and one asks
     for m in replied:
         imap.append(SENDER, reply_to(m, "Tell me more."))
-    assert (await poll_now(dev_server, e2e_settings)).found == {"reply": len(replied)}
+    for m in declined:
+        imap.append(SENDER, reply_to(m, "No thanks, we are not interested."))
+    imap.append(SENDER, reply_to(asked, "What does it cost?"))
+    assert (await poll_now(dev_server, e2e_settings)).found == {"reply": len(replied) + 4}
 
     # Sends younger than the reply window are not judged: no winner yet.
     assert (await judge(dev_server, e2e_settings, timedelta(days=1))).winners == []
@@ -103,6 +109,7 @@ async def test_replies_choose_the_winner_and_later_prospects_all_get_it(
     decision = status["winners"][0]
     assert (decision["winner"], decision["decided_by"]) == ("story", "rule")
     assert decision["figures"]["arms"]["story"]["answered"] == len(replied)
+    assert decision["figures"]["arms"]["plain"]["answered"] == 1  # the question; declines are no answer
 
     await client.add_prospects(created.id, csv(tmp_path / "later.csv", 100, 130))
     await inbox.wait_for(lambda: len(inbox.messages) == 130, timeout=90)
@@ -117,7 +124,11 @@ async def test_replies_choose_the_winner_and_later_prospects_all_get_it(
     for name in ("plain", "story"):
         assert figures[name]["sent"] == figures[name]["delivered"] == at_server[name]
     assert figures["story"]["replied"] == figures["story"]["positive_replied"] == len(replied)
-    assert figures["plain"]["replied"] == 0
+    assert (figures["plain"]["replied"], figures["plain"]["positive_replied"]) == (4, 1)
+    # Per intent class, as the reader judged the replies appended.
+    assert {k: v for k, v in figures["story"]["reply_classes"].items() if v} == {"interested": len(replied)}
+    assert {k: v for k, v in figures["plain"]["reply_classes"].items() if v} == {"not_interested": 3,
+                                                                                 "question": 1}
     # What the Grafana panel per campaign reads: the gauge the variants workflow refreshes.
     await judge(dev_server, e2e_settings, timedelta(0))
     for name in ("plain", "story"):
