@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import yaml
 
 from inbox.intent import judge
+from specs.campaign_update import load_campaign_update
 from specs.campaigns import CampaignSpec, resolve_campaign
 from store import inbound
+from store.campaign_update import update_steps
 from store.importer import create_campaign
 from store.inbound import Acted, Inbound, Match
 from store.open_work import reschedule_step
@@ -178,3 +182,20 @@ async def test_a_prospect_whose_windows_never_meet_stays_so(db: asyncpg.Pool) ->
     assert acted.action == "postpone"
     assert await db.fetchval("SELECT next_due_at = 'infinity' FROM prospects WHERE id = $1", asha)
 
+
+async def test_a_new_schedule_does_not_undo_a_postponement(db: asyncpg.Pool, tmp_path: Path) -> None:
+    campaign_id, (asha,) = await created(db, [{"email": "asha@example.in", "timezone": "Asia/Kolkata"}],
+                                         WINDOW)
+    monday = datetime(2027, 3, 22, 9, 0, tzinfo=UTC)
+    await step_1_sent(db, campaign_id, asha, monday)
+    until = (await out_of_office(db, campaign_id, asha, date(2027, 3, 25), monday)).postponed_to
+    assert until == datetime(2027, 3, 26, 0, 0, tzinfo=KOLKATA)
+    # The window widened: every waiting prospect is planned anew, from its plain due
+    # time (a day after step 1) or, postponed, from its postponement.
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in spec([], {**WINDOW, "to": "20:00"}).items()
+                                    if k != "prospects"}))
+    assert (await update_steps(db, campaign_id, load_campaign_update(path))).schedule_changed
+    assert await open_step(db, asha) == (2, until)
+    assert await claimed(db, campaign_id, monday + timedelta(days=1)) == []
+    assert await claimed(db, campaign_id, datetime(2027, 3, 26, 9, 0, tzinfo=KOLKATA)) == [asha]
