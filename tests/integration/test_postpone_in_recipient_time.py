@@ -199,3 +199,26 @@ async def test_a_new_schedule_does_not_undo_a_postponement(db: asyncpg.Pool, tmp
     assert await open_step(db, asha) == (2, until)
     assert await claimed(db, campaign_id, monday + timedelta(days=1)) == []
     assert await claimed(db, campaign_id, datetime(2027, 3, 26, 9, 0, tzinfo=KOLKATA)) == [asha]
+
+
+STEP_2_DELAY = "UPDATE steps SET delay_seconds = $2 WHERE campaign_id = $1 AND step = 2"
+
+
+async def test_a_new_step_delay_does_not_undo_a_postponement(db: asyncpg.Pool) -> None:
+    campaign_id, (asha, ravi) = await created(
+        db, [{"email": "asha@example.in", "timezone": "Asia/Kolkata"},
+             {"email": "ravi@example.in", "timezone": "Asia/Kolkata"}], None)
+    monday = datetime(2027, 3, 22, 9, 0, tzinfo=UTC)
+    for p in (asha, ravi):
+        await step_1_sent(db, campaign_id, p, monday)
+    until = (await out_of_office(db, campaign_id, asha, date(2027, 3, 25), monday)).postponed_to
+    # Step 2's delay becomes 2 days (the trigger re-plans whoever waits for it) and then
+    # 10: Ravi follows each new delay, Asha keeps her postponement until it is passed.
+    await db.execute(STEP_2_DELAY, campaign_id, 172800)
+    assert [await open_step(db, p) for p in (asha, ravi)] == [(2, until), (2, monday + timedelta(days=2))]
+    await db.execute(STEP_2_DELAY, campaign_id, 864000)
+    assert [await open_step(db, p) for p in (asha, ravi)] == [(2, monday + timedelta(days=10))] * 2
+    # The same through the function the scheduler's tests call.
+    await db.execute(STEP_2_DELAY, campaign_id, 3600)
+    assert await reschedule_step(db, campaign_id, 2) == 2
+    assert [await open_step(db, p) for p in (asha, ravi)] == [(2, until), (2, monday + timedelta(hours=1))]
