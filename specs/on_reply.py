@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field, model_validator
 
 from specs.durations import parse_delay
 from specs.scalars import SpecModel
+from specs.schedule import business_days
+from worktime.hours import WorkingHours, wall_instant
 
 
 class Action(StrEnum):
@@ -111,17 +112,19 @@ def default_actions(stop_on_reply: str, stop_on_auto_reply: bool) -> dict[str, A
     return found
 
 
-_BUSINESS = re.compile(r"^\s*(\d{1,2})\s+business\s+days?\s*$", re.I)
 _DAYS = re.compile(r"^\s*(\d{1,3})\s+days?\s*$", re.I)
 
 
 def parse_buffer(text: str, name: str) -> tuple[int, int]:
-    """(business days, seconds): ``1 business day``, ``2 business days``, or a delay as
-    steps write it (``12h``, ``1d``, ``0``). Issue 23 brings business-day delays to
-    steps; this is the small form postponement needs until then."""
-    match = _BUSINESS.match(text)
-    if match:
-        return int(match[1]), 0
+    """(business days, seconds): ``1 business day``, ``2 business days``, ``2bd`` (read
+    as steps' business-day delays are, specs/schedule.py), or a delay as steps write it
+    (``12h``, ``1d``, ``0``)."""
+    try:
+        days = business_days(text)
+    except ValueError as exc:
+        raise ValueError(f"on_reply.{name}: {exc}") from None
+    if days is not None:
+        return days, 0
     return 0, parse_span(text, name)
 
 
@@ -180,30 +183,23 @@ def action_for(kind: str, intent: str | None, policy: ReplyPolicy, stop_on_auto_
     return Action.IGNORE
 
 
-def add_business_days(day: date, n: int) -> date:
-    """The ``n``-th weekday (Monday to Friday) after ``day`` (Saturday + 1: Monday);
-    ``day`` itself for 0. One small function so issue 23's business-day calendar
-    (in the recipient's zone, holidays too) can take its place."""
-    for _ in range(n):
-        day += timedelta(days=1)
-        while day.weekday() >= 5:
-            day += timedelta(days=1)
-    return day
-
-
-def postpone_until(return_date: date | None, now: datetime, zone: str,
+def postpone_until(return_date: date | None, now: datetime, calendar: WorkingHours,
                    policy: ReplyPolicy) -> tuple[datetime, str]:
     """When the next step may go after an out-of-office reply, and why: the start of
-    the return day in ``zone`` (the recipient's when known, else the mailbox's) plus
-    the buffer; a date missing, past, or more than 90 days ahead: ``now`` plus
-    ``postpone_default``."""
-    tz = ZoneInfo(zone)
-    today = now.astimezone(tz).date()
+    the return day in ``calendar``'s zone (the recipient's when known, else the
+    mailbox's: worktime.schedule.recipient_calendar) plus the buffer, its business days
+    counted on ``calendar``'s working days (the schedule's days and holidays; without a
+    schedule Monday to Friday); a date missing, past, or more than 90 days ahead there:
+    ``now`` plus ``postpone_default``. A recipient window, if any, is the claim's to
+    keep: it moves the prospect from here to its next opening (store/open_work.py)."""
+    today = now.astimezone(calendar.zone).date()
     if return_date is not None and today <= return_date <= today + MAX_RETURN_AHEAD:
-        day = add_business_days(return_date, policy.buffer_business_days)
-        at = datetime.combine(day, time(0), tz) + timedelta(seconds=policy.buffer_seconds)
+        day = calendar.working_days_after(return_date, policy.buffer_business_days)
+        # A buffer in hours is wall-clock time from the day's start, as before.
+        start = wall_instant(day, time(0), calendar.zone).astimezone(calendar.zone)
+        at = start + timedelta(seconds=policy.buffer_seconds)
         buffer = (f"{policy.buffer_business_days} business day(s)" if policy.buffer_business_days
                   else f"{policy.buffer_seconds}s")
-        return at, f"return date {return_date.isoformat()} + {buffer}"
+        return at, f"return date {return_date.isoformat()} ({calendar.zone.key}) + {buffer}"
     why = "no return date" if return_date is None else f"return date {return_date.isoformat()} out of range"
     return now + timedelta(seconds=policy.default_seconds), f"{why}: {policy.default_seconds}s"

@@ -90,12 +90,16 @@ async def update_steps(pool: asyncpg.Pool, campaign_id: str, loaded: LoadedUpdat
 
 async def replan_open_work(conn: asyncpg.Connection | PoolConnectionProxy, campaign_id: str) -> int:
     """After the schedule changed: every prospect waiting for a step is due again at its
-    plain due time (step 1 at once; a follow-up its delay after the step before), and the
-    claim plans it anew under the new schedule (decision 0051); returns how many."""
+    plain due time (step 1 at once; a follow-up its delay after the step before), or at
+    the latest postponement of that step by an out-of-office reply if later (decision
+    0053), and the claim plans it anew under the new schedule (decision 0051); returns
+    how many."""
     status = await conn.execute(
-        "UPDATE prospects p SET next_due_at = coalesce(step_due_at(p.campaign_id, p.next_step,"
+        "UPDATE prospects p SET next_due_at = greatest(coalesce(step_due_at(p.campaign_id, p.next_step,"
         " (SELECT s.sent_at FROM sends s WHERE s.campaign_id = p.campaign_id AND s.step = p.next_step - 1"
-        "  AND s.prospect_id = p.id)), '-infinity')"
+        "  AND s.prospect_id = p.id)), '-infinity'),"
+        " (SELECT max(pp.due_after) FROM postponements pp WHERE pp.prospect_id = p.id"
+        "  AND pp.step = p.next_step AND pp.due_after < 'infinity'))"
         " WHERE p.campaign_id = $1 AND p.status = 'active' AND p.next_step IS NOT NULL", campaign_id)
     return int(status.rsplit(" ", 1)[1])
 

@@ -19,6 +19,7 @@ from asyncpg.pool import PoolConnectionProxy
 from mail.unsubscribe import SendKey
 from specs.on_reply import Action, ReplyPolicy, action_for, postpone_until
 from store import suppressions
+from worktime.schedule import Recipient, Schedule, mailbox_hours, recipient_calendar
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -237,9 +238,10 @@ async def act(conn: Conn, row_id: int, found: Inbound) -> list[int]:
     return (await act_on(conn, row_id, found)).stopped
 
 
-async def act_on(conn: Conn, row_id: int, found: Inbound) -> Acted:
+async def act_on(conn: Conn, row_id: int, found: Inbound, as_of: datetime | None = None) -> Acted:
     """Apply one recorded message: a bounce or complaint as before, a person's message
-    by the campaign's on_reply action for its intent (docs/decisions/0053)."""
+    by the campaign's on_reply action for its intent (docs/decisions/0053). ``as_of``:
+    the instant a postponement counts from (default: the transaction's ``now()``)."""
     m = found.match
     if m is None:
         return Acted([])
@@ -252,7 +254,7 @@ async def act_on(conn: Conn, row_id: int, found: Inbound) -> Acted:
     if found.kind in ("bounce", "complaint"):
         acted = Acted(await _act_on_report(conn, found, m, options["workspace_id"]))
     else:
-        acted = await _act_on_person(conn, row_id, found, m, options)
+        acted = await _act_on_person(conn, row_id, found, m, options, as_of)
     if acted.stopped or acted.postponed_to is not None:
         await conn.execute("UPDATE inbound_messages SET acted = true WHERE id = $1", row_id)
     if acted.action is not None:
@@ -281,7 +283,8 @@ async def _act_on_report(conn: Conn, found: Inbound, m: Match, workspace_id: str
     return stopped
 
 
-async def _act_on_person(conn: Conn, row_id: int, found: Inbound, m: Match, options: asyncpg.Record) -> Acted:
+async def _act_on_person(conn: Conn, row_id: int, found: Inbound, m: Match, options: asyncpg.Record,
+                         as_of: datetime | None) -> Acted:
     stored = options["on_reply"]
     policy = ReplyPolicy.from_stored(json.loads(stored) if isinstance(stored, str) else stored,
                                      options["stop_on_reply"], options["stop_on_auto_reply"])
@@ -294,7 +297,7 @@ async def _act_on_person(conn: Conn, row_id: int, found: Inbound, m: Match, opti
         stops = action in (Action.STOP, Action.STOP_WORKSPACE, Action.SUPPRESS)
         return Acted(await _stop_unproven(conn, m, kind, "campaign" if stops else "none"), action.value)
     if action is Action.POSTPONE:
-        return await _postpone(conn, row_id, found, m, policy)
+        return await _postpone(conn, row_id, found, m, policy, as_of)
     if action is Action.SUPPRESS:
         opt_out = found.kind == "unsubscribe" or found.intent == "unsubscribe"
         status, source = ("unsubscribed", "unsubscribe") if opt_out else ("replied", "reply")
@@ -320,13 +323,16 @@ async def _stop_replied(conn: Conn, m: Match, workspace_id: str, workspace: bool
     return stopped
 
 
-async def _postpone(conn: Conn, row_id: int, found: Inbound, m: Match, policy: ReplyPolicy) -> Acted:
+async def _postpone(conn: Conn, row_id: int, found: Inbound, m: Match, policy: ReplyPolicy,
+                    as_of: datetime | None) -> Acted:
     """Move the prospect's next step to the return date plus the buffer (or by
     postpone_default), at most ``max_postpones`` times; past that the reply is ignored."""
     row = await conn.fetchrow(
-        "SELECT p.next_step, p.next_due_at, p.status, mb.timezone, now() AS now,"
+        "SELECT p.next_step, p.next_due_at, p.status, p.timezone, p.country, p.subdivision, c.schedule,"
+        " mb.timezone AS mailbox_timezone, mb.window_start, mb.window_end, mb.window_days, now() AS now,"
         " (SELECT count(*) FROM postponements pp WHERE pp.prospect_id = p.id) AS done"
-        " FROM prospects p JOIN mailboxes mb ON mb.id = p.mailbox_id WHERE p.id = $1 FOR UPDATE OF p",
+        " FROM prospects p JOIN mailboxes mb ON mb.id = p.mailbox_id JOIN campaigns c ON c.id = p.campaign_id"
+        " WHERE p.id = $1 FOR UPDATE OF p",
         m.prospect_id,
     )
     if row is None or row["status"] != "active" or row["next_step"] is None:
@@ -334,9 +340,21 @@ async def _postpone(conn: Conn, row_id: int, found: Inbound, m: Match, policy: R
     if row["done"] >= policy.max_postpones:
         await _note(conn, row_id, f"postpone_max ({policy.max_postpones}) reached: ignored")
         return Acted([], Action.IGNORE.value)
-    until, why = postpone_until(found.return_date, row["now"], row["timezone"], policy)
+    # The return date is the recipient's: read in their zone, the buffer counted on their
+    # working days (issue 23's calendar). A recipient window is kept by the claim, which
+    # moves a prospect due outside it to its next opening (store/open_work.py).
+    schedule = Schedule.from_json(row["schedule"]) if row["schedule"] else None
+    recipient = Recipient(row["timezone"], row["country"], row["subdivision"], mailbox_hours(
+        row["mailbox_timezone"], row["window_start"], row["window_end"], row["window_days"]))
+    calendar = recipient_calendar(schedule, recipient)
+    until, why = postpone_until(found.return_date, as_of or row["now"], calendar, policy)
     due_before: datetime = row["next_due_at"]
-    due_after = until if due_before < until else due_before
+    if due_before.tzinfo is None:
+        # asyncpg reads 'infinity' (windows that never meet, decision 0051) and
+        # '-infinity' (step 1, due at once) as naive datetime.max and min.
+        due_after = due_before if due_before == datetime.max else until
+    else:
+        due_after = max(due_before, until)
     await conn.execute("UPDATE prospects SET next_due_at = $2 WHERE id = $1", m.prospect_id, due_after)
     await conn.execute(
         "INSERT INTO postponements"

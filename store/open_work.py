@@ -288,9 +288,12 @@ def _in_their_windows(rows: Sequence[asyncpg.Record], as_of: datetime) -> tuple[
 
 async def reschedule_step(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str, step: int) -> int:
     """After a step's delay changed: the due time of every prospect waiting for it, from
-    its previous step's ``sent_at`` and the new delay; return how many moved."""
+    its previous step's ``sent_at`` and the new delay, no earlier than a postponement of
+    the step (the trigger of migration 0017 does the same); return how many moved."""
     status = await conn.execute(
-        "UPDATE prospects p SET next_due_at = step_due_at(p.campaign_id, p.next_step, s.sent_at)"
+        "UPDATE prospects p SET next_due_at = greatest(step_due_at(p.campaign_id, p.next_step, s.sent_at),"
+        " (SELECT max(pp.due_after) FROM postponements pp WHERE pp.prospect_id = p.id"
+        "  AND pp.step = p.next_step AND pp.due_after < 'infinity'))"
         " FROM sends s WHERE p.campaign_id = $1 AND p.next_step = $2 AND $2 > 1"
         " AND s.campaign_id = p.campaign_id AND s.step = $2 - 1 AND s.prospect_id = p.id",
         campaign_id, step,

@@ -78,13 +78,18 @@ class WorkingHours:
     def add_working_days(self, at: datetime, n: int) -> datetime:
         """The same wall time ``n`` working days after ``at``'s local date."""
         local = at.astimezone(self.zone)
-        day, counted = local.date(), 0
+        return wall_instant(self.working_days_after(local.date(), n), local.time().replace(fold=0), self.zone)
+
+    def working_days_after(self, day: date, n: int) -> date:
+        """The ``n``-th working day after ``day`` (``day`` itself for 0; with Monday to
+        Friday, Saturday + 1 is Monday)."""
+        counted = 0
         for _ in range(n * 7 + SEARCH_DAYS):
             if counted == n:
                 break
             day += timedelta(days=1)
             counted += self.is_working_day(day)
-        return wall_instant(day, local.time().replace(fold=0), self.zone)
+        return day
 
 
 def first_common_opening(

@@ -5,7 +5,7 @@ window and the mailbox's are open."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -66,6 +66,15 @@ def recipient_hours(schedule: Schedule, recipient: Recipient) -> WorkingHours:
         name = schedule.timezone
     tz = zone(name) if name else recipient.mailbox.zone
     return WorkingHours(tz, schedule.days, schedule.start, schedule.end, _holidays(schedule, recipient))
+
+
+def recipient_calendar(schedule: Schedule | None, recipient: Recipient) -> WorkingHours:
+    """The recipient's working days in the recipient's own zone (the mailbox's when the
+    prospect has none), whatever zone the schedule's window is read in: the schedule's
+    days and holidays, or without a schedule Monday to Friday and no holidays. What an
+    out-of-office's return date is read in and its buffer counted on (decision 0053);
+    its hours are the schedule's, though only its days are asked here."""
+    return recipient_hours(replace(schedule or WORKING_WEEK, timezone=RECIPIENT), recipient)
 
 
 def _holidays(schedule: Schedule, recipient: Recipient) -> Holidays | frozenset[Any]:
