@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 import yaml
+from aiohttp import web
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
@@ -408,7 +409,9 @@ async def record(stack: Stack) -> None:
     await run_maintenance(stack, "reconcile", "reconcile")
     await run_maintenance(stack, "cleanup", "cleanup")
     await run_maintenance(stack, "inbox-poll", "inbox-poll")
-    await run_maintenance(stack, "webhook", "webhook")
+    webhook: WebhookResult = await run_maintenance(stack, "webhook", "webhook")
+    if webhook.delivered == 0:
+        raise RecordingFailed("the webhook run delivered no event (each send is one, decision 0053)")
     await run_maintenance(stack, "variants", "variants")
     await mailboxes_ended(stack)
 
@@ -611,7 +614,30 @@ async def redis_under(url: str, prefix: str) -> AsyncIterator[aioredis.Redis]:
         await redis.aclose()
 
 
-def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settings:
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A local receiver that takes every POST (its URL, and the bodies it got): the
+    recorded campaigns' sends are webhook events (decision 0053), delivered for real."""
+    bodies: list[bytes] = []
+
+    async def take(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/outreach-webhook", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/outreach-webhook", bodies
+    finally:
+        await runner.cleanup()
+
+
+def recording_settings(database_url: str, redis_url: str, prefix: str, webhook_url: str) -> Settings:
     """Fast and small: no spacing, short retries, four sends per step run."""
     return history_settings(
         database_url=database_url, redis_url=redis_url, task_queue=prefix, metrics_port=0,
@@ -619,8 +645,7 @@ def recording_settings(database_url: str, redis_url: str, prefix: str) -> Settin
         step_min_sleep_seconds=0.5, paused_recheck_seconds=0.5, send_first_retry_seconds=0.2,
         limit_throttle_jitter_seconds=1.0, step_sends_per_run=4,
         retention_sent_days=0.0, retention_failed_days=0.0, maintenance_timeout_seconds=60.0,
-        # Turns the webhook schedule on; no inbound events are recorded, so nothing is posted.
-        webhook_url="http://127.0.0.1:9/outreach-webhook",
+        webhook_url=webhook_url,  # turns the webhook schedule on
         webhook_secret="recording-only-webhook-secret",  # no webhook starts without one (0047)
     )
 
@@ -664,8 +689,9 @@ async def main(out: Path, pg_admin_url: str, redis_url: str, only: list[str] | N
         redis_under(redis_url, prefix) as redis,
         LocalSmtpServer() as inbox,
         LocalSmtpServer(credentials={GUARDED: "secret"}) as guarded,
+        webhook_receiver() as (webhook_url, _),
     ):
-        settings = recording_settings(database_url, redis_url, prefix)
+        settings = recording_settings(database_url, redis_url, prefix, webhook_url)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
             data_converter=data_converter(settings), identity=IDENTITY,
